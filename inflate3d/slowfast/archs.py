@@ -67,12 +67,12 @@ for _d in DEPTHS:
     register(Arch(f"i3d_r{_d}", "resnet3d", _d, _frozen(dict(
         depth=_d, conv1_kernel=(5, 7, 7), conv1_stride_t=2, pool1_stride_t=2,
         inflate=i3d_inflate_pattern(_d), zero_init_residual=False)), (32, 224, 224),
-        f"I3D ResNet-{_d} (mmaction2 i3d config: 5x7x7 stem, temporal stride 2, mixed 3x1x1)"))
+        "I3D: 5x7x7 stem, 3x1x1 in alternate blocks"))
 for _d in DEPTHS:
     register(Arch(f"slowonly_r{_d}", "resnet3d", _d, _frozen(dict(
         depth=_d, conv1_kernel=(1, 7, 7), conv1_stride_t=1, pool1_stride_t=1,
         inflate=(0, 0, 1, 1), with_pool2=False)), (8, 224, 224),
-        f"Slow-only ResNet-{_d} (3x1x1 in layer3-4)"))
+        "Slow-only: 3x1x1 in layer3-4"))
 
 
 def _slowfast(name: str, depth: int, resample: int, speed: int, fusion_kernel: int) -> Arch:
@@ -83,8 +83,8 @@ def _slowfast(name: str, depth: int, resample: int, speed: int, fusion_kernel: i
                           inflate=(0, 0, 1, 1)),
         fast_pathway=dict(depth=depth, lateral=False, base_channels=8, conv1_kernel=(5, 7, 7),
                           conv1_stride_t=1, pool1_stride_t=1))), (32, 224, 224),
-        f"SlowFast ResNet-{depth}, slow {32 // resample} x {resample} frames, alpha {speed}, "
-        f"fusion kernel {fusion_kernel}"))
+        f"SlowFast: slow {32 // resample} + fast {32 * speed // resample} frames, "
+        f"fusion {fusion_kernel}"))
 
 
 _slowfast("slowfast_r50_4x16", 50, 8, 8, 5)

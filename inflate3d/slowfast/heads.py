@@ -33,8 +33,8 @@ class BaseHead(nn.Module):
         self.avg_pool = nn.AdaptiveAvgPool3d((1, 1, 1)) if spatial_type == "avg" else None
 
     @torch.no_grad()
-    def init_weights(self) -> None:
-        nn.init.normal_(self.fc_cls.weight, 0.0, self.init_std)
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        nn.init.normal_(self.fc_cls.weight, 0.0, self.init_std, generator=generator)
         nn.init.zeros_(self.fc_cls.bias)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,7 @@ class Recognizer3D(nn.Module):
             scores = torch.sigmoid(scores) if multi else F.softmax(scores, dim=2)
         return scores.mean(dim=1)
 
-    def init_weights(self) -> None:
-        self.backbone.init_weights()
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        self.backbone.init_weights(generator)
         if self.cls_head is not None:
-            self.cls_head.init_weights()
+            self.cls_head.init_weights(generator)

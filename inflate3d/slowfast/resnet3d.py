@@ -147,11 +147,11 @@ class ResNet3d(nn.Module):
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     @torch.no_grad()
-    def init_weights(self) -> None:
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
         """mmaction2's fresh init: Kaiming-normal (fan_out, ReLU) convs, BN 1/0, and with
         ``zero_init_residual`` the last BN of every block at 0 so blocks start as identities."""
         for m in self.modules():
-            init_module(m)
+            init_module(m, generator)
         if self.zero_init_residual:
             for m in self.modules():
                 if isinstance(m, (BasicBlock3d, Bottleneck3d)):
@@ -175,12 +175,14 @@ class ResNet3d(nn.Module):
         return self
 
 
-def init_module(m: nn.Module) -> None:
+@torch.no_grad()
+def init_module(m: nn.Module, generator: torch.Generator | None = None) -> None:
     """Initialise one leaf module the way mmaction2 (mmcv ``kaiming_init``) does."""
     if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Conv2d)):
-        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
     elif isinstance(m, nn.modules.batchnorm._BatchNorm):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
+        m.reset_running_stats()

@@ -68,6 +68,6 @@ class ResNet3dSlowFast(nn.Module):
         lateral = self.slow_path.lateral_for_stage(stage)
         return x_slow if lateral is None else torch.cat((x_slow, lateral(x_fast)), dim=1)
 
-    def init_weights(self) -> None:
-        self.slow_path.init_weights()
-        self.fast_path.init_weights()
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        self.slow_path.init_weights(generator)
+        self.fast_path.init_weights(generator)

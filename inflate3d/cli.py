@@ -1,0 +1,101 @@
+"""``inflate3d``: the command line. Commands are thin: they parse options and call a module of
+``inflate3d.commands``, importing torch only there, so ``inflate3d --help`` stays instant."""
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from . import __version__
+from .console import Console
+
+ARCH_DEFAULT = "slowfast_r50_4x16"
+json_option = click.option("--json", "json_mode", is_flag=True, help="Print one JSON document for scripts.")
+debug_option = click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+
+
+def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
+    """Call a command body; turn inflate3d's errors into one line and an exit code."""
+    from .errors import Inflate3dError
+
+    console = Console(json_mode=json_mode)
+    try:
+        code = fn(console, **kwargs)
+    except Inflate3dError as e:
+        if debug:
+            traceback.print_exc()
+        console.error(str(e))
+        if json_mode:
+            console.emit_json({"ok": False, "error": str(e)})
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        console.error("interrupted; no output was written")
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="inflate3d")
+def main() -> None:
+    """Turn 2D ImageNet ResNets into verified 3D video networks (I3D, Slow-only, SlowFast)."""
+
+
+@main.command()
+@json_option
+@debug_option
+def archs(json_mode: bool, debug: bool) -> None:
+    """List the named architectures: family, depth, parameters and input clip."""
+    from .commands import archs as cmd
+
+    _run(json_mode, debug, cmd.run)
+
+
+@main.command()
+@click.argument("source", required=False)
+@click.option("--arch", default=ARCH_DEFAULT, show_default=True, help="Target architecture (see `inflate3d archs`).")
+@click.option("--method", type=click.Choice(["mean", "center"]), default="mean", show_default=True,
+              help="mean: w/T on every tap (I3D); center: w on the centre tap, zeros elsewhere.")
+@click.option("--head", default="none", show_default=True, help="none | imagenet (keep the 2D fc) | N (fresh head, N classes).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file [default: checkpoints/<arch>_<method>_<source>.<ext>].")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "pth"]), default="safetensors", show_default=True,
+              help="pth writes mmaction2's {'state_dict', 'meta'} container.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--no-verify", is_flag=True, help="Skip the strict-load and boring-video checks.")
+@click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512), help="Frame size of the verification clip.")
+@click.option("--seed", default=0, show_default=True, help="Seed of fresh initialisations (fast pathway, laterals, new head).")
+@click.option("--dry-run", is_flag=True, help="Print the 2D->3D key map and write nothing.")
+@click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded. Only for files you trust.")
+@json_option
+@debug_option
+def inflate(json_mode: bool, debug: bool, **opts) -> None:
+    """Inflate a 2D ResNet into a 3D network and verify it.
+
+    SOURCE is a torchvision-style ResNet state dict (.safetensors, .pth, .pt), or
+    torchvision:resnetNN[:IMAGENET1K_V1|IMAGENET1K_V2] from the torch hub cache. Without SOURCE:
+    torchvision's ImageNet weights if cached, else a seeded initialisation (said loudly).
+    """
+    from .commands import inflate as cmd
+
+    _run(json_mode, debug, cmd.run, **opts)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--against", "source", required=True, help="The 2D source it was inflated from (path or torchvision:...).")
+@click.option("--arch", default=None, help="Architecture [default: from the checkpoint's metadata].")
+@click.option("--method", type=click.Choice(["mean", "center"]), default=None,
+              help="[default: from the metadata, else detected from the kernels]")
+@click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512))
+@click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
+@json_option
+@debug_option
+def verify(json_mode: bool, debug: bool, **opts) -> None:
+    """Check an inflated CHECKPOINT: strict load, then boring-video equivalence with its 2D source."""
+    from .commands import verify as cmd
+
+    _run(json_mode, debug, cmd.run, **opts)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""One module per CLI command: orchestration and rendering; the work is in the library."""

@@ -1,0 +1,70 @@
+"""The one object that owns all output: rich tables and messages for people, JSON for scripts.
+
+Commands never print directly. In JSON mode stdout carries exactly one JSON document; messages and
+errors go to stderr either way.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console as RichConsole
+from rich.table import Table
+
+
+class Console:
+    def __init__(self, *, json_mode: bool = False, quiet: bool = False) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.out = RichConsole(highlight=False, soft_wrap=True)
+        self.err = RichConsole(stderr=True, highlight=False, soft_wrap=True)
+
+    def info(self, message: str) -> None:
+        if not self.json_mode and not self.quiet:
+            self.out.print(message)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[bold yellow]warning:[/] {message}")
+
+    def error(self, message: str) -> None:
+        self.err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+
+    def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+              *, justify: Sequence[str] | None = None) -> None:
+        """A table; the first column never wraps (it holds names)."""
+        if self.json_mode or self.quiet:
+            return
+        t = Table(title=title, title_justify="left", title_style="bold")
+        for i, col in enumerate(columns):
+            t.add_column(col, justify=(justify[i] if justify else "left"), no_wrap=i == 0)  # type: ignore[arg-type]
+        for row in rows:
+            t.add_row(*(str(c) for c in row))
+        self.out.print(t)
+
+    def status(self, message: str):
+        """A spinner for people; nothing in JSON mode or when stdout is not a terminal."""
+        if self.json_mode or self.quiet or not sys.stdout.isatty():
+            return _Null()
+        return self.err.status(message)
+
+    def emit_json(self, payload: Any) -> None:
+        if self.json_mode:
+            sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

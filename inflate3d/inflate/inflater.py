@@ -1,0 +1,141 @@
+"""Inflation, end to end but for files: plan -> fresh units -> tensors, one at a time.
+
+``prepare`` does all the checking (depth, names, shapes) on a meta-device network, so nothing is
+allocated for tensors a loader would overwrite; ``tensors()`` then yields the output in state-dict
+order, each computed from its 2D source just before it is written.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..errors import Inflate3dError
+from ..slowfast.archs import Arch, build_model, get_arch
+from ..slowfast.resnet3d import init_module
+from .kernels import METHODS, inflate_kernel, pad_columns_front, pad_in_channels
+from .mapping import FRESH, HEAD, Plan, plan_inflation
+from .sources import Source2D
+
+HEAD_CHOICES = "none | imagenet | N (classes)"
+
+
+def parse_head(head: str | int | None) -> str | int | None:
+    """'none' -> None, 'imagenet' -> 'imagenet', 'N' -> N."""
+    if head is None or head == "none":
+        return None
+    if head == "imagenet":
+        return "imagenet"
+    try:
+        n = int(head)
+    except (TypeError, ValueError):
+        raise Inflate3dError(f"--head {head!r}: expected {HEAD_CHOICES}") from None
+    if n < 1:
+        raise Inflate3dError(f"--head {head!r}: the number of classes must be >= 1")
+    return n
+
+
+@dataclass
+class Inflation:
+    arch: Arch
+    method: str
+    head: str | int | None
+    source: Source2D
+    model: nn.Module  # meta-device target (fresh units materialised)
+    plan: Plan
+    seed: int
+
+    @property
+    def float_dtype(self) -> torch.dtype:
+        return self.source.tensors["conv1.weight"].dtype
+
+    def dtype_of(self, entry) -> torch.dtype:
+        if entry.source is not None:
+            return self.source.tensors[entry.source].dtype
+        return torch.int64 if entry.key.endswith("num_batches_tracked") else self.float_dtype
+
+    def specs(self) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
+        return [(e.key, e.shape, self.dtype_of(e)) for e in self.plan.entries]
+
+    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        fresh = self._fresh_tensors()
+        for e in self.plan.entries:
+            if e.action == FRESH:
+                yield e.key, fresh[e.key].to(self.dtype_of(e))
+                continue
+            src = self.source.tensors[e.source]
+            if len(e.shape) == 5:
+                t = inflate_kernel(pad_in_channels(src, e.pad), e.shape[2], self.method)
+            elif e.action == HEAD:
+                t = pad_columns_front(src, e.pad)
+            else:
+                t = src.contiguous()
+            yield e.key, t
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.tensors())
+
+    def _fresh_tensors(self) -> dict[str, torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.seed)
+        out: dict[str, torch.Tensor] = {}
+        for unit in self.plan.fresh_units:
+            if unit.endswith("num_batches_tracked"):
+                out[unit] = torch.zeros((), dtype=torch.int64)
+                continue
+            module = self.model.get_submodule(unit).to_empty(device="cpu")
+            if hasattr(module, "init_weights"):
+                module.init_weights(generator=gen)
+            else:
+                for m in module.modules():
+                    init_module(m, gen)
+            out.update({f"{unit}.{k}": v for k, v in module.state_dict().items()})
+        return out
+
+    def metadata(self) -> dict[str, str]:
+        """Provenance: no timestamps and no absolute paths, so outputs are reproducible."""
+        return {
+            "format": "inflate3d",
+            "inflate3d_version": __version__,
+            "scheme": "mmaction2",
+            "arch": self.arch.name,
+            "method": self.method,
+            "head": "none" if self.head is None else str(self.head),
+            "source": self.source.label,
+            "source_kind": self.source.kind,
+            "source_sha256": self.source.sha256,
+            "source_depth": str(self.source.depth),
+            "seed": str(self.seed),
+        }
+
+
+def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",
+            head: str | int | None = None, seed: int = 0) -> Inflation:
+    arch = arch if isinstance(arch, Arch) else _arch(arch)
+    if method not in METHODS:
+        raise Inflate3dError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    head = parse_head(head)
+    origin = source.label
+    if source.depth != arch.depth:
+        raise Inflate3dError(f"{origin}: is a ResNet-{source.depth} but {arch.name} needs a "
+                             f"ResNet-{arch.depth}; pick an arch of depth {source.depth} "
+                             "(see `inflate3d archs`)")
+    if head == "imagenet":
+        if "fc.weight" not in source.tensors:
+            raise Inflate3dError(f"{origin}: has no fc.weight, so --head imagenet has nothing to "
+                                 "keep; use --head none or --head N")
+        num_classes = int(source.tensors["fc.weight"].shape[0])
+    else:
+        num_classes = head
+    model = build_model(arch, num_classes=num_classes, device="meta", init=False)
+    plan = plan_inflation(model, source.tensors, head_from_2d=head == "imagenet", origin=origin)
+    return Inflation(arch, method, head, source, model, plan, seed)
+
+
+def _arch(name: str) -> Arch:
+    try:
+        return get_arch(name)
+    except KeyError as e:
+        raise Inflate3dError(f"--arch: {e.args[0]}") from None

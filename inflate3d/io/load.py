@@ -1,0 +1,196 @@
+"""Load a checkpoint safely: safetensors, or ``torch.load(weights_only=True)``; never run code.
+
+Formats are told apart by their first bytes, not their file names. A pickle that needs code to
+unpickle is refused with the globals it asks for; ``trust_pickle=True`` is the explicit way past.
+Containers (``state_dict``, ``model_state``, ``model``) and ``module.`` prefixes are unwrapped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import struct
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import Inflate3dError
+
+CONTAINER_KEYS = ("state_dict", "model_state", "model")
+PREFIXES = ("module.",)
+
+
+@dataclass
+class Checkpoint:
+    """Tensors by name in file order, with where they came from."""
+
+    path: Path
+    format: str  # 'safetensors' | 'torch-zip' | 'torch-pickle'
+    tensors: dict[str, torch.Tensor]
+    container: str | None = None  # the key that held the weights, if any
+    prefix: str | None = None  # the prefix stripped from every key, if any
+    metadata: dict[str, str] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)  # non-weight entries left out
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sniff_format(path: Path) -> str:
+    """'safetensors', 'torch-zip' or 'torch-pickle', from the file's first bytes."""
+    _check_readable(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) == 0:
+        raise Inflate3dError(f"{path}: the file is empty; point to a checkpoint file")
+    if head[:4] == b"PK\x03\x04":
+        return "torch-zip"
+    if head[:1] == b"\x80":
+        return "torch-pickle"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    raise Inflate3dError(f"{path}: not a safetensors, torch zip or pickle checkpoint "
+                         f"(first bytes {head[:8]!r})")
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise Inflate3dError(f"{path}: no such file")
+    if path.is_dir():
+        raise Inflate3dError(f"{path}: is a directory; point to a checkpoint file")
+    if not os.access(path, os.R_OK):
+        raise Inflate3dError(f"{path}: permission denied; make the file readable")
+
+
+def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> Checkpoint:
+    path = Path(path)
+    fmt = sniff_format(path)
+    if fmt == "safetensors":
+        tensors, metadata = _load_safetensors(path)
+        ckpt = Checkpoint(path, fmt, tensors, metadata=metadata)
+    else:
+        obj = _torch_load(path, trust_pickle=trust_pickle)
+        ckpt = _unwrap(path, fmt, obj)
+    _strip_prefix(ckpt)
+    for name, t in ckpt.tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            warnings.warn(f"{path}: tensor {name} holds NaN or Inf values", stacklevel=2)
+    return ckpt
+
+
+def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise Inflate3dError(f"{path}: truncated safetensors file (no header)")
+        (n,) = struct.unpack("<Q", raw)
+        if n > size - 8:
+            raise Inflate3dError(f"{path}: safetensors header claims {n} bytes but the file has "
+                                 f"{size - 8}; the file is truncated or corrupt")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise Inflate3dError(f"{path}: invalid safetensors header ({e})") from None
+    if not isinstance(header, dict):
+        raise Inflate3dError(f"{path}: invalid safetensors header (not a JSON object)")
+    end = max((v.get("data_offsets", [0, 0])[1] for k, v in header.items()
+               if k != "__metadata__" and isinstance(v, dict)), default=0)
+    if 8 + n + end > size:
+        raise Inflate3dError(f"{path}: safetensors header describes {end} bytes of tensors but "
+                             f"only {size - 8 - n} follow; the file is truncated")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            keys = [k for k in header if k != "__metadata__"]
+            tensors = {k: f.get_tensor(k) for k in sorted(keys, key=lambda k: header[k]["data_offsets"][0])}
+    except (SafetensorError, ValueError, TypeError, KeyError, OSError) as e:
+        raise Inflate3dError(f"{path}: unreadable safetensors file ({e})") from None
+    return tensors, metadata
+
+
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+(?: [\w.]+)?)")
+
+
+def _torch_load(path: Path, *, trust_pickle: bool) -> Any:
+    if fmt_is_zip(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except zipfile.BadZipFile as e:
+            raise Inflate3dError(f"{path}: corrupt torch zip checkpoint ({e}); the file is "
+                                 "truncated or damaged") from None
+        if bad is not None:
+            raise Inflate3dError(f"{path}: corrupt torch zip checkpoint (bad member {bad})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=False)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        found = sorted(set(_GLOBAL_RE.findall(msg)))
+        if "weights_only" in msg or found:
+            what = ", ".join(found) if found else "code"
+            raise Inflate3dError(
+                f"{path}: refused: unpickling would call {what}. Nothing was run. If you trust "
+                "this file, pass --trust-pickle") from None
+        raise Inflate3dError(f"{path}: corrupt pickle checkpoint ({msg.splitlines()[0]})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise Inflate3dError(f"{path}: unreadable torch checkpoint ({first})") from None
+
+
+def fmt_is_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:
+    container = None
+    dropped: list[str] = []
+    outer = obj if isinstance(obj, dict) else {}
+    if isinstance(obj, dict) and not _is_tensor_dict(obj):
+        for key in CONTAINER_KEYS:
+            if key in obj and isinstance(obj[key], dict):
+                container = key
+                dropped = [k for k in obj if k != key]
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict):
+        raise Inflate3dError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    non_tensors = [k for k in obj if k not in tensors]
+    if not tensors:
+        raise Inflate3dError(f"{path}: no tensors found (keys: {', '.join(map(str, list(obj)[:8]))})")
+    if non_tensors:
+        raise Inflate3dError(f"{path}: entries that are not tensors where weights are expected: "
+                             f"{', '.join(map(str, non_tensors[:8]))}")
+    metadata = {}
+    if container and isinstance(outer.get("meta"), dict):  # mmaction2 {'state_dict', 'meta'}
+        metadata = {str(k): str(v) for k, v in outer["meta"].items()}
+    return Checkpoint(path, fmt, {str(k): v for k, v in tensors.items()}, container=container,
+                      metadata=metadata, dropped=dropped)
+
+
+def _is_tensor_dict(obj: dict) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _strip_prefix(ckpt: Checkpoint) -> None:
+    for prefix in PREFIXES:
+        if ckpt.tensors and all(k.startswith(prefix) for k in ckpt.tensors):
+            ckpt.tensors = {k[len(prefix):]: v for k, v in ckpt.tensors.items()}
+            ckpt.prefix = prefix
+            return

@@ -1,0 +1,67 @@
+"""Checks that load, run and compare: strict loading, boring-video equivalence with the 2D source."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import CHECK_FAILED, Inflate3dError
+from ..inflate.kernels import METHODS
+from ..slowfast.archs import Arch, build_model
+from .boring import StageCheck, boring_video_check, build_2d
+from .strict import strict_load
+
+__all__ = ["StageCheck", "Verification", "boring_video_check", "detect_method", "strict_load",
+           "verify_inflated"]
+
+
+@dataclass
+class Verification:
+    arch: str
+    method: str
+    checks: list[StageCheck] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+
+def detect_method(tensors: Mapping[str, torch.Tensor]) -> str:
+    """'center' when every temporal kernel has zeros off its centre tap, else 'mean'."""
+    kernels = [t for k, t in tensors.items() if t.dim() == 5 and t.shape[2] > 1 and "fast_path" not in k
+               and "_lateral" not in k]
+    if not kernels:
+        return "mean"  # nothing temporal to tell: both methods give the same tensors
+    for w in kernels:
+        c = (w.shape[2] - 1) // 2
+        off = torch.cat((w[:, :, :c].flatten(), w[:, :, c + 1:].flatten()))
+        if bool(off.any()):
+            return "mean"
+    return "center"
+
+
+def verify_inflated(tensors: Mapping[str, torch.Tensor], arch: Arch, source_tensors: Mapping[str, torch.Tensor],
+                    *, depth: int, method: str | None = None, origin: str, size: int = 32,
+                    seed: int = 0) -> Verification:
+    """Strict-load ``tensors`` (recognizer names) into ``arch`` and compare with the 2D source on a
+    boring video. The logits are compared too when the head is the 2D classifier's."""
+    method = method or detect_method(tensors)
+    if method not in METHODS:
+        raise Inflate3dError(f"{origin}: unknown inflation method {method!r}", exit_code=CHECK_FAILED)
+    head_w = tensors.get("cls_head.fc_cls.weight")
+    num_classes = int(head_w.shape[0]) if head_w is not None else None
+    model = build_model(arch, num_classes=num_classes, init=False)
+    strict_load(model, tensors, origin)
+    result = Verification(arch.name, method)
+    result.notes.append(f"strict load into {arch.name}: {len(tensors)} tensors, no missing or "
+                        "unexpected keys, all shapes equal")
+    net2d = build_2d(source_tensors, depth)
+    compare_logits = head_w is not None and "fc.weight" in source_tensors and \
+        int(source_tensors["fc.weight"].shape[0]) == num_classes
+    dtype = next(iter(tensors.values())).dtype
+    with torch.random.fork_rng(devices=[]):
+        result.checks = boring_video_check(model, net2d, method=method, dtype=dtype, size=size,
+                                           seed=seed, compare_logits=compare_logits)
+    return result

@@ -1,0 +1,118 @@
+"""Boring-video equivalence: a 3D net inflated from a 2D one, run on an image repeated over time,
+must reproduce the 2D net's features in every frame the maths guarantees (see ``temporal``)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..slowfast.recognizer import Recognizer3D
+from ..slowfast.slowfast import ResNet3dSlowFast
+from .temporal import Frames, shortest_clip, stage_frames
+
+# Relative tolerance (max |3D - 2D| / max |2D|) by the checkpoint's storage dtype. ``mean`` stores
+# w / T rounded to that dtype; measured in float64 compute that rounding reaches 5e-6 at the
+# output of I3D-R152 for float32 checkpoints. A corrupted tensor gives errors of order 1.
+TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9, torch.float16: 2e-2, torch.bfloat16: 8e-2}
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+
+@dataclass(frozen=True)
+class StageCheck:
+    name: str
+    frames: Frames | None  # None for the logits
+    max_abs: float
+    max_rel: float
+    tol: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_rel <= self.tol  # NaN fails too
+
+
+def build_2d(tensors: Mapping[str, torch.Tensor], depth: int) -> nn.Module:
+    """The torchvision ResNet the 3D net was inflated from, in float32, eval mode."""
+    import torchvision
+
+    num_classes = int(tensors["fc.weight"].shape[0]) if "fc.weight" in tensors else 1000
+    net = getattr(torchvision.models, f"resnet{depth}")(num_classes=num_classes)
+    result = net.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                  for k, v in tensors.items()}, strict=False)
+    left = [k for k in result.missing_keys if not k.startswith("fc.")]
+    if left or result.unexpected_keys:
+        raise ValueError(f"2D source does not fit torchvision resnet{depth}: "
+                         f"missing {left[:3]}, unexpected {result.unexpected_keys[:3]}")
+    return net.eval()
+
+
+def _capture(modules: Mapping[str, nn.Module]):
+    out: dict[str, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, o, n=n: out.__setitem__(n, o.detach().clone()))
+               for n, m in modules.items()]
+    return out, handles
+
+
+def boring_video_check(model: Recognizer3D, net2d: nn.Module, *, method: str,
+                       compute: torch.dtype = torch.float64, dtype: torch.dtype = torch.float32,
+                       size: int = 32, seed: int = 0,
+                       compare_logits: bool = False) -> list[StageCheck]:
+    """Per-stage (and optionally logit) comparison of ``model`` on a static clip with ``net2d`` on
+    its frame. Both run in ``compute`` precision (float64: the arithmetic's own noise then sits
+    far below the tolerance, so what is measured is the checkpoint), in eval mode. ``dtype`` is
+    the checkpoint's storage dtype, which sets the tolerance."""
+    model = model.to(compute).eval()
+    net2d = net2d.to(compute)
+    backbone = model.backbone
+    slowfast = isinstance(backbone, ResNet3dSlowFast)
+    path = backbone.slow_path if slowfast else backbone
+    use_pool2 = not slowfast and path.with_pool2
+    t = shortest_clip(path, method=method, use_pool2=use_pool2)
+    frames = stage_frames(path, t, method=method, use_pool2=use_pool2)
+    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(compute)
+    clip = image.unsqueeze(2).expand(-1, -1, t, -1, -1).contiguous()
+    inputs = (clip, image.unsqueeze(2).expand(-1, -1, t * backbone.speed_ratio, -1, -1).contiguous()) \
+        if slowfast else clip
+
+    got3d, h3 = _capture({"stem": path.conv1, **{n: getattr(path, n) for n in path.res_layers}})
+    got2d, h2 = _capture({"stem": net2d.relu, **{n: getattr(net2d, n) for n in path.res_layers}})
+    try:
+        with torch.inference_mode():
+            feats = backbone(inputs)
+            logits2d = net2d(image)
+    finally:
+        for h in h3 + h2:
+            h.remove()
+    tol = TOLERANCE.get(dtype, 1e-4)
+    checks = []
+    for name in STAGES[: 1 + len(path.res_layers)]:
+        f = frames[name]
+        a3 = got3d[name][:, :, f.lo: f.hi + 1]
+        a2 = got2d[name].unsqueeze(2).expand_as(a3)
+        checks.append(_compare(name, f, a3, a2, tol))
+    if compare_logits and model.cls_head is not None:
+        checks.append(_compare("logits", None, _clean_logits(model, feats, frames), logits2d, tol))
+    return checks
+
+
+def _clean_logits(model: Recognizer3D, feats, frames: dict[str, Frames]) -> torch.Tensor:
+    """The head applied to the clean frames of the last stage (all frames with ``center``)."""
+    head = model.cls_head
+    last = frames[list(frames)[-1]]
+    with torch.inference_mode():
+        if isinstance(feats, tuple):
+            slow, fast = feats
+            pooled = torch.cat((head.pool(fast), head.pool(slow[:, :, last.lo: last.hi + 1])), dim=1)
+        else:
+            pooled = head.pool(feats[:, :, last.lo: last.hi + 1])
+        return head.fc_cls(pooled.flatten(1))
+
+
+def _compare(name: str, frames: Frames | None, a: torch.Tensor, b: torch.Tensor, tol: float) -> StageCheck:
+    diff = (a - b).abs().max().item()
+    scale = b.abs().max().item()
+    rel = diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+    if not torch.isfinite(a).all():
+        diff = rel = float("nan")
+    return StageCheck(name, frames, diff, rel, tol)
