@@ -1,0 +1,85 @@
+"""The verifier computes the clean frames exactly and catches a corrupted checkpoint."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inflate3d.inflate import prepare
+from inflate3d.slowfast import build_model
+from inflate3d.verify import detect_method, verify_inflated
+from inflate3d.verify.boring import build_2d
+from inflate3d.verify.temporal import Frames, shortest_clip, stage_frames
+
+
+def test_frames_through_a_padded_conv():
+    f = Frames(10, 0, 9).through(3, 1, 1)  # 3x1x1, padding 1: one frame lost at each end
+    assert (f.length, f.lo, f.hi) == (10, 1, 8)
+    f = Frames(10, 0, 9).through(5, 2, 2)  # the I3D stem
+    assert (f.length, f.lo, f.hi) == (5, 1, 3)
+    f = Frames(10, 0, 9).through(5, 2, 2, padding_matters=False)
+    assert (f.length, f.lo, f.hi) == (5, 0, 4)
+
+
+def test_slowonly_r50_radius_is_one_frame_per_inflated_block():
+    net = build_model("slowonly_r50", device="meta", num_classes=None).backbone
+    frames = stage_frames(net, 20, method="mean", use_pool2=False)
+    # layer3 has 6 inflated blocks, layer4 3: 6 then 9 contaminated frames at each end
+    assert (frames["layer3"].lo, frames["layer3"].hi) == (6, 13)
+    assert (frames["layer4"].lo, frames["layer4"].hi) == (9, 10)
+    assert shortest_clip(net, method="mean", use_pool2=False) == 20
+    assert shortest_clip(net, method="center", use_pool2=False) == 2
+
+
+def _layer4_errors(src, method: str, frames: int) -> list[float]:
+    """Relative error of every layer4 frame of Slow-only R50 on a static clip vs the 2D net."""
+    model = build_model("slowonly_r50", num_classes=None, init=False)
+    model.load_state_dict(prepare(src, "slowonly_r50", method=method).state_dict())
+    image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).double()
+    net2d = build_2d(src.tensors, 50).double()
+    with torch.inference_mode():
+        feats = model.double().eval().backbone(image.unsqueeze(2).expand(-1, -1, frames, -1, -1))
+        x = net2d.maxpool(net2d.relu(net2d.bn1(net2d.conv1(image))))
+        ref = net2d.layer4(net2d.layer3(net2d.layer2(net2d.layer1(x))))
+    return [((feats[:, :, j] - ref).abs().max() / ref.abs().max()).item() for j in range(frames)]
+
+
+def test_the_clean_interval_is_tight(seeded):
+    """With mean, the error decays with the distance from the clip ends and reaches the float32
+    rounding floor exactly at the computed interval (frames 9..10 of 20); with center every frame
+    is exact."""
+    rel = _layer4_errors(seeded(50), "mean", 20)
+    floor = max(rel[9], rel[10])
+    assert floor < 1e-6
+    assert rel[8] > 10 * floor and rel[11] > 10 * floor
+    assert all(rel[j] > rel[j + 1] for j in range(9)) and all(rel[j] < rel[j + 1] for j in range(10, 19))
+    assert max(_layer4_errors(seeded(50), "center", 20)) < 1e-12
+
+
+@pytest.mark.parametrize("arch,method", [("slowfast_r50_4x16", "mean"), ("i3d_r18", "center")])
+def test_a_corrupted_tensor_fails_the_check(arch, method, seeded):
+    depth = int(arch.split("_r")[1].split("_")[0])
+    src = seeded(depth)
+    sd = prepare(src, arch, method=method).state_dict()
+    key = next(k for k in sd if "layer3.1.conv2.conv.weight" in k)
+    sd[key] = sd[key] + 0.05 * torch.randn_like(sd[key])
+    ver = verify_inflated(sd, prepare(src, arch).arch, src.tensors, depth=depth, method=method, origin="x")
+    assert not ver.passed
+    failed = [c.name for c in ver.checks if not c.passed]
+    assert failed == ["layer3", "layer4"]  # earlier stages still match
+
+
+def test_slow_features_do_not_depend_on_the_fast_weights(seeded):
+    src = seeded(50)
+    sd = prepare(src, "slowfast_r50_8x8", method="center").state_dict()
+    for k in sd:
+        if "fast_path" in k and k.endswith("conv.weight"):
+            sd[k] = torch.randn_like(sd[k])
+    ver = verify_inflated(sd, prepare(src, "slowfast_r50_8x8").arch, src.tensors, depth=50,
+                          method="center", origin="x")
+    assert ver.passed
+
+
+def test_detect_method(seeded):
+    src = seeded(18)
+    assert detect_method(prepare(src, "i3d_r18", method="center").state_dict()) == "center"
+    assert detect_method(prepare(src, "i3d_r18", method="mean").state_dict()) == "mean"
