@@ -123,7 +123,7 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata
 
 
-_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+(?: [\w.]+)?)")
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def _torch_load(path: Path, *, trust_pickle: bool) -> Any:
