@@ -85,7 +85,7 @@ class Inflation:
             if unit.endswith("num_batches_tracked"):
                 out[unit] = torch.zeros((), dtype=torch.int64)
                 continue
-            module = self.model.get_submodule(unit).to_empty(device="cpu")
+            module = _materialise(self.model.get_submodule(unit))
             if hasattr(module, "init_weights"):
                 module.init_weights(generator=gen)
             else:
@@ -109,6 +109,22 @@ class Inflation:
             "source_depth": str(self.source.depth),
             "seed": str(self.seed),
         }
+
+
+def _materialise(module: nn.Module) -> nn.Module:
+    """Give a meta-device module real (uninitialised) CPU tensors, in place.
+
+    Plain ``torch.empty`` rather than ``Module.to_empty``: on meta tensors the latter goes through
+    a Python reference that imports sympy, half a second of start-up for nothing.
+    """
+    for m in module.modules():
+        for name, p in m._parameters.items():
+            if p is not None:
+                m._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype), p.requires_grad)
+        for name, b in m._buffers.items():
+            if b is not None:
+                m._buffers[name] = torch.empty(b.shape, dtype=b.dtype)
+    return module
 
 
 def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",

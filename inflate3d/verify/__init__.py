@@ -52,7 +52,7 @@ def verify_inflated(tensors: Mapping[str, torch.Tensor], arch: Arch, source_tens
         raise Inflate3dError(f"{origin}: unknown inflation method {method!r}", exit_code=CHECK_FAILED)
     head_w = tensors.get("cls_head.fc_cls.weight")
     num_classes = int(head_w.shape[0]) if head_w is not None else None
-    model = build_model(arch, num_classes=num_classes, init=False)
+    model = build_model(arch, num_classes=num_classes, device="meta", init=False)
     strict_load(model, tensors, origin)
     result = Verification(arch.name, method)
     result.notes.append(f"strict load into {arch.name}: {len(tensors)} tensors, no missing or "

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..slowfast.recognizer import Recognizer3D
 from ..slowfast.slowfast import ResNet3dSlowFast
+from .reference2d import ResNet2d
 from .temporal import Frames, shortest_clip, stage_frames
 
 # Relative tolerance (max |3D - 2D| / max |2D|) by the checkpoint's storage dtype. ``mean`` stores
@@ -33,17 +34,21 @@ class StageCheck:
 
 
 def build_2d(tensors: Mapping[str, torch.Tensor], depth: int) -> nn.Module:
-    """The torchvision ResNet the 3D net was inflated from, in float32, eval mode."""
-    import torchvision
-
+    """The 2D ResNet the 3D net was inflated from (torchvision's architecture), eval mode. Built on
+    the meta device and given the source's tensors, so no weight is initialised for nothing."""
     num_classes = int(tensors["fc.weight"].shape[0]) if "fc.weight" in tensors else 1000
-    net = getattr(torchvision.models, f"resnet{depth}")(num_classes=num_classes)
-    result = net.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                  for k, v in tensors.items()}, strict=False)
-    left = [k for k in result.missing_keys if not k.startswith("fc.")]
-    if left or result.unexpected_keys:
-        raise ValueError(f"2D source does not fit torchvision resnet{depth}: "
-                         f"missing {left[:3]}, unexpected {result.unexpected_keys[:3]}")
+    with torch.device("meta"):
+        net = ResNet2d(depth, num_classes=num_classes)
+    expected = net.state_dict()
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items() if k in expected}
+    missing = [k for k in expected if k not in state and not k.startswith("fc.")]
+    unexpected = [k for k in tensors if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"2D source does not fit a ResNet-{depth}: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    for k in expected:  # a source without a classifier: a zero fc (logits are then not compared)
+        state.setdefault(k, torch.zeros(expected[k].shape))
+    net.load_state_dict(state, strict=True, assign=True)
     return net.eval()
 
 
