@@ -58,6 +58,7 @@ def alternate(baseline, target, repeats: int, before=None) -> dict:
     tw, tm = zip(*(r[1] for r in rows))
     return {"baseline_s": statistics.median(bw), "target_s": statistics.median(tw),
             "ratio": statistics.median(t[0] / b[0] for b, t in rows),
+            "difference_s": statistics.median(t[0] - b[0] for b, t in rows),
             "baseline_peak_mib": statistics.median(bm), "target_peak_mib": statistics.median(tm)}
 
 
@@ -102,7 +103,7 @@ def bench_verify_cost(tmp: Path, src: Path, repeats: int) -> dict:
     out = tmp / "v.safetensors"
     base = INFLATE3D + ["inflate", str(src), "--arch", "slowfast_r50_4x16", "-o", str(out), "--force"]
     res = alternate(lambda: run_process(base + ["--no-verify"]), lambda: run_process(base), repeats)
-    res["verify_s"] = res["target_s"] - res["baseline_s"]
+    res["verify_s"] = res["difference_s"]
     return res
 
 
@@ -174,31 +175,49 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 
+    rows = table_rows(results)
     m = results["machine"]
-    table = Table(title=f"inflate3d benchmarks, {m['date']}, {m['cores']} cores, torch {m['torch']}, "
-                        f"median of {args.repeats}", title_justify="left")
-    for col in ("measure", "baseline", "inflate3d", "ratio", "target", "holds"):
+    title = (f"inflate3d benchmarks, {m['date']}, {m['cores']} cores, Python {m['python']}, "
+             f"torch {m['torch']}, median of {args.repeats}")
+    table = Table(title=title, title_justify="left")
+    for col in COLUMNS:
         table.add_column(col, justify="left" if col in ("measure", "target") else "right")
+    for r in rows:
+        table.add_row(*r[:-1], "yes" if r[-1] else "[bold red]NO[/]")
+    Console(width=160).print(table)
+    md = [f"{title}:", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    md += ["| " + " | ".join([*r[:-1], "yes" if r[-1] else "**NO**"]) + " |" for r in rows]
+    args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(f"figures written to {args.out} and {args.out.with_suffix('.md')}")
+
+
+COLUMNS = ("measure", "baseline", "inflate3d", "ratio", "target", "holds")
+
+
+def table_rows(results: dict) -> list[list]:
     inf, ver, fwd, hlp = (results[k] for k in ("inflate_slowfast", "verify_cost", "forward", "help"))
-
-    def row(name, base, tgt, ratio, target, holds):
-        table.add_row(name, base, tgt, ratio, target, "yes" if holds else "[bold red]NO[/]")
-
-    row("inflate R50 -> SlowFast-R50 4x16, wall (vs I/O floor)", f"{inf['baseline_s']:.2f} s",
-        f"{inf['target_s']:.2f} s", f"{inf['ratio']:.2f}", "<= 1.15", inf["ratio"] <= 1.15)
-    row("  same, peak RSS (vs I/O floor)", f"{inf['baseline_peak_mib']:.0f} MiB", f"{inf['target_peak_mib']:.0f} MiB",
-        f"+{inf['extra_peak_mib']:.0f} MiB", "<= +150 MiB", inf["extra_peak_mib"] <= 150)
-    row("verification cost (vs 1 pytorchvideo SlowFast forward 32x224x224)", f"{fwd['baseline_s']:.2f} s",
-        f"{ver['verify_s']:.2f} s", f"{ver['ratio_to_forward']:.2f}", "<= 3", ver["ratio_to_forward"] <= 3)
-    row("forward slowfast_r50_8x8 (vs pytorchvideo create_slowfast), 2 threads", f"{fwd['baseline_s']:.2f} s",
-        f"{fwd['target_s']:.2f} s", f"{fwd['ratio']:.2f}", "<= 1.0", fwd["ratio"] <= 1.0)
-    row("inflate3d --help (vs python -c pass)", f"{hlp['baseline_s']:.2f} s", f"{hlp['target_s']:.2f} s",
-        f"{hlp['ratio']:.2f}", "<= 0.3 s, no torch", hlp["target_s"] <= 0.3 and not hlp["imports_torch"])
+    rows = [
+        ["inflate R50 -> SlowFast-R50 4x16, --no-verify, wall (baseline: I/O floor)",
+         f"{inf['baseline_s']:.2f} s", f"{inf['target_s']:.2f} s", f"{inf['ratio']:.2f}", "<= 1.15",
+         inf["ratio"] <= 1.15],
+        ["same, peak RSS (baseline: I/O floor)", f"{inf['baseline_peak_mib']:.0f} MiB",
+         f"{inf['target_peak_mib']:.0f} MiB", f"+{inf['extra_peak_mib']:.0f} MiB", "<= +150 MiB",
+         inf["extra_peak_mib"] <= 150],
+        ["verification cost of SlowFast-R50 (baseline: 1 pytorchvideo SlowFast forward, 32x224x224)",
+         f"{fwd['baseline_s']:.2f} s", f"{ver['verify_s']:.2f} s", f"{ver['ratio_to_forward']:.2f}", "<= 3",
+         ver["ratio_to_forward"] <= 3],
+        ["forward slowfast_r50_8x8, 1x3x32x224x224, 2 threads (baseline: pytorchvideo create_slowfast)",
+         f"{fwd['baseline_s']:.2f} s", f"{fwd['target_s']:.2f} s", f"{fwd['ratio']:.2f}", "<= 1.0",
+         fwd["ratio"] <= 1.0],
+        ["inflate3d --help (baseline: python -c pass)", f"{hlp['baseline_s']:.2f} s",
+         f"{hlp['target_s']:.2f} s", f"{hlp['ratio']:.2f}", "<= 0.3 s, torch not imported",
+         hlp["target_s"] <= 0.3 and not hlp["imports_torch"]],
+    ]
     for name, r in results.get("scaling", {}).items():
-        row(f"scaling: inflate -> {name} ({r['output_mib']:.0f} MiB out)", f"{r['baseline_s']:.2f} s",
-            f"{r['target_s']:.2f} s", f"{r['ratio']:.2f}", f"peak +{r['extra_peak_mib']:.0f} MiB", True)
-    Console().print(table)
-    print(f"figures written to {args.out}")
+        rows.append([f"scaling: inflate -> {name}, {r['output_mib']:.0f} MiB out (baseline: I/O floor)",
+                     f"{r['baseline_s']:.2f} s", f"{r['target_s']:.2f} s", f"{r['ratio']:.2f}",
+                     f"peak +{r['extra_peak_mib']:.0f} MiB", True])
+    return rows
 
 
 if __name__ == "__main__":

@@ -91,11 +91,11 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> C
 
 
 def _finite(t: torch.Tensor) -> bool:
-    """NaN and Inf propagate through a float64 sum, so one reduction screens a tensor; only a
-    non-finite sum is looked at element by element (a huge finite sum is not a false alarm)."""
+    """NaN and Inf propagate through a sum, so one reduction (no copy) screens a tensor; only a
+    non-finite sum, which an overflow can also cause, is looked at element by element."""
     if not t.is_floating_point():
         return True
-    return bool(torch.isfinite(t.sum(dtype=torch.float64))) or bool(torch.isfinite(t).all())
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -47,9 +47,10 @@ class ResNet3dSlowFast(nn.Module):
     def sample(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two pathway inputs mmaction2 takes from one clip (frames 0, r, 2r, ...)."""
         slow = F.interpolate(clip, mode="nearest", scale_factor=(1.0 / self.resample_rate, 1.0, 1.0))
-        fast = F.interpolate(clip, mode="nearest",
-                             scale_factor=(1.0 / (self.resample_rate // self.speed_ratio), 1.0, 1.0))
-        return slow, fast
+        fast_rate = self.resample_rate // self.speed_ratio
+        if fast_rate == 1:  # every frame: no copy
+            return slow, clip
+        return slow, F.interpolate(clip, mode="nearest", scale_factor=(1.0 / fast_rate, 1.0, 1.0))
 
     def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x_slow, x_fast = self.sample(x) if isinstance(x, torch.Tensor) else x
