@@ -97,5 +97,42 @@ def verify(json_mode: bool, debug: bool, **opts) -> None:
     _run(json_mode, debug, cmd.run, **opts)
 
 
+SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d"]
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (required unless --dry-run).")
+@click.option("--from", "source_scheme", type=click.Choice(SCHEME_NAMES), help="[default: detected from the keys]")
+@click.option("--to", "target_scheme", type=click.Choice(SCHEME_NAMES), default="mmaction2", show_default=True)
+@click.option("--arch", default=None, help="Native architecture to check against [default: inferred from keys and shapes].")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "pth", "pkl"]), default=None,
+              help="safetensors [default], pth (the target codebase's container) or pkl (Caffe2 blobs).")
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="Cast floating tensors [default: keep].")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--dry-run", is_flag=True, help="Print the key map and write nothing.")
+@click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
+@json_option
+@debug_option
+def convert(json_mode: bool, debug: bool, **opts) -> None:
+    """Convert CHECKPOINT between mmaction2, PySlowFast (and its Caffe2 blobs), pytorchvideo and
+    torchvision-style 3D names, through the native names; prove it by converting back."""
+    from .commands import convert as cmd
+
+    _run(json_mode, debug, cmd.run, **opts)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
+@json_option
+@debug_option
+def inspect(json_mode: bool, debug: bool, **opts) -> None:
+    """Describe CHECKPOINT: format, container, scheme, tensors, metadata and inferred architecture."""
+    from .commands import inspect as cmd
+
+    _run(json_mode, debug, cmd.run, **opts)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console as RichConsole
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -25,22 +26,27 @@ class Console:
         if not self.json_mode and not self.quiet:
             self.out.print(message)
 
+    def note(self, message: str) -> None:
+        """Plain text (file names, keys, notes): never read as rich markup."""
+        self.info(escape(message))
+
     def warn(self, message: str) -> None:
-        self.err.print(f"[bold yellow]warning:[/] {message}")
+        self.err.print(f"[bold yellow]warning:[/] {escape(message)}")
 
     def error(self, message: str) -> None:
-        self.err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+        self.err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
 
     def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-              *, justify: Sequence[str] | None = None) -> None:
-        """A table; the first column never wraps (it holds names)."""
+              *, justify: Sequence[str] | None = None, markup: bool = False) -> None:
+        """A table; the first column never wraps (it holds names). Cells are plain text unless
+        ``markup``; a table whose columns are all empty has no header."""
         if self.json_mode or self.quiet:
             return
-        t = Table(title=title, title_justify="left", title_style="bold")
+        t = Table(title=title, title_justify="left", title_style="bold", show_header=any(columns))
         for i, col in enumerate(columns):
             t.add_column(col, justify=(justify[i] if justify else "left"), no_wrap=i == 0)  # type: ignore[arg-type]
         for row in rows:
-            t.add_row(*(str(c) for c in row))
+            t.add_row(*(str(c) if markup else escape(str(c)) for c in row))
         self.out.print(t)
 
     def status(self, message: str):

@@ -24,6 +24,11 @@ def mmaction2_reference() -> dict:
     return json.loads((DATA / "mmaction2_state_dicts.json").read_text())["archs"]
 
 
+@pytest.fixture(scope="session")
+def pyslowfast_reference() -> dict:
+    return json.loads((DATA / "pyslowfast_state_dicts.json").read_text())
+
+
 _SOURCES: dict[int, object] = {}
 
 

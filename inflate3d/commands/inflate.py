@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rich.markup import escape
+
 from ..console import Console, human_bytes
 from ..errors import CHECK_FAILED, Inflate3dError
 from .verify import render_verification, verification_json
@@ -47,7 +49,7 @@ def run(console: Console, source: str | None, arch: str, method: str, head: str,
     _render_report(console, inflation)
     if ver is not None:
         render_verification(console, ver)
-    console.info(f"[bold green]wrote[/] {out} ({human_bytes(size)}, {fmt}, "
+    console.info(f"[bold green]wrote[/] {escape(str(out))} ({human_bytes(size)}, {fmt}, "
                  f"{'verified' if ver else 'not verified: --no-verify'})")
     console.emit_json({"ok": True, "output": str(out), "format": fmt, "bytes": size,
                        **_report_json(inflation),
@@ -110,20 +112,20 @@ def _report_json(inflation) -> dict:
 
 def _render_report(console: Console, inflation) -> None:
     src = inflation.source
-    console.info(f"[bold]{inflation.arch.name}[/] from {src.description}, method [bold]{inflation.method}[/]")
+    console.note(f"{inflation.arch.name} from {src.description}, method {inflation.method}")
     padded = [e for e in inflation.plan.entries if e.padded]
     rows = [[action, f"{n['tensors']:,}", f"{n['values']:,}"] for action, n in _summary(inflation).items()
             if n["tensors"]]
     console.table("Where every output tensor comes from", ["action", "tensors", "values"], rows,
                   justify=["left", "right", "right"])
     if padded:
-        console.info(f"zero-padded input channels (lateral inputs, appended at the end of dim 1): "
+        console.note(f"zero-padded input channels (lateral inputs, appended at the end of dim 1): "
                      f"{len(padded)} tensors, e.g. {padded[0].key} (+{padded[0].pad})")
     if inflation.plan.fresh_units:
-        console.info("fresh init (no 2D counterpart; mmaction2's Kaiming / normal init, seed "
+        console.note("fresh init (no 2D counterpart; mmaction2's Kaiming / normal init, seed "
                      f"{inflation.seed}): {', '.join(inflation.plan.fresh_units)}")
     if inflation.plan.unused:
-        console.info(f"2D tensors not used: {', '.join(inflation.plan.unused)}")
+        console.note(f"2D tensors not used: {', '.join(inflation.plan.unused)}")
 
 
 def _render_plan(console: Console, inflation) -> int:

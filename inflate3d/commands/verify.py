@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
+
 from ..console import Console
 from ..errors import CHECK_FAILED, Inflate3dError
 
 
 def render_verification(console: Console, ver) -> None:
     for note in ver.notes:
-        console.info(f"[green]✓[/] {note}")
+        console.info(f"[green]✓[/] {escape(note)}")
     rows = []
     for c in ver.checks:
         frames = "all (pooled)" if c.frames is None else f"{c.frames.lo}..{c.frames.hi} of {c.frames.length}"
@@ -17,7 +19,7 @@ def render_verification(console: Console, ver) -> None:
                      "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"])
     console.table(f"Boring-video equivalence with the 2D net ({ver.method}; frames that must match)",
                   ["check", "frames", "max abs err", "max rel err", "tol", "result"], rows,
-                  justify=["left", "right", "right", "right", "right", "left"])
+                  justify=["left", "right", "right", "right", "right", "left"], markup=True)
 
 
 def verification_json(ver) -> dict:

@@ -79,6 +79,8 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> C
     if fmt == "safetensors":
         tensors, metadata = _load_safetensors(path)
         ckpt = Checkpoint(path, fmt, tensors, metadata=metadata)
+    elif fmt == "torch-pickle" and (blobs := _caffe2_blobs(path, trust_pickle)) is not None:
+        ckpt = Checkpoint(path, "caffe2-pickle", blobs[0], container="blobs", metadata=blobs[1])
     else:
         obj = _torch_load(path, trust_pickle=trust_pickle)
         ckpt = _unwrap(path, fmt, obj)
@@ -88,6 +90,29 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> C
         warnings.warn(f"{path}: NaN or Inf values in {', '.join(bad[:5])}"
                       f"{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}", stacklevel=2)
     return ckpt
+
+
+def _caffe2_blobs(path: Path, trust_pickle: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
+    """A Caffe2 pickle's blobs, or None when the file is a torch legacy pickle (whose first object
+    is torch's magic number). Only numpy arrays and containers can be built while looking."""
+    from . import caffe2
+
+    try:
+        first = caffe2.first_object(path)
+    except pickle.UnpicklingError as e:
+        found = _GLOBAL_RE.findall(str(e))
+        if found and trust_pickle:
+            return None  # the user vouches for it: torch.load(weights_only=False) decides
+        if found:
+            raise Inflate3dError(f"{path}: refused: unpickling would call {', '.join(found)}. Nothing "
+                                 "was run. If you trust this file, pass --trust-pickle") from None
+        raise Inflate3dError(f"{path}: corrupt pickle ({e})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as e:
+        raise Inflate3dError(f"{path}: corrupt pickle ({type(e).__name__}: {e})") from None
+    if isinstance(first, int):
+        return None
+    meta = first.get("inflate3d") if isinstance(first, dict) else None
+    return caffe2.read_blobs(path, first), {str(k): str(v) for k, v in (meta or {}).items()}
 
 
 def _finite(t: torch.Tensor) -> bool:

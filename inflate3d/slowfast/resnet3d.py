@@ -31,19 +31,21 @@ def per_stage(value, num_stages: int) -> tuple:
     return value
 
 
-def per_block(flag: int | Sequence[int], blocks: int, stage: int) -> tuple[bool, ...]:
-    """A stage's inflate setting as one flag per block: an int means every block."""
-    if isinstance(flag, (int, bool)):
-        return (bool(flag),) * blocks
-    flags = tuple(bool(f) for f in flag)
+def per_block(flag, blocks: int, stage: int, what: str = "inflate pattern") -> tuple:
+    """A stage's setting as one value per block: a single value means every block."""
+    if isinstance(flag, (int, bool, str)):
+        return (flag,) * blocks
+    flags = tuple(flag)
     if len(flags) != blocks:
-        raise ValueError(f"inflate pattern of layer{stage + 1} has {len(flags)} flags for "
-                         f"{blocks} blocks")
+        raise ValueError(f"{what} of layer{stage + 1} has {len(flags)} flags for {blocks} blocks")
     return flags
 
 
 class ResNet3d(nn.Module):
     """3D ResNet (depth 18-152) whose state dict matches mmaction2's ``ResNet3d`` key for key.
+
+    ``inflate`` and ``inflate_style`` take one value for the net, one per stage, or per stage one
+    per block (mixed 3x1x1 / 3x3x3 nets, as published by I3ResNet-style inflaters).
 
     Forward returns the feature map of the stages in ``out_indices`` (a tensor when only one).
     ``norm_eval`` keeps BN in eval mode while training; ``frozen_stages`` freezes the stem
@@ -58,7 +60,7 @@ class ResNet3d(nn.Module):
                  conv1_stride_s: int = 2, conv1_stride_t: int = 1, pool1_stride_s: int = 2,
                  pool1_stride_t: int = 1, with_pool1: bool = True, with_pool2: bool = True,
                  style: str = "pytorch", frozen_stages: int = -1, inflate: InflatePattern = (1, 1, 1, 1),
-                 inflate_style: str = "3x1x1", norm_eval: bool = False,
+                 inflate_style: str | Sequence = "3x1x1", norm_eval: bool = False,
                  zero_init_residual: bool = True) -> None:
         super().__init__()
         if depth not in STAGE_BLOCKS:
@@ -87,6 +89,8 @@ class ResNet3d(nn.Module):
         temporal_strides = per_stage(temporal_strides, num_stages)
         dilations = per_stage(dilations, num_stages)
         inflations = per_stage(inflate, num_stages)
+        styles = per_stage(inflate_style, num_stages) if not isinstance(inflate_style, str) \
+            else (inflate_style,) * num_stages
 
         self.conv1 = ConvBN3d(in_channels, base_channels, self.conv1_kernel,
                               stride=(conv1_stride_t, conv1_stride_s, conv1_stride_s),
@@ -104,7 +108,8 @@ class ResNet3d(nn.Module):
                                          spatial_stride=spatial_strides[i],
                                          temporal_stride=temporal_strides[i],
                                          dilation=dilations[i],
-                                         inflate=per_block(inflations[i], blocks, i))
+                                         inflate=tuple(map(bool, per_block(inflations[i], blocks, i))),
+                                         styles=per_block(styles[i], blocks, i, "inflate_style"))
             inplanes = planes * self.block.expansion
             self.add_module(f"layer{i + 1}", layer)
             self.res_layers.append(f"layer{i + 1}")
@@ -115,7 +120,8 @@ class ResNet3d(nn.Module):
         return [0] * self.num_stages
 
     def _make_res_layer(self, inplanes: int, planes: int, blocks: int, *, spatial_stride: int,
-                        temporal_stride: int, dilation: int, inflate: tuple[bool, ...]) -> nn.Sequential:
+                        temporal_stride: int, dilation: int, inflate: tuple[bool, ...],
+                        styles: tuple[str, ...]) -> nn.Sequential:
         out = planes * self.block.expansion
         downsample = None
         if spatial_stride != 1 or inplanes != out:
@@ -128,7 +134,7 @@ class ResNet3d(nn.Module):
                 spatial_stride=spatial_stride if b == 0 else 1,
                 temporal_stride=temporal_stride if b == 0 else 1,
                 dilation=dilation, downsample=downsample if b == 0 else None, style=self.style,
-                inflate=inflate[b], inflate_style=self.inflate_style))
+                inflate=inflate[b], inflate_style=styles[b]))
         return nn.Sequential(*layers)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:

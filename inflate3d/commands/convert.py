@@ -1,0 +1,151 @@
+"""``inflate3d convert``: load -> map to native -> check against the architecture -> map to the
+target scheme -> save (atomically) -> prove it: the output converts back to the source bit for bit
+and loads strictly into the native network."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+
+from ..console import Console, human_bytes
+from ..errors import CHECK_FAILED, Inflate3dError
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+CONTAINERS = {"mmaction2": "{'state_dict', 'meta'}", "pyslowfast": "{'model_state', 'epoch'}",
+              "pytorchvideo": "{'model_state'}", "torchvision3d": "a plain state dict"}
+
+
+def run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
+        target_scheme: str, arch: str | None, fmt: str | None, dtype: str | None, force: bool,
+        dry_run: bool, trust_pickle: bool) -> int:
+    import torch
+
+    from ..inflate.convert import convert
+    from ..io.load import load_checkpoint, sha256_file
+
+    path = Path(checkpoint)
+    ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
+    tensors = ckpt.tensors
+    if dtype:
+        tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
+                   for k, v in tensors.items()}
+    conv = convert(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch)
+    arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
+    if dry_run:
+        console.table(f"Key map {conv.source_scheme} -> mmaction2 -> {conv.target_scheme} (dry run)",
+                      ["source", "native", "target"], [[s, n or "(dropped)", t or "(dropped)" if n else "-"]
+                                                      for s, n, t in conv.key_map])
+        _render_notes(console, conv, arch_text)
+        console.emit_json({"ok": True, "dry_run": True, **_json(conv), "map": [
+            {"source": s, "native": n, "target": t} for s, n, t in conv.key_map]})
+        return 0
+    if output is None:
+        raise Inflate3dError("convert: give an output path with -o (or use --dry-run)")
+    fmt = fmt or "safetensors"
+    if fmt == "pkl" and conv.target_scheme != "caffe2":
+        raise Inflate3dError("--format pkl writes Caffe2 blobs; use it with --to caffe2")
+    if conv.target_scheme == "caffe2" and fmt == "pth":
+        raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
+    out = Path(output)
+    meta = {"format": "inflate3d", "inflate3d_version": _version(), "source": path.name,
+            "source_sha256": sha256_file(path), "source_scheme": conv.source_scheme,
+            "target_scheme": conv.target_scheme, "arch": conv.arch_name or ""}
+    _write(out, conv, meta, fmt=fmt, force=force, inputs=[path])
+    proof = _prove(out, conv, tensors, trust_pickle)
+    _render_notes(console, conv, arch_text)
+    for line in proof:
+        console.info(f"[green]✓[/] {escape(line)}")
+    size = out.stat().st_size
+    console.info(f"[bold green]wrote[/] {escape(str(out))} ({human_bytes(size)}, {fmt}, {conv.target_scheme}"
+                 f"{', ' + escape(CONTAINERS.get(conv.target_scheme, '')) if fmt == 'pth' else ''})")
+    console.emit_json({"ok": True, "output": str(out), "format": fmt, "bytes": size, **_json(conv),
+                       "checks": proof})
+    return 0
+
+
+def format_overrides(overrides: dict) -> str:
+    """``{'slow_pathway': {'lateral_norm': True}}`` -> ``slow_pathway.lateral_norm=True``."""
+    parts = []
+    for k, v in overrides.items():
+        parts += [f"{k}.{kk}={vv}" for kk, vv in v.items()] if isinstance(v, dict) else [f"{k}={v}"]
+    return ", ".join(parts)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _write(out: Path, conv, meta: dict, *, fmt: str, force: bool, inputs) -> None:
+    import torch
+
+    from ..io.caffe2 import write_blobs
+    from ..io.save import atomic_output, write_safetensors
+
+    with atomic_output(out, force=force, inputs=inputs) as f:
+        if fmt == "safetensors":
+            specs = [(k, tuple(v.shape), v.dtype) for k, v in conv.tensors.items()]
+            write_safetensors(f, specs, conv.tensors.items(), meta)
+        elif fmt == "pkl":
+            write_blobs(f, conv.tensors, meta)
+        else:
+            torch.save(container(conv.target_scheme, conv.tensors, meta), f)
+
+
+def container(scheme: str, tensors: dict, meta: dict) -> object:
+    """The target codebase's own checkpoint layout."""
+    if scheme == "mmaction2":
+        return {"state_dict": tensors, "meta": meta}
+    if scheme == "pyslowfast":
+        return {"epoch": 0, "model_state": tensors, "inflate3d": meta}
+    if scheme == "pytorchvideo":
+        return {"model_state": tensors, "inflate3d": meta}
+    return tensors
+
+
+def _prove(out: Path, conv, source_tensors, trust_pickle: bool) -> list[str]:
+    """Read the written file back; it must load strictly into the native architecture and convert
+    back to the source scheme bit for bit."""
+    import torch
+
+    from ..inflate.convert import convert
+    from ..io.load import load_checkpoint
+    from ..slowfast.archs import build_model
+    from ..verify.strict import strict_load
+
+    written = load_checkpoint(out, trust_pickle=trust_pickle).tensors
+    native = written if conv.target_scheme == "mmaction2" else \
+        convert(written, source=conv.target_scheme, target="mmaction2", origin=str(out)).tensors
+    model = build_model(conv.arch_name, device="meta", init=False, num_classes=conv.arch.num_classes,
+                        **conv.arch_overrides)
+    strict_load(model, native, str(out))
+    back = convert(written, source=conv.target_scheme, target=conv.source_scheme, origin=str(out)).tensors
+    caffe2_counters = conv.target_scheme == "caffe2"  # Caffe2 cannot store BN batch counters
+    expected = {k: v for k, v in source_tensors.items() if k in back
+                and not (caffe2_counters and k.endswith("num_batches_tracked"))}
+    lost = [k for k in source_tensors if k not in back]
+    caffe2_float = conv.target_scheme == "caffe2"
+    differ = [k for k, v in expected.items()
+              if not torch.equal(back[k], v.float() if caffe2_float and v.is_floating_point() else v)]
+    if differ or set(back) - set(source_tensors):
+        raise Inflate3dError(f"{out}: converting back does not reproduce the source ({len(differ)} tensors "
+                             f"differ: {', '.join(differ[:3])})", exit_code=CHECK_FAILED)
+    checks = [f"loads strictly into {conv.arch_name} ({len(native)} tensors, all shapes equal)",
+              f"converts back to {conv.source_scheme} bit for bit ({len(expected)} tensors)"]
+    if lost:
+        checks.append(f"{len(lost)} source entries have no {conv.target_scheme} counterpart (see notes)")
+    return checks
+
+
+def _render_notes(console: Console, conv, arch_text: str) -> None:
+    console.note(f"{conv.source_scheme} -> {conv.target_scheme}: {len(conv.tensors)} tensors, "
+                 f"{'two pathways' if conv.two_pathways else 'one pathway'}, architecture {arch_text}")
+    for note in conv.notes:
+        console.note(f"note: {note}")
+
+
+def _json(conv) -> dict:
+    return {"source_scheme": conv.source_scheme, "target_scheme": conv.target_scheme,
+            "arch": conv.arch_name, "arch_overrides": format_overrides(conv.arch_overrides),
+            "tensors": len(conv.tensors), "notes": conv.notes}

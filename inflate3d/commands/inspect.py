@@ -1,0 +1,74 @@
+"""``inflate3d inspect``: what a checkpoint is: format, container, scheme, tensors, metadata, and
+the architecture its keys and shapes imply."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from ..console import Console
+from ..errors import Inflate3dError
+from .convert import format_overrides
+
+
+def _pattern(flags) -> str:
+    return "(" + ", ".join("".join(str(f) for f in stage) for stage in flags) + ")"
+
+
+def run(console: Console, checkpoint: str, trust_pickle: bool) -> int:
+    from ..inflate.convert import match_arch, scheme, to_native
+    from ..inflate.detect import detect_scheme, infer_arch
+    from ..io.load import load_checkpoint
+
+    path = Path(checkpoint)
+    ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
+    name, two = detect_scheme(ckpt.tensors, checkpoint)
+    by_dtype: Counter = Counter()
+    for t in ckpt.tensors.values():
+        by_dtype[str(t.dtype).replace("torch.", "")] += t.numel()
+    report = {"path": str(path), "format": ckpt.format, "container": ckpt.container, "prefix": ckpt.prefix,
+              "dropped_entries": ckpt.dropped, "scheme": name, "tensors": len(ckpt.tensors),
+              "values_by_dtype": dict(by_dtype), "metadata": ckpt.metadata}
+    arch = None
+    if name != "torchvision3d" or any(t.dim() == 5 for t in ckpt.tensors.values()):
+        native, _, notes = to_native(ckpt.tensors, scheme(name), two, checkpoint)
+        info = infer_arch(native, checkpoint)
+        try:
+            named, overrides = match_arch(native, info, checkpoint)
+            arch = {"name": named.name, "overrides": format_overrides(overrides)}
+        except Inflate3dError as e:  # inspection reports, it does not refuse
+            arch = {"name": None, "why": str(e)}
+        report["architecture"] = {
+            "family": info.family, "depth": info.depth, "pathways": len(info.pathways),
+            "lateral_norm": info.lateral_norm, "fusion_kernel": info.fusion_kernel,
+            "channel_ratio": info.channel_ratio, "head_classes": info.num_classes, "matches": arch,
+            "per_pathway": {p: {"stem_kernel": list(v["conv1_kernel"]), "stage_blocks": list(v["stage_blocks"]),
+                                "inflate": [list(s) for s in v["inflate"]], "inflate_style": v["inflate_style"],
+                                "width": v["base_channels"]} for p, v in info.pathways.items()},
+            "notes": notes + info.notes}
+    console.emit_json(report)
+    rows = [["file", str(path)], ["format", ckpt.format],
+            ["container", f"{ckpt.container or '-'}{', prefix ' + ckpt.prefix if ckpt.prefix else ''}"],
+            ["scheme", f"{name} ({'two pathways' if two else 'one pathway'})"],
+            ["tensors", f"{len(ckpt.tensors):,}"],
+            ["values by dtype", ", ".join(f"{d}: {n:,}" for d, n in by_dtype.items())]]
+    if ckpt.dropped:
+        rows.append(["non-weight entries", ", ".join(ckpt.dropped)])
+    for k, v in ckpt.metadata.items():
+        rows.append([f"metadata.{k}", v])
+    if "architecture" in report:
+        a = report["architecture"]
+        rows.append(["architecture", f"{a['family']}, ResNet-{a['depth']}"
+                     + (f" = {arch['name']}" if arch and arch.get("name") else "")
+                     + (f" with {arch['overrides']}" if arch and arch.get("overrides") else "")
+                     + (f" (no named match: {arch['why']})" if arch and arch.get("why") else "")])
+        for p, v in info.pathways.items():
+            rows.append([f"  {p}", f"stem {'x'.join(map(str, v['conv1_kernel']))}, width {v['base_channels']}, "
+                         f"inflate {_pattern(v['inflate'])} {v['inflate_style']}"])
+        if info.family == "slowfast":
+            rows.append(["  fusion", f"kernel {info.fusion_kernel}, lateral norm {info.lateral_norm}, "
+                         f"channel ratio {info.channel_ratio}"])
+        rows.append(["  head classes", str(info.num_classes) if info.num_classes else "none (backbone only)"])
+    console.table(None, ["", ""], rows)
+    for note in report.get("architecture", {}).get("notes", []):
+        console.note(f"note: {note}")
+    return 0

@@ -1,0 +1,195 @@
+"""Conversion between naming schemes, always through the native (mmaction2) names.
+
+load -> map names to native (table) -> structural steps (head columns, BN counters, lateral norm)
+-> check against the architecture (strict shapes) -> map names to the target scheme -> save.
+Every key is accounted for: mapped, or deliberately dropped with a note; anything else is an error.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import Inflate3dError
+from ..slowfast.archs import ARCHS, Arch, build_model
+from .detect import ArchInfo, detect_scheme, infer_arch
+from .schemes import SCHEMES, Scheme
+
+HEAD_W = "cls_head.fc_cls.weight"
+
+
+@dataclass
+class Conversion:
+    source_scheme: str
+    target_scheme: str
+    two_pathways: bool
+    tensors: dict[str, torch.Tensor]  # in the target scheme, in its order
+    key_map: list[tuple[str | None, str | None, str | None]]  # (source, native, target)
+    arch: ArchInfo
+    arch_name: str | None
+    arch_overrides: dict
+    notes: list[str] = field(default_factory=list)
+
+
+def scheme(name: str) -> Scheme:
+    if name not in SCHEMES:
+        raise Inflate3dError(f"unknown scheme {name!r}; choose one of {', '.join(SCHEMES)}")
+    return SCHEMES[name]
+
+
+def to_native(tensors: Mapping[str, torch.Tensor], src: Scheme, two: bool, origin: str):
+    """(native tensors, [(source key, native key or None)], notes)."""
+    if src.name == "mmaction2" and not any(k.startswith(("backbone.", "cls_head.")) for k in tensors):
+        tensors = {f"backbone.{k}": v for k, v in tensors.items()}  # a backbone-only file
+    table = src.table(two)
+    if table is None:
+        raise Inflate3dError(f"{origin}: {src.name} has no {'two' if two else 'one'}-pathway naming")
+    native: dict[str, torch.Tensor] = {}
+    pairs, unmapped, dropped = [], [], []
+    for key, t in tensors.items():
+        ok, out = table.to_native(key)
+        if not ok:
+            unmapped.append(key)
+        elif out is None:
+            dropped.append(key)
+            pairs.append((key, None))
+        else:
+            native[out] = t
+            pairs.append((key, out))
+    if unmapped:
+        raise Inflate3dError(f"{origin}: {len(unmapped)} keys have no {src.name} -> native mapping: "
+                             f"{', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}")
+    notes = [f"dropped {len(dropped)} non-weight entries ({', '.join(dropped[:4])}"
+             f"{' ...' if len(dropped) > 4 else ''})"] if dropped else []
+    if src.name == "caffe2":
+        notes += fill_bn_counters(native)
+    if two and src.head_slow_first and HEAD_W in native:
+        native[HEAD_W] = swap_head_columns(native[HEAD_W], first=_slow_channels(native))
+        notes.append("head columns reordered from [slow, fast] to mmaction2's [fast, slow]")
+    return native, pairs, notes
+
+
+def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, origin: str):
+    table = dst.table(two)
+    if table is None:
+        raise Inflate3dError(f"{origin}: {dst.name} has no {'two' if two else 'one'}-pathway naming; "
+                             "choose another --to")
+    notes = []
+    native = dict(native)
+    if two and dst.fuse_has_bn and "backbone.slow_path.conv1_lateral.conv.weight" in native \
+            and "backbone.slow_path.conv1_lateral.bn.weight" not in native:
+        raise Inflate3dError(f"{origin}: its laterals have no BN (lateral_norm=False), but {dst.name} "
+                             "fuses with conv+BN+ReLU; the weights cannot be expressed there")
+    if two and dst.head_slow_first and HEAD_W in native:
+        fast = int(native[HEAD_W].shape[1]) - _slow_channels(native)
+        native[HEAD_W] = swap_head_columns(native[HEAD_W], first=fast)
+        notes.append("head columns reordered from mmaction2's [fast, slow] to [slow, fast]")
+    last_block = _last_blocks(native)
+    out: dict[str, torch.Tensor] = {}
+    pairs, unmapped, dropped = [], [], 0
+    for key, t in native.items():
+        ok, target = table.from_native(key, last_block)
+        if not ok:
+            unmapped.append(key)
+        elif target is None:
+            dropped += 1
+            pairs.append((key, None))
+        else:
+            out[target] = t
+            pairs.append((key, target))
+    if unmapped:
+        raise Inflate3dError(f"{origin}: {len(unmapped)} keys have no native -> {dst.name} mapping: "
+                             f"{', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}")
+    if dropped:
+        notes.append(f"{dropped} tensors have no {dst.name} counterpart and are left out "
+                     "(BN batch counters)")
+    return out, pairs, notes
+
+
+def swap_head_columns(w: torch.Tensor, *, first: int) -> torch.Tensor:
+    """Move the first ``first`` input columns of a linear weight (O, I) to the end: [A, B] -> [B, A].
+    A permutation of columns, never a renaming: the classifier must see its features in order."""
+    return torch.cat((w[:, first:], w[:, :first]), dim=1)
+
+
+def fill_bn_counters(native: dict[str, torch.Tensor]) -> list[str]:
+    """Caffe2 has no num_batches_tracked; native BNs get 0, as a freshly built BN has."""
+    added = 0
+    for key in [k for k in native if k.endswith(".bn.running_mean")]:
+        counter = key[: -len("running_mean")] + "num_batches_tracked"
+        if counter not in native:
+            native[counter] = torch.zeros((), dtype=torch.int64)
+            added += 1
+    return [f"set num_batches_tracked = 0 for {added} BN layers (Caffe2 does not store it)"] if added else []
+
+
+def _slow_channels(native: Mapping[str, torch.Tensor]) -> int:
+    convs = [k for k in native if re.fullmatch(r"backbone\.slow_path\.layer4\.\d+\.conv[23]\.conv\.weight", k)]
+    last = max(convs, key=lambda k: (int(k.split(".")[3]), k))
+    return int(native[last].shape[0])
+
+
+def _last_blocks(native: Mapping[str, torch.Tensor]) -> dict[int, int]:
+    last: dict[int, int] = {}
+    for k in native:
+        if m := re.match(r"backbone\.slow_path\.layer(\d)\.(\d+)\.", k):
+            last[int(m[1])] = max(last.get(int(m[1]), 0), int(m[2]))
+    return last
+
+
+def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
+               name: str | None = None) -> tuple[Arch, dict]:
+    """The named architecture (plus the fewest overrides) whose keys and shapes are exactly these.
+
+    With ``name`` given, only that one is tried, and a mismatch is an error with its reason."""
+    shapes = {k: tuple(v.shape) for k, v in native.items()}
+    head = {"num_classes": info.num_classes}
+    candidates = [ARCHS[name]] if name else [a for a in ARCHS.values() if a.family == info.family and a.depth == info.depth]
+    if name and name not in ARCHS:
+        raise Inflate3dError(f"--arch: unknown architecture {name!r}")
+    if info.family == "slowfast":
+        # a named arch is taken as it is: fusion with BN onto one without is refused below
+        options = [{}] + ([{"slow_pathway": {"lateral_norm": True}}] if info.lateral_norm and not name else [])
+        if info.fusion_kernel:
+            candidates.sort(key=lambda a: a.backbone["slow_pathway"].get("fusion_kernel") != info.fusion_kernel)
+    else:
+        single = info.pathways["backbone"]
+        style = single["inflate_style"] if single["inflate_style"] != "mixed" else single["inflate_styles"]
+        options = [{}, {"conv1_kernel": single["conv1_kernel"]},
+                   {"conv1_kernel": single["conv1_kernel"], "inflate": single["inflate"],
+                    "inflate_style": style}]
+    for overrides in options:  # fewest overrides first
+        for arch in candidates:
+            model = build_model(arch, device="meta", init=False, **head, **overrides)
+            if {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes:
+                return arch, overrides
+    if name and info.family == "slowfast" and info.lateral_norm:
+        raise Inflate3dError(f"{origin}: its laterals have BN (fast->slow fusion is conv+BN+ReLU, as in "
+                             f"PySlowFast and pytorchvideo), which {name} does not have; leave out --arch "
+                             "to let inflate3d infer the lateral-norm variant")
+    raise Inflate3dError(f"{origin}: keys and shapes match no named architecture"
+                         f"{' ' + name if name else ''} (depth {info.depth}, {info.family})")
+
+
+def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str,
+            origin: str, arch: str | None = None) -> Conversion:
+    detected, two = detect_scheme(tensors.keys(), origin)
+    if source and source != detected:
+        raise Inflate3dError(f"{origin}: --from {source}, but its keys are {detected}'s "
+                             f"(e.g. {next(iter(tensors))}); drop --from or fix it")
+    src = scheme(detected)
+    dst = scheme(target)
+    native, in_pairs, notes = to_native(tensors, src, two, origin)
+    info = infer_arch(native, origin)
+    arch_obj, overrides = match_arch(native, info, origin, arch)
+    # order as the native network does, so every target file is laid out like the model
+    order = build_model(arch_obj, device="meta", init=False, num_classes=info.num_classes,
+                        **overrides).state_dict()
+    native = {k: native[k] for k in order}
+    out, out_pairs, out_notes = from_native(native, dst, two, origin)
+    to_target = dict(out_pairs)
+    key_map = [(s, n, to_target.get(n) if n else None) for s, n in in_pairs]
+    return Conversion(src.name, dst.name, two, out, key_map, info, arch_obj.name, overrides,
+                      notes + out_notes + info.notes)

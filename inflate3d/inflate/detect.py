@@ -1,0 +1,95 @@
+"""Tell a checkpoint's naming scheme from its keys, and its architecture from native keys and shapes."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import Inflate3dError
+from ..slowfast.resnet3d import STAGE_BLOCKS
+
+
+def detect_scheme(keys, origin: str) -> tuple[str, bool]:
+    """(scheme name, two pathways?) from the key names alone."""
+    keys = list(keys)
+    ks = set(keys)
+    if any(k.startswith(("backbone.", "cls_head.")) for k in keys):
+        return "mmaction2", any(".slow_path." in k for k in keys)
+    if any(k.startswith(("slow_path.", "fast_path.")) for k in keys) or "conv1.conv.weight" in ks:
+        return "mmaction2", any(k.startswith("slow_path.") for k in keys)
+    if any(k.startswith("s1.pathway0_stem.") for k in keys):
+        return "pyslowfast", any(".pathway1_" in k for k in keys)
+    if "conv1_w" in ks or "res_conv1_bn_s" in ks:
+        return "caffe2", "t_conv1_w" in ks
+    if any(k.startswith("blocks.0.") for k in keys):
+        return "pytorchvideo", any(".multipathway_blocks." in k for k in keys)
+    if "conv1.weight" in ks:
+        return "torchvision3d", False
+    raise Inflate3dError(f"{origin}: cannot tell the naming scheme from keys such as "
+                         f"{', '.join(keys[:4])}; pass --from")
+
+
+@dataclass
+class ArchInfo:
+    """What the weights say about the network (and what they cannot say)."""
+
+    family: str  # 'resnet3d' | 'slowfast'
+    depth: int
+    pathways: dict[str, dict] = field(default_factory=dict)  # per pathway: stem kernel, inflate...
+    lateral_norm: bool | None = None
+    fusion_kernel: int | None = None
+    channel_ratio: int | None = None
+    num_classes: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+_BLOCK = re.compile(r"layer([1-4])\.(\d+)\.")
+
+
+def _pathway_info(tensors: Mapping[str, torch.Tensor], prefix: str, origin: str) -> dict:
+    blocks = [0, 0, 0, 0]
+    for k in tensors:
+        if k.startswith(prefix) and (m := _BLOCK.match(k[len(prefix):])):
+            blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    bottleneck = f"{prefix}layer1.0.conv3.conv.weight" in tensors
+    depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
+                  if counts == tuple(blocks) and (blk.expansion == 4) == bottleneck), None)
+    if depth is None:
+        raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no ResNet depth")
+    stem = tuple(tensors[f"{prefix}conv1.conv.weight"].shape[2:])
+    inflate, styles = [], []
+    for stage, n in enumerate(blocks, start=1):
+        flags, stage_styles = [], []
+        for b in range(n):
+            k1 = tensors[f"{prefix}layer{stage}.{b}.conv1.conv.weight"].shape[2]
+            k2 = tensors[f"{prefix}layer{stage}.{b}.conv2.conv.weight"].shape[2]
+            flags.append(int(k1 > 1 or k2 > 1))
+            stage_styles.append("3x3x3" if bottleneck and k2 > 1 and k1 == 1 else "3x1x1")
+        inflate.append(tuple(flags))
+        styles.append(tuple(stage_styles))
+    used = {st for stage, fl in zip(styles, inflate) for st, f in zip(stage, fl) if f}
+    return {"depth": depth, "stage_blocks": tuple(blocks), "conv1_kernel": stem,
+            "base_channels": int(tensors[f"{prefix}conv1.conv.weight"].shape[0]),
+            "inflate": tuple(inflate), "inflate_styles": tuple(styles),
+            "inflate_style": used.pop() if len(used) == 1 else ("mixed" if used else "3x1x1")}
+
+
+def infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
+    """Depth, pathways, stem and per-block temporal kernels, fusion, head, from native names."""
+    head = native.get("cls_head.fc_cls.weight")
+    num_classes = int(head.shape[0]) if head is not None else None
+    if "backbone.slow_path.conv1.conv.weight" in native:
+        slow = _pathway_info(native, "backbone.slow_path.", origin)
+        fast = _pathway_info(native, "backbone.fast_path.", origin)
+        lat = native.get("backbone.slow_path.conv1_lateral.conv.weight")
+        info = ArchInfo("slowfast", slow["depth"], {"slow": slow, "fast": fast},
+                        lateral_norm="backbone.slow_path.conv1_lateral.bn.weight" in native,
+                        fusion_kernel=int(lat.shape[2]) if lat is not None else None,
+                        channel_ratio=slow["base_channels"] // fast["base_channels"], num_classes=num_classes)
+        info.notes.append("alpha (the temporal stride of the laterals) is not stored in the weights; "
+                          "it follows the fusion kernel by convention (5: alpha 8, 7: alpha 4)")
+        return info
+    single = _pathway_info(native, "backbone.", origin)
+    return ArchInfo("resnet3d", single["depth"], {"backbone": single}, num_classes=num_classes)

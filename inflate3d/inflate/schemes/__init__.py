@@ -1,0 +1,44 @@
+"""Naming schemes: one key table per codebase against the native (mmaction2) names.
+
+Any scheme converts to any other through the native names. Each scheme also says how its
+SlowFast head orders its input columns and whether its fusion has a BN (structural facts that the
+converter handles explicitly, not through renaming).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .mmaction2 import MMACTION2
+from .pyslowfast import CAFFE2, CAFFE2_SINGLE, PYSLOWFAST, PYSLOWFAST_SINGLE
+from .pytorchvideo import PYTORCHVIDEO, PYTORCHVIDEO_SINGLE
+from .table import KeyTable, Template
+from .torchvision3d import TORCHVISION3D
+
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str
+    multi: KeyTable | None  # two pathways (SlowFast)
+    single: KeyTable | None  # one pathway (I3D, Slow-only)
+    head_slow_first: bool  # SlowFast head columns [slow, fast]; mmaction2's are [fast, slow]
+    fuse_has_bn: bool  # fast->slow fusion is conv+BN+ReLU (native lateral_norm=True)
+    description: str
+
+    def table(self, two_pathways: bool) -> KeyTable | None:
+        return self.multi if two_pathways else self.single
+
+
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (
+    Scheme("mmaction2", MMACTION2, MMACTION2, False, False,
+           "mmaction2 Recognizer3D (backbone.*, cls_head.*), the native names"),
+    Scheme("pyslowfast", PYSLOWFAST, PYSLOWFAST_SINGLE, True, True,
+           "PySlowFast (s1.pathway0_stem, s2.pathway0_res0.branch2.a, head.projection)"),
+    Scheme("caffe2", CAFFE2, CAFFE2_SINGLE, True, True,
+           "PySlowFast's Caffe2 blobs (conv1_w, res2_0_branch2a_w, t_pool1_subsample_w, pred_w)"),
+    Scheme("pytorchvideo", PYTORCHVIDEO, PYTORCHVIDEO_SINGLE, True, True,
+           "pytorchvideo create_slowfast / create_resnet (blocks.N...)"),
+    Scheme("torchvision3d", None, TORCHVISION3D, False, False,
+           "torchvision names with 5-D kernels (conv1.weight, layer1.0.conv1.weight, fc)"),
+)}
+
+__all__ = ["KeyTable", "SCHEMES", "Scheme", "Template"]

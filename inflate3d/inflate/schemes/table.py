@@ -1,0 +1,129 @@
+"""Key tables that run both ways: ordered rows of (scheme template, native template).
+
+A template is a key with typed placeholders whose canonical value is shared by both sides:
+
+- ``{L}`` / ``{L+1}``: an integer, written with an offset (PySlowFast's ``s{L+1}`` is native ``layer{L}``)
+- ``{p=slow_path|fast_path}``: an enumeration, written as the p-th choice (``{p=|t_}`` allows empty)
+- ``{t*}``: an identifier passed through (``weight``, ``running_mean``, ...); ``{k**}`` any text
+- ``{last@L}``: the last block index of stage L, computed from the architecture when writing
+
+A side of ``None`` means the key is dropped in that direction, on purpose (never silently: the
+converter reports it). The first matching row wins; a key that no row matches is an error.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+_PLACEHOLDER = re.compile(r"\{(\w+)(?:([+-]\d+)|=([^}]*)|@(\w+)|(\*\*?))?\}")
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    offset: int = 0
+    choices: tuple[str, ...] | None = None
+    last_of: str | None = None
+    ident: bool = False
+
+
+class Template:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.fields: list[_Field] = []
+        pattern, pos = "", 0
+        for m in _PLACEHOLDER.finditer(text):
+            pattern += re.escape(text[pos:m.start()])
+            name, offset, choices, last_of, star = m.groups()
+            if choices is not None:
+                f = _Field(name, choices=tuple(choices.split("|")))
+                pattern += f"(?P<{name}>{'|'.join(re.escape(c) for c in f.choices)})"
+            elif last_of is not None:
+                f = _Field(name, last_of=last_of)
+                pattern += f"(?P<{name}>\\d+)"
+            elif star:
+                f = _Field(name, ident=True)
+                pattern += f"(?P<{name}>" + (".+" if star == "**" else r"\w+") + ")"
+            else:
+                f = _Field(name, offset=int(offset or 0))
+                pattern += f"(?P<{name}>\\d+)"
+            self.fields.append(f)
+            pos = m.end()
+        self.regex = re.compile(pattern + re.escape(text[pos:]) + r"\Z")
+
+    def match(self, key: str) -> dict[str, object] | None:
+        m = self.regex.match(key)
+        if m is None:
+            return None
+        values: dict[str, object] = {}
+        for f in self.fields:
+            text = m.group(f.name)
+            if f.last_of:
+                continue  # derived; checked by the caller's strict load
+            if f.choices is not None:
+                values[f.name] = f.choices.index(text)
+            elif f.ident:
+                values[f.name] = text
+            else:
+                values[f.name] = int(text) - f.offset
+        return values
+
+    def format(self, values: Mapping[str, object], last_block: Mapping[int, int]) -> str:
+        out = {}
+        for f in self.fields:
+            if f.last_of:
+                stage = int(values[f.last_of])  # type: ignore[arg-type]
+                if stage not in last_block:
+                    raise KeyError(f"no block count known for stage {stage}")
+                out[f.name] = str(last_block[stage])
+            elif f.choices is not None:
+                out[f.name] = f.choices[int(values[f.name])]  # type: ignore[arg-type]
+            elif f.ident:
+                out[f.name] = str(values[f.name])
+            else:
+                out[f.name] = str(int(values[f.name]) + f.offset)  # type: ignore[arg-type]
+        return _PLACEHOLDER.sub(lambda m: out[m.group(1)], self.text)
+
+
+DROP = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    scheme: Template | None
+    native: Template | None
+
+
+@dataclass
+class KeyTable:
+    """An ordered list of rules between one naming scheme and the native (mmaction2) names."""
+
+    name: str
+    rules: list[Rule] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, name: str, rows: Sequence[tuple[str | None, str | None]]) -> "KeyTable":
+        return cls(name, [Rule(Template(s) if s else None, Template(n) if n else None) for s, n in rows])
+
+    def to_native(self, key: str, last_block: Mapping[int, int] = {}) -> tuple[bool, str | None]:
+        """(matched, native key or None for a deliberate drop)."""
+        return self._map(key, "scheme", "native", last_block)
+
+    def from_native(self, key: str, last_block: Mapping[int, int] = {}) -> tuple[bool, str | None]:
+        return self._map(key, "native", "scheme", last_block)
+
+    def _map(self, key: str, src: str, dst: str, last_block) -> tuple[bool, str | None]:
+        for rule in self.rules:
+            tmpl = getattr(rule, src)
+            if tmpl is None:
+                continue
+            values = tmpl.match(key)
+            if values is not None:
+                out = getattr(rule, dst)
+                return True, (None if out is None else out.format(values, last_block))
+        return False, None
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [(r.scheme.text if r.scheme else "(dropped)", r.native.text if r.native else "(dropped)")
+                for r in self.rules]
