@@ -56,10 +56,11 @@ def sniff_format(path: Path) -> str:
         raise Inflate3dError(f"{path}: the file is empty; point to a checkpoint file")
     if head[:4] == b"PK\x03\x04":
         return "torch-zip"
+    # safetensors before pickle: its header length's first byte may well be 0x80
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < path.stat().st_size:
+        return "safetensors"
     if head[:1] == b"\x80":
         return "torch-pickle"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
     raise Inflate3dError(f"{path}: not a safetensors, torch zip or pickle checkpoint "
                          f"(first bytes {head[:8]!r})")
 

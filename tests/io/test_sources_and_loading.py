@@ -159,3 +159,17 @@ def test_trusted_pickle_is_loaded_only_when_asked(tmp_path):
     with pytest.raises(Inflate3dError, match="pass --trust-pickle"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_a_safetensors_header_length_starting_with_0x80_is_not_a_pickle(tmp_path):
+    from inflate3d.io.load import sniff_format
+
+    for pad in range(0, 300):
+        path = tmp_path / "x.safetensors"
+        save_file({"w" * (pad + 1): torch.zeros(1)}, str(path))
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.skip("no 0x80 header length found")
+    assert sniff_format(path) == "safetensors"
+    assert list(load_checkpoint(path).tensors) == ["w" * (pad + 1)]
