@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import Inflate3dError
-from ..slowfast.archs import ARCHS, Arch, build_model
+from ..slowfast.archs import ARCHS, Arch, state_dict_shapes
 from .detect import ArchInfo, detect_scheme, infer_arch
 from .schemes import SCHEMES, Scheme
 
@@ -151,9 +151,9 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
         raise Inflate3dError(f"--arch: unknown architecture {name!r}")
     if info.family == "slowfast":
         # a named arch is taken as it is: fusion with BN onto one without is refused below
-        options = [{}] + ([{"slow_pathway": {"lateral_norm": True}}] if info.lateral_norm and not name else [])
-        if info.fusion_kernel:
-            candidates.sort(key=lambda a: a.backbone["slow_pathway"].get("fusion_kernel") != info.fusion_kernel)
+        options = [{"slow_pathway": {"lateral_norm": True}}] if info.lateral_norm and not name else [{}]
+        candidates = [a for a in candidates if name or info.fusion_kernel is None
+                      or a.backbone["slow_pathway"]["fusion_kernel"] == info.fusion_kernel]
     else:
         single = info.pathways["backbone"]
         style = single["inflate_style"] if single["inflate_style"] != "mixed" else single["inflate_styles"]
@@ -162,8 +162,10 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
                     "inflate_style": style}]
     for overrides in options:  # fewest overrides first
         for arch in candidates:
-            model = build_model(arch, device="meta", init=False, **head, **overrides)
-            if {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes:
+            stem = overrides.get("conv1_kernel", arch.backbone.get("conv1_kernel"))
+            if info.family == "resnet3d" and tuple(stem) != tuple(single["conv1_kernel"]):
+                continue  # cannot match: skip the build
+            if state_dict_shapes(arch, **head, **overrides) == shapes:
                 return arch, overrides
     if name and info.family == "slowfast" and info.lateral_norm:
         raise Inflate3dError(f"{origin}: its laterals have BN (fast->slow fusion is conv+BN+ReLU, as in "
@@ -185,8 +187,7 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
     info = infer_arch(native, origin)
     arch_obj, overrides = match_arch(native, info, origin, arch)
     # order as the native network does, so every target file is laid out like the model
-    order = build_model(arch_obj, device="meta", init=False, num_classes=info.num_classes,
-                        **overrides).state_dict()
+    order = state_dict_shapes(arch_obj, num_classes=info.num_classes, **overrides)
     native = {k: native[k] for k in order}
     out, out_pairs, out_notes = from_native(native, dst, two, origin)
     to_target = dict(out_pairs)

@@ -154,5 +154,29 @@ class _nullcontext:
         return False
 
 
+def state_dict_shapes(arch: str | Arch, *, num_classes: int | None = 400,
+                      **overrides: Any) -> dict[str, tuple[int, ...]]:
+    """{key: shape} of ``build_model(arch, num_classes=..., **overrides)`` in state-dict order,
+    computed once per configuration (a meta build still costs ~50 ms of Python)."""
+    name = arch.name if isinstance(arch, Arch) else arch
+    key = (name, num_classes, _freeze(overrides))
+    if key not in _SHAPE_CACHE:
+        model = build_model(name, num_classes=num_classes, device="meta", init=False, **overrides)
+        _SHAPE_CACHE[key] = tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+    return dict(_SHAPE_CACHE[key])
+
+
+_SHAPE_CACHE: dict[tuple, tuple] = {}
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable copy of nested dicts / lists of literals."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -20,7 +20,12 @@ def strict_load(model: nn.Module, tensors: Mapping[str, torch.Tensor], origin: s
     """Load ``tensors`` into ``model`` or raise listing every missing/unexpected/mis-shaped key.
 
     The tensors are assigned, not copied, so ``model`` may be built on the meta device."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()}, tensors, origin)
+    model.load_state_dict(tensors, strict=True, assign=True)
+
+
+def check_shapes(expected: Mapping[str, tuple[int, ...]], tensors: Mapping[str, torch.Tensor], origin: str) -> None:
+    """Raise unless ``tensors`` has exactly the keys of ``expected``, with the same shapes."""
     missing, unexpected, mismatched = compare_keys(expected, {k: tuple(v.shape) for k, v in tensors.items()})
     problems = [(f"{len(missing)} missing", missing), (f"{len(unexpected)} unexpected", unexpected),
                 (f"{len(mismatched)} with other shapes", mismatched)]
@@ -28,4 +33,3 @@ def strict_load(model: nn.Module, tensors: Mapping[str, torch.Tensor], origin: s
         text = "; ".join(f"{title} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
                          for title, keys in problems if keys)
         raise Inflate3dError(f"{origin}: does not load strictly: {text}", exit_code=CHECK_FAILED)
-    model.load_state_dict(tensors, strict=True, assign=True)
