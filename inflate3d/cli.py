@@ -123,6 +123,25 @@ def convert(json_mode: bool, debug: bool, **opts) -> None:
 
 
 @main.command()
+@click.argument("a", type=click.Path(dir_okay=False))
+@click.argument("b", type=click.Path(dir_okay=False))
+@click.option("--atol", default=0.0, show_default=True, help="Absolute tolerance.")
+@click.option("--rtol", default=0.0, show_default=True, help="Relative tolerance (of B's values).")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(1), help="Worst tensors to list.")
+@click.option("--keys", default=None, help="Compare only keys (native names) matching this regex.")
+@click.option("--inflated", is_flag=True, help="A is a 3D checkpoint, B the 2D ResNet it was inflated from.")
+@click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
+@json_option
+@debug_option
+def diff(json_mode: bool, debug: bool, **opts) -> None:
+    """Compare checkpoints A and B, across naming schemes (or across the inflation with --inflated).
+    Exit 0: equal within tolerance; 1: they differ; 2: bad input."""
+    from .commands import diff as cmd
+
+    _run(json_mode, debug, cmd.run, **opts)
+
+
+@main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
 @json_option

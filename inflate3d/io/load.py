@@ -7,7 +7,6 @@ Containers (``state_dict``, ``model_state``, ``model``) and ``module.`` prefixes
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import re
@@ -125,34 +124,16 @@ def _finite(t: torch.Tensor) -> bool:
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every tensor, after the header has been validated (see ``lazy.read_header``)."""
     from safetensors import SafetensorError
     from safetensors.torch import safe_open
 
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise Inflate3dError(f"{path}: truncated safetensors file (no header)")
-        (n,) = struct.unpack("<Q", raw)
-        if n > size - 8:
-            raise Inflate3dError(f"{path}: safetensors header claims {n} bytes but the file has "
-                                 f"{size - 8}; the file is truncated or corrupt")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise Inflate3dError(f"{path}: invalid safetensors header ({e})") from None
-    if not isinstance(header, dict):
-        raise Inflate3dError(f"{path}: invalid safetensors header (not a JSON object)")
-    end = max((v.get("data_offsets", [0, 0])[1] for k, v in header.items()
-               if k != "__metadata__" and isinstance(v, dict)), default=0)
-    if 8 + n + end > size:
-        raise Inflate3dError(f"{path}: safetensors header describes {end} bytes of tensors but "
-                             f"only {size - 8 - n} follow; the file is truncated")
+    from .lazy import read_header
+
+    header, metadata, _ = read_header(path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-            keys = [k for k in header if k != "__metadata__"]
-            tensors = {k: f.get_tensor(k) for k in sorted(keys, key=lambda k: header[k]["data_offsets"][0])}
+            tensors = {k: f.get_tensor(k) for k in header}
     except (SafetensorError, ValueError, TypeError, KeyError, OSError) as e:
         raise Inflate3dError(f"{path}: unreadable safetensors file ({e})") from None
     return tensors, metadata

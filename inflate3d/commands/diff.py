@@ -1,0 +1,75 @@
+"""``inflate3d diff``: exit 0 when equal within tolerance, 1 when they differ, 2 on bad input."""
+from __future__ import annotations
+
+from ..console import Console
+from ..errors import CHECK_FAILED
+
+
+def run(console: Console, a: str, b: str, atol: float, rtol: float, top: int, keys: str | None,
+        inflated: bool, trust_pickle: bool) -> int:
+    if inflated:
+        return _inflated(console, a, b, keys, trust_pickle)
+    from ..diff import diff_checkpoints
+
+    r = diff_checkpoints(a, b, atol=atol, rtol=rtol, keys=keys, trust_pickle=trust_pickle)
+    values = sum(d.numel for d in r.diffs)
+    console.emit_json({
+        "equal": r.equal, "schemes": {"a": r.schemes[0], "b": r.schemes[1]}, "atol": atol, "rtol": rtol,
+        "only_a": r.only_a, "only_b": r.only_b,
+        "shape_mismatch": [{"key": k, "a": list(sa), "b": list(sb)} for k, sa, sb in r.shape_mismatch],
+        "dtype_mismatch": [{"key": k, "a": da, "b": db} for k, da, db in r.dtype_mismatch],
+        "compared": len(r.diffs), "values_compared": values, "differing": len(r.differing),
+        "worst": [_tensor_json(d) for d in r.worst(top)],
+        "groups": {g: vars(v) for g, v in r.groups.items()}, "notes": r.notes})
+    for note in r.notes:
+        console.note(f"note: {note}")
+    names = f"{r.schemes[0]} vs {r.schemes[1]}" if r.schemes[0] != r.schemes[1] else r.schemes[0]
+    console.table(f"Summary ({names}, atol {atol:g}, rtol {rtol:g})", ["", ""], [
+        ["tensors compared", f"{len(r.diffs):,} ({values:,} values)"], ["differing", len(r.differing)],
+        ["only in A", len(r.only_a)], ["only in B", len(r.only_b)],
+        ["shape mismatches", len(r.shape_mismatch)], ["dtype mismatches", len(r.dtype_mismatch)]])
+    listing = [[k, "only in A", "", ""] for k in r.only_a[:top]] + [[k, "only in B", "", ""] for k in r.only_b[:top]]
+    listing += [[k, "shape", "x".join(map(str, sa)), "x".join(map(str, sb))] for k, sa, sb in r.shape_mismatch[:top]]
+    listing += [[k, "dtype", da, db] for k, da, db in r.dtype_mismatch[:top]]
+    if listing:
+        console.table("Keys that do not line up", ["key", "problem", "A", "B"], listing)
+    console.table(f"Worst {min(top, len(r.diffs))} tensors", ["key", "max abs", "max rel", "cosine", "equal"],
+                  [[d.key, f"{d.max_abs:.3e}", f"{d.max_rel:.3e}", f"{d.cosine:.6f}", "yes" if d.equal else "NO"]
+                   for d in r.worst(top)], justify=["left", "right", "right", "right", "left"])
+    console.table("By module", ["module", "tensors", "differing", "max abs", "max rel"],
+                  [[g, v.tensors, v.differing, f"{v.max_abs:.3e}", f"{v.max_rel:.3e}"] for g, v in r.groups.items()],
+                  justify=["left", "right", "right", "right", "right"])
+    console.info("[green]equal[/]" if r.equal else "[bold red]differ[/]")
+    return 0 if r.equal else CHECK_FAILED
+
+
+def _tensor_json(d) -> dict:
+    return {"key": d.key, "numel": d.numel, "max_abs": d.max_abs, "max_rel": d.max_rel,
+            "cosine": d.cosine, "equal": d.equal}
+
+
+def _inflated(console: Console, a: str, b: str, keys: str | None, trust_pickle: bool) -> int:
+    from ..diff import diff_inflated
+
+    r = diff_inflated(a, b, keys=keys, trust_pickle=trust_pickle)
+    console.emit_json({
+        "exact": r.exact, "arch": r.arch, "no_2d_source": r.no_source, "unused_2d": r.unused_2d,
+        "stages": {g: {"tensors": s.tensors, "exact": s.exact, "max_rel_change": s.max_rel_change,
+                       "methods": sorted(s.methods), "padding_moved": s.padding_moved} for g, s in r.stages.items()},
+        "tensors": [vars(t) for t in r.tensors], "notes": r.notes})
+    rows = []
+    for g, s in r.stages.items():
+        state = "exact inflation" if s.exact == s.tensors else f"moved: max relative change {s.max_rel_change:.2e}"
+        rows.append([g, s.tensors, s.exact, ", ".join(sorted(s.methods)), state +
+                     (f"; lateral padding moved in {s.padding_moved}" if s.padding_moved else "")])
+    console.table(f"{a} against its 2D source {b} (architecture {r.arch})",
+                  ["module", "tensors", "exact", "methods", "state"], rows,
+                  justify=["left", "right", "right", "left", "left"])
+    if r.no_source:
+        console.note(f"no 2D source ({len(r.no_source)} tensors: fast pathway, laterals or a new head), "
+                     f"e.g. {', '.join(r.no_source[:3])}")
+    if r.unused_2d:
+        console.note(f"2D tensors without a 3D counterpart: {', '.join(r.unused_2d)}")
+    console.info("[green]exactly the inflation of its 2D source[/]" if r.exact else
+                 "[yellow]moved from its inflation[/] (see the state column)")
+    return 0 if r.exact else CHECK_FAILED

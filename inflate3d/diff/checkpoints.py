@@ -1,0 +1,80 @@
+"""``diff A B``: keys only on one side, shape and dtype mismatches, and for common keys how far
+apart the values are; streamed one tensor pair at a time."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..io.lazy import TensorFile
+from .metrics import TensorDiff, compare
+from .views import NativeView, group_of
+
+
+@dataclass
+class Group:
+    tensors: int = 0
+    differing: int = 0
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+
+
+@dataclass
+class DiffResult:
+    schemes: tuple[str, str]
+    only_a: list[str] = field(default_factory=list)
+    only_b: list[str] = field(default_factory=list)
+    shape_mismatch: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+    dtype_mismatch: list[tuple[str, str, str]] = field(default_factory=list)
+    diffs: list[TensorDiff] = field(default_factory=list)
+    groups: dict[str, Group] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def differing(self) -> list[TensorDiff]:
+        return [d for d in self.diffs if not d.equal]
+
+    @property
+    def equal(self) -> bool:
+        return not (self.only_a or self.only_b or self.shape_mismatch or self.dtype_mismatch or self.differing)
+
+    def worst(self, n: int) -> list[TensorDiff]:
+        return sorted(self.diffs, key=lambda d: (d.max_rel, d.max_abs), reverse=True)[:n]
+
+
+def diff_checkpoints(a_path, b_path, *, atol: float = 0.0, rtol: float = 0.0, keys: str | None = None,
+                     trust_pickle: bool = False) -> DiffResult:
+    fa, fb = TensorFile(a_path, trust_pickle=trust_pickle), TensorFile(b_path, trust_pickle=trust_pickle)
+    va, vb = NativeView(fa, native=False), NativeView(fb, native=False)
+    if set(va.keys()) != set(vb.keys()):  # different names: compare through the native names
+        va, vb = NativeView(fa), NativeView(fb)
+    result = DiffResult((va.scheme, vb.scheme), notes=va.notes + vb.notes)
+    if "caffe2" in (va.scheme, vb.scheme) and va.scheme != vb.scheme:
+        result.notes.append("num_batches_tracked not compared: Caffe2 does not store it")
+    pattern = re.compile(keys) if keys else None
+
+    def wanted(k: str) -> bool:
+        if "caffe2" in result.schemes and result.schemes[0] != result.schemes[1] and k.endswith("num_batches_tracked"):
+            return False
+        return pattern is None or bool(pattern.search(k))
+
+    a_keys = [k for k in va.keys() if wanted(k)]
+    b_set = {k for k in vb.keys() if wanted(k)}
+    result.only_a = [k for k in a_keys if k not in b_set]
+    result.only_b = [k for k in vb.keys() if k in b_set and k not in set(a_keys)]
+    for k in a_keys:
+        if k not in b_set:
+            continue
+        sa, sb = va.shape(k), vb.shape(k)
+        if sa != sb:
+            result.shape_mismatch.append((k, sa, sb))
+            continue
+        da, db = va.dtype(k), vb.dtype(k)
+        if da != db:
+            result.dtype_mismatch.append((k, str(da).replace("torch.", ""), str(db).replace("torch.", "")))
+        d = compare(k, va.get(k), vb.get(k), atol=atol, rtol=rtol)  # one pair in memory at a time
+        result.diffs.append(d)
+        g = result.groups.setdefault(group_of(k), Group())
+        g.tensors += 1
+        g.differing += not d.equal
+        g.max_abs, g.max_rel = max(g.max_abs, d.max_abs), max(g.max_rel, d.max_rel)
+    return result

@@ -1,0 +1,125 @@
+"""``diff --inflated A B``: a 3D checkpoint against the 2D ResNet it was inflated from.
+
+Each 3D tensor is taken back to 2D by the inverse of its inflation (sum over time for ``mean``,
+the centre tap for ``center``; the method is read off each kernel), its zero-padded lateral input
+channels are checked separately, and the result is compared with the 2D tensor. Tensors without a
+2D source (fast pathway, laterals, a new head) are listed as such. Per stage: still exactly the
+inflation, or how far training moved the weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import Inflate3dError
+from ..inflate.convert import match_arch
+from ..inflate.detect import infer_arch
+from ..inflate.kernels import deflate_kernel, inflate_kernel
+from ..inflate.mapping import FRESH, plan_inflation
+from ..inflate.resnet2d import infer_depth
+from ..io.lazy import TensorFile
+from ..slowfast.archs import build_model
+from .metrics import relative_change
+from .views import NativeView, group_of
+
+
+@dataclass
+class InflatedTensor:
+    key: str
+    source: str
+    method: str  # 'mean' | 'center' | 'copy' (no temporal extent)
+    exact: bool  # bit-equal to inflating the 2D tensor with that method
+    max_abs: float  # |deflated 3D - 2D|
+    rel_change: float  # ||deflated 3D - 2D|| / ||2D||
+    pad_zero: bool | None  # lateral input channels still zero (None: no padding)
+
+
+@dataclass
+class StageReport:
+    tensors: int = 0
+    exact: int = 0
+    max_rel_change: float = 0.0
+    methods: set[str] = field(default_factory=set)
+    padding_moved: int = 0
+
+
+@dataclass
+class InflatedDiff:
+    arch: str
+    tensors: list[InflatedTensor] = field(default_factory=list)
+    no_source: list[str] = field(default_factory=list)
+    stages: dict[str, StageReport] = field(default_factory=dict)
+    unused_2d: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return all(t.exact for t in self.tensors)
+
+
+def _method(w3d: torch.Tensor) -> str:
+    t = w3d.shape[2]
+    if t == 1:
+        return "copy"
+    c = (t - 1) // 2
+    off_centre = torch.cat((w3d[:, :, :c].flatten(), w3d[:, :, c + 1:].flatten()))
+    return "mean" if bool(off_centre.any()) else "center"
+
+
+def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
+    import re
+
+    view = NativeView(TensorFile(a_path, trust_pickle=trust_pickle))
+    src = TensorFile(b_path, trust_pickle=trust_pickle)
+    shapes2d = {k: torch.empty(src.shape(k), device="meta") for k in src.keys()}
+    infer_depth(shapes2d, str(b_path))
+    shapes3d = {k: torch.empty(view.shape(k), device="meta") for k in view.keys()}
+    info = infer_arch(shapes3d, str(a_path))
+    arch, overrides = match_arch(shapes3d, info, str(a_path))
+    model = build_model(arch, num_classes=info.num_classes, device="meta", init=False, **overrides)
+    head_from_2d = info.num_classes is not None and "fc.weight" in shapes2d and \
+        src.shape("fc.weight")[0] == info.num_classes
+    plan = plan_inflation(model, shapes2d, head_from_2d=head_from_2d, origin=str(b_path))
+    result = InflatedDiff(arch.name, unused_2d=plan.unused, notes=view.notes)
+    pattern = re.compile(keys) if keys else None
+    for e in plan.entries:
+        if pattern is not None and not pattern.search(e.key):
+            continue
+        if e.action == FRESH:
+            result.no_source.append(e.key)
+            continue
+        w3d, w2d = view.get(e.key), src.get(e.source)
+        result.tensors.append(_compare(e, w3d, w2d))
+        stage = result.stages.setdefault(group_of(e.key), StageReport())
+        t = result.tensors[-1]
+        stage.tensors += 1
+        stage.exact += t.exact
+        stage.max_rel_change = max(stage.max_rel_change, t.rel_change)
+        stage.methods.add(t.method)
+        stage.padding_moved += t.pad_zero is False
+    if not result.tensors:
+        raise Inflate3dError(f"{a_path}: no tensor has a counterpart in {b_path}")
+    return result
+
+
+def _compare(e, w3d: torch.Tensor, w2d: torch.Tensor) -> InflatedTensor:
+    pad_zero = None
+    if w3d.dim() == 5:
+        core = w3d[:, : w2d.shape[1]]
+        if e.pad:
+            pad_zero = not bool(w3d[:, w2d.shape[1]:].any())
+        method = _method(core)
+        exact = bool(torch.equal(core, inflate_kernel(w2d.to(core.dtype), core.shape[2],
+                                                      "mean" if method == "copy" else method)))
+        back = deflate_kernel(core.double(), "center" if method == "center" else "mean")
+    elif w3d.dim() == 2 and e.pad:  # a SlowFast head kept from the 2D fc: fast columns first
+        pad_zero = not bool(w3d[:, : e.pad].any())
+        back, method = w3d[:, e.pad:], "copy"
+        exact = bool(torch.equal(back, w2d.to(back.dtype)))
+    else:
+        back, method = w3d, "copy"
+        exact = bool(torch.equal(w3d, w2d.to(w3d.dtype)))
+    exact = exact and pad_zero is not False
+    max_abs = float((back.double() - w2d.double()).abs().max()) if back.numel() else 0.0
+    return InflatedTensor(e.key, e.source, method, exact, max_abs, relative_change(back, w2d), pad_zero)
