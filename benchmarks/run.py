@@ -113,7 +113,8 @@ def bench_convert(tmp: Path, repeats: int) -> dict:
     code = ("import torch, safetensors.torch as st\nfrom pytorchvideo.models.slowfast import create_slowfast\n"
             f"torch.manual_seed(0)\nst.save_file(create_slowfast().state_dict(), {str(src)!r})\n")
     subprocess.run([PY, "-W", "ignore", "-c", code], check=True, capture_output=True)
-    baseline = [PY, "-c", f"import torch, safetensors.torch as st\nst.save_file(st.load_file({str(src)!r}), {str(base_out)!r})"]
+    baseline = [PY, "-c", f"import os, torch, safetensors.torch as st\nst.save_file(st.load_file({str(src)!r}), "
+                f"{str(base_out)!r})\nfd = os.open({str(base_out)!r}, os.O_RDONLY)\nos.fsync(fd)"]  # durable, as ours
     target = INFLATE3D + ["convert", str(src), "-o", str(out)]
 
     def clean():
@@ -122,6 +123,24 @@ def bench_convert(tmp: Path, repeats: int) -> dict:
 
     res = alternate(lambda: run_process(baseline), lambda: run_process(target), repeats, before=clean)
     res["extra_peak_mib"] = res["target_peak_mib"] - res["baseline_peak_mib"]
+    return res
+
+
+def bench_diff(tmp: Path, src: Path, repeats: int) -> dict:
+    """diff two SlowFast-R50 files: wall time, and peak RSS above an interpreter that imports torch."""
+    a, b = tmp / "diff_a.safetensors", tmp / "diff_b.safetensors"
+    for out, seed in ((a, 0), (b, 1)):
+        out.unlink(missing_ok=True)
+        run_process(INFLATE3D + ["inflate", str(src), "--arch", "slowfast_r50_4x16", "--seed", str(seed),
+                                 "-o", str(out), "--no-verify"])
+    size_mib = a.stat().st_size / 2**20
+    baseline = [PY, "-c", "import torch, safetensors.torch"]
+    target = [PY, "-c", "import sys; from inflate3d.cli import main; sys.argv = ['inflate3d', 'diff', "
+              f"{str(a)!r}, {str(b)!r}]\ntry:\n    main()\nexcept SystemExit as e:\n    assert e.code == 1"]
+    res = alternate(lambda: run_process(baseline), lambda: run_process(target), repeats)
+    res["file_mib"] = size_mib
+    res["extra_peak_mib"] = res["target_peak_mib"] - res["baseline_peak_mib"]
+    res["peak_over_file"] = res["extra_peak_mib"] / size_mib
     return res
 
 
@@ -185,6 +204,7 @@ def main() -> None:
         results["inflate_slowfast"] = bench_inflate(tmp, sources[50], "slowfast_r50_4x16", args.repeats)
         results["verify_cost"] = bench_verify_cost(tmp, sources[50], args.repeats)
         results["convert"] = bench_convert(tmp, args.repeats)
+        results["diff"] = bench_diff(tmp, sources[50], args.repeats)
         results["forward"] = bench_forward(args.repeats)
         results["verify_cost"]["ratio_to_forward"] = results["verify_cost"]["verify_s"] / results["forward"]["baseline_s"]
         results["help"] = bench_help(args.repeats)
@@ -214,7 +234,8 @@ COLUMNS = ("measure", "baseline", "inflate3d", "ratio", "target", "holds")
 
 
 def table_rows(results: dict) -> list[list]:
-    inf, ver, fwd, hlp, cvt = (results[k] for k in ("inflate_slowfast", "verify_cost", "forward", "help", "convert"))
+    inf, ver, fwd, hlp, cvt, dif = (results[k] for k in ("inflate_slowfast", "verify_cost", "forward", "help",
+                                                          "convert", "diff"))
     rows = [
         ["inflate R50 -> SlowFast-R50 4x16, --no-verify, wall (baseline: I/O floor)",
          f"{inf['baseline_s']:.2f} s", f"{inf['target_s']:.2f} s", f"{inf['ratio']:.2f}", "<= 1.15",
@@ -228,6 +249,9 @@ def table_rows(results: dict) -> list[list]:
         ["convert pytorchvideo SlowFast-R50 -> mmaction2, wall (baseline: load + save the same bytes)",
          f"{cvt['baseline_s']:.2f} s", f"{cvt['target_s']:.2f} s", f"{cvt['ratio']:.2f}", "<= 1.15",
          cvt["ratio"] <= 1.15],
+        ["diff two SlowFast-R50 files, peak RSS above `import torch` (baseline: one file's size)",
+         f"{dif['file_mib']:.0f} MiB", f"+{dif['extra_peak_mib']:.0f} MiB, {dif['target_s']:.2f} s",
+         f"{dif['peak_over_file']:.2f}", "<= 1.5", dif["peak_over_file"] <= 1.5],
         ["forward slowfast_r50_8x8, 1x3x32x224x224, 2 threads (baseline: pytorchvideo create_slowfast)",
          f"{fwd['baseline_s']:.2f} s", f"{fwd['target_s']:.2f} s", f"{fwd['ratio']:.2f}", "<= 1.0",
          fwd["ratio"] <= 1.0],

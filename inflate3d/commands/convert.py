@@ -21,10 +21,11 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     import torch
 
     from ..inflate.convert import convert
-    from ..io.load import load_checkpoint, sha256_file
+    from ..io.load import load_checkpoint, sha256_in_background
 
     path = Path(checkpoint)
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
+    source_sha256 = sha256_in_background(path)  # overlaps with the conversion below
     tensors = ckpt.tensors
     if dtype:
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
@@ -48,7 +49,7 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
         raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
     out = Path(output)
     meta = {"format": "inflate3d", "inflate3d_version": _version(), "source": path.name,
-            "source_sha256": sha256_file(path), "source_scheme": conv.source_scheme,
+            "source_sha256": source_sha256(), "source_scheme": conv.source_scheme,
             "target_scheme": conv.target_scheme, "arch": conv.arch_name or ""}
     _write(out, conv, meta, fmt=fmt, force=force, inputs=[path])
     proof = _prove(out, conv, tensors, fmt, trust_pickle)

@@ -46,6 +46,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_in_background(path: Path):
+    """Start hashing ``path`` on a thread (hashlib releases the GIL); call the result to wait."""
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(sha256_file, path)
+    pool.shutdown(wait=False)
+    return future.result
+
+
 def sniff_format(path: Path) -> str:
     """'safetensors', 'torch-zip' or 'torch-pickle', from the file's first bytes."""
     _check_readable(path)
