@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 
 import click
 
@@ -15,11 +16,27 @@ json_option = click.option("--json", "json_mode", is_flag=True, help="Print one 
 debug_option = click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 
 
+def _terminate(signum, _frame) -> None:
+    raise KeyboardInterrupt(signum)  # unwinds like Ctrl-C: temporary files are removed
+
+
 def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
-    """Call a command body; turn inflate3d's errors into one line and an exit code."""
+    """Call a command body; turn inflate3d's errors into one line and an exit code.
+
+    SIGTERM unwinds like SIGINT, so an interrupted write leaves the old file or nothing; SIGXFSZ
+    is ignored so that a file-size limit surfaces as a write error instead of killing the process.
+    """
+    import signal
+
     from .errors import Inflate3dError
 
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     console = Console(json_mode=json_mode)
+    warnings.showwarning = lambda message, *_args, **_kw: console.warn(str(message))
+    if kwargs.get("trust_pickle"):
+        console.warn("--trust-pickle: pickles that import code will be loaded and may run it; "
+                     "use this only for files from people you trust")
     try:
         code = fn(console, **kwargs)
     except Inflate3dError as e:
@@ -30,7 +47,7 @@ def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
             console.emit_json({"ok": False, "error": str(e)})
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        console.error("interrupted; no output was written")
+        console.error("interrupted; nothing was written")
         sys.exit(130)
     sys.exit(code or 0)
 
@@ -57,7 +74,7 @@ def archs(json_mode: bool, debug: bool) -> None:
 @click.option("--method", type=click.Choice(["mean", "center"]), default="mean", show_default=True,
               help="mean: w/T on every tap (I3D); center: w on the centre tap, zeros elsewhere.")
 @click.option("--head", default="none", show_default=True, help="none | imagenet (keep the 2D fc) | N (fresh head, N classes).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file [default: checkpoints/<arch>_<method>_<source>.<ext>].")
+@click.option("-o", "--output", help="Output file [default: checkpoints/<arch>_<method>_<source>.<ext>].")
 @click.option("--format", "fmt", type=click.Choice(["safetensors", "pth"]), default="safetensors", show_default=True,
               help="pth writes mmaction2's {'state_dict', 'meta'} container.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
@@ -81,7 +98,7 @@ def inflate(json_mode: bool, debug: bool, **opts) -> None:
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint")
 @click.option("--against", "source", required=True, help="The 2D source it was inflated from (path or torchvision:...).")
 @click.option("--arch", default=None, help="Architecture [default: from the checkpoint's metadata].")
 @click.option("--method", type=click.Choice(["mean", "center"]), default=None,
@@ -101,8 +118,8 @@ SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvisio
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (required unless --dry-run).")
+@click.argument("checkpoint")
+@click.option("-o", "--output", help="Output file (required unless --dry-run).")
 @click.option("--from", "source_scheme", type=click.Choice(SCHEME_NAMES), help="[default: detected from the keys]")
 @click.option("--to", "target_scheme", type=click.Choice(SCHEME_NAMES), default="mmaction2", show_default=True)
 @click.option("--arch", default=None, help="Native architecture to check against [default: inferred from keys and shapes].")
@@ -123,8 +140,8 @@ def convert(json_mode: bool, debug: bool, **opts) -> None:
 
 
 @main.command()
-@click.argument("a", type=click.Path(dir_okay=False))
-@click.argument("b", type=click.Path(dir_okay=False))
+@click.argument("a")
+@click.argument("b")
 @click.option("--atol", default=0.0, show_default=True, help="Absolute tolerance.")
 @click.option("--rtol", default=0.0, show_default=True, help="Relative tolerance (of B's values).")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1), help="Worst tensors to list.")
@@ -142,7 +159,7 @@ def diff(json_mode: bool, debug: bool, **opts) -> None:
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint")
 @click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
 @json_option
 @debug_option

@@ -78,6 +78,14 @@ def _pathway_info(tensors: Mapping[str, torch.Tensor], prefix: str, origin: str)
 
 def infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
     """Depth, pathways, stem and per-block temporal kernels, fusion, head, from native names."""
+    try:
+        return _infer_arch(native, origin)
+    except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
+        raise Inflate3dError(f"{origin}: keys and shapes do not form a 3D ResNet ({type(e).__name__}: "
+                             f"{e})") from None
+
+
+def _infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
     head = native.get("cls_head.fc_cls.weight")
     num_classes = int(head.shape[0]) if head is not None else None
     if "backbone.slow_path.conv1.conv.weight" in native:

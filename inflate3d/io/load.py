@@ -59,8 +59,11 @@ def sha256_in_background(path: Path):
 def sniff_format(path: Path) -> str:
     """'safetensors', 'torch-zip' or 'torch-pickle', from the file's first bytes."""
     _check_readable(path)
-    with open(path, "rb") as f:
-        head = f.read(16)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise Inflate3dError(f"{path}: cannot be read ({e.strerror or e})") from None
     if len(head) == 0:
         raise Inflate3dError(f"{path}: the file is empty; point to a checkpoint file")
     if head[:4] == b"PK\x03\x04":
@@ -166,9 +169,12 @@ def _torch_load(path: Path, *, trust_pickle: bool) -> Any:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=False)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        found = sorted(set(_GLOBAL_RE.findall(msg)))
+        found = _GLOBAL_RE.findall(msg)
         if "weights_only" in msg or found:
-            what = ", ".join(found) if found else "code"
+            from .pickle_scan import disallowed, pickle_globals
+
+            every = disallowed(pickle_globals(path)) or found
+            what = ", ".join(every) if every else "code"
             raise Inflate3dError(
                 f"{path}: refused: unpickling would call {what}. Nothing was run. If you trust "
                 "this file, pass --trust-pickle") from None

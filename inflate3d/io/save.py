@@ -51,18 +51,39 @@ def atomic_output(path: Path, *, force: bool = False, inputs: Sequence[Path] = (
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     try:
-        with open(tmp, "wb") as f:  # f.name is the temporary path: checks may read it back
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists() and not force:  # appeared while we wrote: another writer won
-            raise Inflate3dError(f"{path}: was created while writing; pass --force to overwrite it")
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:  # f.name is the temporary path: checks may read it back
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # disk full, file-size limit, I/O error
+            raise Inflate3dError(f"{path}: could not be written ({e.strerror or e}); nothing was "
+                                 "written") from None
+        if force:
+            os.replace(tmp, path)
+        else:
+            _commit_no_clobber(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _commit_no_clobber(tmp: str, path: Path) -> None:
+    """Rename ``tmp`` to ``path`` unless ``path`` exists, atomically: a hard link fails on an
+    existing name even when another writer races us. Filesystems without hard links fall back to
+    check-then-rename."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise Inflate3dError(f"{path}: was created while writing; pass --force to overwrite it") from None
+    except OSError:
+        if path.exists():
+            raise Inflate3dError(f"{path}: was created while writing; pass --force to overwrite it") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def _umask() -> int:
