@@ -51,8 +51,8 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     meta = {"format": "inflate3d", "inflate3d_version": _version(), "source": path.name,
             "source_sha256": source_sha256(), "source_scheme": conv.source_scheme,
             "target_scheme": conv.target_scheme, "arch": conv.arch_name or ""}
-    _write(out, conv, meta, fmt=fmt, force=force, inputs=[path])
-    proof = _prove(out, conv, tensors, fmt, trust_pickle)
+    proof = _write_proven(out, conv, meta, tensors, fmt=fmt, force=force, inputs=[path],
+                          trust_pickle=trust_pickle)
     _render_notes(console, conv, arch_text)
     for line in proof:
         console.info(f"[green]✓[/] {escape(line)}")
@@ -78,7 +78,10 @@ def _version() -> str:
     return __version__
 
 
-def _write(out: Path, conv, meta: dict, *, fmt: str, force: bool, inputs) -> None:
+def _write_proven(out: Path, conv, meta: dict, source_tensors, *, fmt: str, force: bool, inputs,
+                  trust_pickle: bool) -> list[str]:
+    """Write to a temporary file, prove that file, and only then give it its name: an output
+    that fails its proof is never left behind."""
     import torch
 
     from ..io.caffe2 import write_blobs
@@ -92,6 +95,8 @@ def _write(out: Path, conv, meta: dict, *, fmt: str, force: bool, inputs) -> Non
             write_blobs(f, conv.tensors, meta)
         else:
             torch.save(container(conv.target_scheme, conv.tensors, meta), f)
+        f.flush()
+        return _prove(Path(f.name), out, conv, source_tensors, fmt, trust_pickle)
 
 
 def container(scheme: str, tensors: dict, meta: dict) -> object:
@@ -105,16 +110,17 @@ def container(scheme: str, tensors: dict, meta: dict) -> object:
     return tensors
 
 
-def _prove(out: Path, conv, source_tensors, fmt: str, trust_pickle: bool) -> list[str]:
+def _prove(path: Path, out: Path, conv, source_tensors, fmt: str, trust_pickle: bool) -> list[str]:
     """What was written must load strictly into the native architecture and convert back to the
     source scheme bit for bit."""
     import torch
 
+    from ..diff.metrics import bit_equal
     from ..inflate.convert import convert
     from ..slowfast.archs import state_dict_shapes
     from ..verify.strict import check_shapes
 
-    written = _written(out, conv, fmt, trust_pickle)
+    written = _written(path, out, conv, fmt, trust_pickle)
     native = written if conv.target_scheme == "mmaction2" else \
         convert(written, source=conv.target_scheme, target="mmaction2", origin=str(out)).tensors
     check_shapes(state_dict_shapes(conv.arch_name, num_classes=conv.arch.num_classes, **conv.arch_overrides),
@@ -126,7 +132,7 @@ def _prove(out: Path, conv, source_tensors, fmt: str, trust_pickle: bool) -> lis
     lost = [k for k in source_tensors if k not in back]
     caffe2_float = conv.target_scheme == "caffe2"
     differ = [k for k, v in expected.items()
-              if not torch.equal(back[k], v.float() if caffe2_float and v.is_floating_point() else v)]
+              if not bit_equal(back[k], v.float() if caffe2_float and v.is_floating_point() else v)]
     if differ or set(back) - set(source_tensors):
         raise Inflate3dError(f"{out}: converting back does not reproduce the source ({len(differ)} tensors "
                              f"differ: {', '.join(differ[:3])})", exit_code=CHECK_FAILED)
@@ -137,18 +143,18 @@ def _prove(out: Path, conv, source_tensors, fmt: str, trust_pickle: bool) -> lis
     return checks
 
 
-def _written(out: Path, conv, fmt: str, trust_pickle: bool) -> dict:
+def _written(path: Path, out: Path, conv, fmt: str, trust_pickle: bool) -> dict:
     """What the file holds. For safetensors the header (every key, shape, dtype) is read from disk
     and the bytes are the tensors just streamed from memory; other formats are loaded back."""
     from ..io.load import load_checkpoint
 
     if fmt != "safetensors":
-        return load_checkpoint(out, trust_pickle=trust_pickle).tensors
+        return load_checkpoint(path, trust_pickle=trust_pickle).tensors
     from safetensors import safe_open
 
     from ..io.save import ST_DTYPES
 
-    with safe_open(str(out), framework="pt") as f:
+    with safe_open(str(path), framework="pt") as f:
         header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
     if header != {k: (tuple(v.shape), ST_DTYPES[v.dtype]) for k, v in conv.tensors.items()}:
         raise Inflate3dError(f"{out}: the written header does not describe the converted tensors",

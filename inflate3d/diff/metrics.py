@@ -31,6 +31,19 @@ def compare(key: str, a: torch.Tensor, b: torch.Tensor, *, atol: float = 0.0, rt
     return TensorDiff(key, a64.numel(), max_abs, max_rel, cosine, equal)
 
 
+_SAME_WIDTH_INT = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
+
+
+def bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same dtype, shape and bits (NaN payloads included, unlike ``torch.equal``)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.is_floating_point():
+        width = _SAME_WIDTH_INT[a.element_size()]
+        return bool(torch.equal(a.contiguous().view(width), b.contiguous().view(width)))
+    return bool(torch.equal(a, b))
+
+
 def relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
     """||new - old|| / ||old||: how far training moved a tensor from where it started."""
     new64, old64 = new.detach().to(torch.float64), old.detach().to(torch.float64)

@@ -157,9 +157,10 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
     else:
         single = info.pathways["backbone"]
         style = single["inflate_style"] if single["inflate_style"] != "mixed" else single["inflate_styles"]
-        options = [{}, {"conv1_kernel": single["conv1_kernel"]},
+        width = {"base_channels": single["base_channels"]} if single["base_channels"] != 64 else {}
+        options = [{**width}, {"conv1_kernel": single["conv1_kernel"], **width},
                    {"conv1_kernel": single["conv1_kernel"], "inflate": single["inflate"],
-                    "inflate_style": style}]
+                    "inflate_style": style, **width}]
     for overrides in options:  # fewest overrides first
         for arch in candidates:
             stem = overrides.get("conv1_kernel", arch.backbone.get("conv1_kernel"))

@@ -23,7 +23,7 @@ ALLOWED = {
 }
 
 
-class _ArraysOnly(pickle.Unpickler):
+class _ArraysOnly(pickle._Unpickler):  # the pure-Python unpickler: see first_object
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in ALLOWED:
             raise pickle.UnpicklingError(f"GLOBAL {module}.{name}")
@@ -31,7 +31,11 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 def first_object(path: Path) -> Any:
-    """The file's first pickled object, unpickled with the arrays-only unpickler."""
+    """The file's first pickled object, unpickled with the arrays-only unpickler.
+
+    The pure-Python unpickler keeps its memo in a dict; the C one sizes an array by the largest
+    memo index, so a damaged BINPUT index of 2**32 made it allocate for minutes (found by fuzzing).
+    """
     with open(path, "rb") as f:
         return _ArraysOnly(f, encoding="latin1").load()
 

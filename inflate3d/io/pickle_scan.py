@@ -47,7 +47,15 @@ def _globals_in(data: bytes | io.BufferedIOBase) -> tuple[list[str], int]:
 
 
 def pickle_globals(path: Path) -> list[str]:
-    """Every global referenced by the pickles of a torch zip, a legacy torch file or a plain pickle."""
+    """Every global referenced by the pickles of a torch zip, a legacy torch file or a plain pickle
+    (as many as can be read: a damaged file yields what precedes the damage)."""
+    try:
+        return _pickle_globals(path)
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, KeyError, RuntimeError):
+        return []
+
+
+def _pickle_globals(path: Path) -> list[str]:
     found: list[str] = []
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:

@@ -119,3 +119,12 @@ def test_training_one_stage_is_reported_on_that_stage_only(tmp_path, sf_pair):
     moved = {g: s for g, s in data["stages"].items() if s["exact"] < s["tensors"]}
     assert list(moved) == ["slow layer3"]
     assert 0.005 < moved["slow layer3"]["max_rel_change"] < 0.05 and moved["slow layer3"]["padding_moved"] == 1
+
+
+def test_bit_equal_sees_nan_payloads_and_dtypes():
+    from inflate3d.diff import bit_equal
+
+    a = torch.tensor([1.0, float("nan")])
+    assert bit_equal(a, a.clone()) and not torch.equal(a, a.clone())
+    assert not bit_equal(a, a.to(torch.float64)) and not bit_equal(a, torch.tensor([1.0, 2.0]))
+    assert bit_equal(torch.tensor([1, 2]), torch.tensor([1, 2]))
