@@ -23,7 +23,6 @@ import traceback
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 

@@ -113,7 +113,6 @@ def container(scheme: str, tensors: dict, meta: dict) -> object:
 def _prove(path: Path, out: Path, conv, source_tensors, fmt: str, trust_pickle: bool) -> list[str]:
     """What was written must load strictly into the native architecture and convert back to the
     source scheme bit for bit."""
-    import torch
 
     from ..diff.metrics import bit_equal
     from ..inflate.convert import convert

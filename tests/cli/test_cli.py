@@ -4,9 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 import torch
 from click.testing import CliRunner
 from safetensors import safe_open
