@@ -114,7 +114,7 @@ def verify(json_mode: bool, debug: bool, **opts) -> None:
     _run(json_mode, debug, cmd.run, **opts)
 
 
-SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d"]
+SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision", "tsm"]
 
 
 @main.command()

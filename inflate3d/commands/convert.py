@@ -12,7 +12,8 @@ from ..errors import CHECK_FAILED, Inflate3dError
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 CONTAINERS = {"mmaction2": "{'state_dict', 'meta'}", "pyslowfast": "{'model_state', 'epoch'}",
-              "pytorchvideo": "{'model_state'}", "torchvision3d": "a plain state dict"}
+              "pytorchvideo": "{'model_state'}", "torchvision3d": "a plain state dict",
+              "torchvision": "a plain state dict", "tsm": "{'state_dict' with module. keys, 'epoch'}"}
 
 
 def run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
@@ -107,6 +108,8 @@ def container(scheme: str, tensors: dict, meta: dict) -> object:
         return {"epoch": 0, "model_state": tensors, "inflate3d": meta}
     if scheme == "pytorchvideo":
         return {"model_state": tensors, "inflate3d": meta}
+    if scheme == "tsm":  # the TSM code saves its DataParallel model
+        return {"epoch": 0, "state_dict": {f"module.{k}": v for k, v in tensors.items()}, "inflate3d": meta}
     return tensors
 
 

@@ -14,6 +14,13 @@ def _pattern(flags) -> str:
     return "(" + ", ".join("".join(str(f) for f in stage) for stage in flags) + ")"
 
 
+def _pathway_json(v: dict) -> dict:
+    if "shift_place" in v:  # TSM
+        return {"stage_blocks": list(v["stage_blocks"]), "shift_place": v["shift_place"], "shifted_blocks": v["shifted"]}
+    return {"stem_kernel": list(v["conv1_kernel"]), "stage_blocks": list(v["stage_blocks"]),
+            "inflate": [list(s) for s in v["inflate"]], "inflate_style": v["inflate_style"], "width": v["base_channels"]}
+
+
 def run(console: Console, checkpoint: str, trust_pickle: bool) -> int:
     from ..inflate.convert import match_arch, scheme, to_native
     from ..inflate.detect import detect_scheme, infer_arch
@@ -41,9 +48,7 @@ def run(console: Console, checkpoint: str, trust_pickle: bool) -> int:
             "family": info.family, "depth": info.depth, "pathways": len(info.pathways),
             "lateral_norm": info.lateral_norm, "fusion_kernel": info.fusion_kernel,
             "channel_ratio": info.channel_ratio, "head_classes": info.num_classes, "matches": arch,
-            "per_pathway": {p: {"stem_kernel": list(v["conv1_kernel"]), "stage_blocks": list(v["stage_blocks"]),
-                                "inflate": [list(s) for s in v["inflate"]], "inflate_style": v["inflate_style"],
-                                "width": v["base_channels"]} for p, v in info.pathways.items()},
+            "per_pathway": {p: _pathway_json(v) for p, v in info.pathways.items()},
             "notes": notes + info.notes}
     console.emit_json(report)
     rows = [["file", str(path)], ["format", ckpt.format],
@@ -62,8 +67,11 @@ def run(console: Console, checkpoint: str, trust_pickle: bool) -> int:
                      + (f" with {arch['overrides']}" if arch and arch.get("overrides") else "")
                      + (f" (no named match: {arch['why']})" if arch and arch.get("why") else "")])
         for p, v in info.pathways.items():
-            rows.append([f"  {p}", f"stem {'x'.join(map(str, v['conv1_kernel']))}, width {v['base_channels']}, "
-                         f"inflate {_pattern(v['inflate'])} {v['inflate_style']}"])
+            if info.family == "tsm":
+                rows.append([f"  {p}", f"2D ResNet, temporal shift {v['shift_place']}, {v['shifted']} shifted blocks"])
+            else:
+                rows.append([f"  {p}", f"stem {'x'.join(map(str, v['conv1_kernel']))}, width {v['base_channels']}, "
+                             f"inflate {_pattern(v['inflate'])} {v['inflate_style']}"])
         if info.family == "slowfast":
             rows.append(["  fusion", f"kernel {info.fusion_kernel}, lateral norm {info.lateral_norm}, "
                          f"channel ratio {info.channel_ratio}"])

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import Inflate3dError
 from ..slowfast.archs import ARCHS, Arch, state_dict_shapes
-from .detect import ArchInfo, detect_scheme, infer_arch
+from .detect import ArchInfo, detect_scheme, infer_arch, strip_net
 from .schemes import SCHEMES, Scheme
 
 HEAD_W = "cls_head.fc_cls.weight"
@@ -149,6 +149,14 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
     candidates = [ARCHS[name]] if name else [a for a in ARCHS.values() if a.family == info.family and a.depth == info.depth]
     if name and name not in ARCHS:
         raise Inflate3dError(f"--arch: unknown architecture {name!r}")
+    if info.family == "tsm":  # compare without shift wrappers: 2D names have none
+        plain = {strip_net(k): v for k, v in shapes.items()}
+        place = info.pathways["backbone"]["shift_place"]
+        for arch in candidates:
+            for overrides in ({}, {"shift_place": place}):
+                if {strip_net(k): v for k, v in state_dict_shapes(arch, **head, **overrides).items()} == plain:
+                    return arch, overrides
+        raise Inflate3dError(f"{origin}: keys and shapes match no TSM architecture of depth {info.depth}")
     if info.family == "slowfast":
         # a named arch is taken as it is: fusion with BN onto one without is refused below
         options = [{"slow_pathway": {"lateral_norm": True}}] if info.lateral_norm and not name else [{}]
@@ -179,6 +187,8 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str,
             origin: str, arch: str | None = None) -> Conversion:
     detected, two = detect_scheme(tensors.keys(), origin)
+    if detected == "torchvision3d" and tensors["conv1.weight"].dim() == 4:
+        detected = "torchvision"  # 2D names: a TSM network (TSN names)
     if source and source != detected:
         raise Inflate3dError(f"{origin}: --from {source}, but its keys are {detected}'s "
                              f"(e.g. {next(iter(tensors))}); drop --from or fix it")
@@ -189,7 +199,11 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
     arch_obj, overrides = match_arch(native, info, origin, arch)
     # order as the native network does, so every target file is laid out like the model
     order = state_dict_shapes(arch_obj, num_classes=info.num_classes, **overrides)
-    native = {k: native[k] for k in order}
+    if info.family == "tsm":  # place the shift wrappers where the architecture has them
+        by_plain = {strip_net(k): v for k, v in native.items()}
+        native = {k: by_plain[strip_net(k)] for k in order}
+    else:
+        native = {k: native[k] for k in order}
     out, out_pairs, out_notes = from_native(native, dst, two, origin)
     to_target = dict(out_pairs)
     key_map = [(s, n, to_target.get(n) if n else None) for s, n in in_pairs]

@@ -25,8 +25,10 @@ def detect_scheme(keys, origin: str) -> tuple[str, bool]:
         return "caffe2", "t_conv1_w" in ks
     if any(k.startswith("blocks.0.") for k in keys):
         return "pytorchvideo", any(".multipathway_blocks." in k for k in keys)
+    if any(k.startswith("base_model.") for k in keys):
+        return "tsm", False
     if "conv1.weight" in ks:
-        return "torchvision3d", False
+        return "torchvision3d", False  # or 2D "torchvision": the kernels' rank tells (convert does)
     raise Inflate3dError(f"{origin}: cannot tell the naming scheme from keys such as "
                          f"{', '.join(keys[:4])}; pass --from")
 
@@ -99,5 +101,35 @@ def _infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
         info.notes.append("alpha (the temporal stride of the laterals) is not stored in the weights; "
                           "it follows the fusion kernel by convention (5: alpha 8, 7: alpha 4)")
         return info
+    if native["backbone.conv1.conv.weight"].dim() == 4:
+        return _tsm_info(native, origin, num_classes)
     single = _pathway_info(native, "backbone.", origin)
     return ArchInfo("resnet3d", single["depth"], {"backbone": single}, num_classes=num_classes)
+
+
+def strip_net(key: str) -> str:
+    """A key without TSM's shift / pool wrappers (``conv1.conv.net.weight`` -> ``conv1.conv.weight``)."""
+    return ".".join(p for p in key.split(".") if p != "net")
+
+
+def _tsm_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> ArchInfo:
+    plain = {strip_net(k): v for k, v in native.items()}
+    blocks = [0, 0, 0, 0]
+    for k in plain:
+        if m := _BLOCK.match(k[len("backbone."):]) if k.startswith("backbone.") else None:
+            blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    bottleneck = "backbone.layer1.0.conv3.conv.weight" in plain
+    depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
+                  if counts == tuple(blocks) and (blk.expansion == 4) == bottleneck), None)
+    if depth is None:
+        raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no ResNet depth")
+    place = "block" if any(re.search(r"layer\d\.\d+\.net\.", k) for k in native) else "blockres"
+    info = ArchInfo("tsm", depth, {"backbone": {"depth": depth, "stage_blocks": tuple(blocks),
+                                                "shift_place": place,
+                                                "shifted": sum(".net." in k for k in native
+                                                               if k.endswith("conv1.conv.net.weight"))}},
+                    num_classes=num_classes)
+    if not any(".net." in k for k in native):
+        info.notes.append("no temporal-shift wrappers in the names (2D / TSN names): the shifts are placed "
+                          "as the TSM architecture places them")
+    return info

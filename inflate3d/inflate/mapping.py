@@ -14,6 +14,7 @@ from torch import nn
 
 from ..errors import Inflate3dError
 from ..slowfast.conv import ConvBN3d
+from ..slowfast.tsm import ConvBN2d
 from ..slowfast.slowfast import ResNet3dSlowFast
 from .resnet2d import names_2d
 
@@ -59,8 +60,9 @@ def inflatable_units(model: nn.Module) -> dict[str, str]:
         backbone, prefix = backbone.slow_path, "backbone.slow_path."
     units = {}
     for name, module in backbone.named_modules():
-        if isinstance(module, ConvBN3d) and not name.endswith("_lateral"):
-            units[prefix + name] = name
+        if isinstance(module, (ConvBN3d, ConvBN2d)) and not name.endswith("_lateral"):
+            # TSM's shift / pool wrappers hold the wrapped module as ``net``: not a 2D name
+            units[prefix + name] = ".".join(part for part in name.split(".") if part != "net")
     return units
 
 
@@ -75,7 +77,7 @@ def plan_inflation(model: nn.Module, source: Mapping[str, torch.Tensor], *, head
         conv2d, bn2d = names_2d(rel)
         for suffix, src_module in (("conv", conv2d), ("bn", bn2d)):
             for tname in _tensor_names(model.get_submodule(f"{unit}.{suffix}")):
-                key, src = f"{unit}.{suffix}.{tname}", f"{src_module}.{tname}"
+                key, src = f"{unit}.{suffix}.{tname}", f"{src_module}.{tname.rsplit('.', 1)[-1]}"
                 if src not in source:
                     if tname == "num_batches_tracked":
                         continue  # stays a fresh 0, like a new BN
@@ -99,8 +101,8 @@ def plan_inflation(model: nn.Module, source: Mapping[str, torch.Tensor], *, head
 
 
 def _tensor_names(module: nn.Module) -> list[str]:
-    return [n for n, _ in module.named_parameters(recurse=False)] + \
-           [n for n, b in module.named_buffers(recurse=False) if b is not None]
+    """Parameter and buffer names of a conv or BN, through wrappers (TSM's ``net.weight``)."""
+    return [n for n, _ in module.named_parameters()] + [n for n, b in module.named_buffers() if b is not None]
 
 
 def _entry(key: str, shape: tuple[int, ...], src: str, src_shape: tuple[int, ...]) -> Entry | None:

@@ -10,8 +10,10 @@ from .pathway import ResNet3dPathway
 from .recognizer import Recognizer3D
 from .resnet3d import DEPTHS, ResNet3d
 from .slowfast import ResNet3dSlowFast
+from .tsm import ConvBN2d, ResNetTSM, TSMHead, TemporalShift, temporal_shift
 
-__all__ = ["ARCHS", "Arch", "BaseHead", "BasicBlock3d", "Bottleneck3d", "ConvBN3d", "DEPTHS",
+__all__ = ["ARCHS", "Arch", "BaseHead", "BasicBlock3d", "Bottleneck3d", "ConvBN2d", "ConvBN3d", "DEPTHS",
+           "ResNetTSM", "TSMHead", "TemporalShift", "temporal_shift",
            "DeConvBN3d", "I3DHead", "Recognizer3D", "ResNet3d", "ResNet3dPathway",
            "ResNet3dSlowFast", "SlowFastHead", "build_model", "count_parameters", "get_arch",
            "top_k_accuracy"]

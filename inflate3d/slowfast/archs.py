@@ -18,6 +18,7 @@ from .heads import I3DHead, SlowFastHead
 from .recognizer import Recognizer3D
 from .resnet3d import DEPTHS, STAGE_BLOCKS, ResNet3d
 from .slowfast import ResNet3dSlowFast
+from .tsm import ResNetTSM, TSMHead
 
 HEAD_SETTINGS = ("spatial_type", "dropout_ratio", "init_std", "multi_class", "label_smooth_eps",
                  "loss_weight")
@@ -26,7 +27,7 @@ HEAD_SETTINGS = ("spatial_type", "dropout_ratio", "init_std", "multi_class", "la
 @dataclass(frozen=True)
 class Arch:
     name: str
-    family: str  # 'resnet3d' (I3D, Slow-only) or 'slowfast'
+    family: str  # 'resnet3d' (I3D, Slow-only), 'slowfast' or 'tsm'
     depth: int
     backbone: Mapping[str, Any]
     clip: tuple[int, int, int]  # T, H, W of the clip the model is trained on
@@ -87,6 +88,11 @@ def _slowfast(name: str, depth: int, resample: int, speed: int, fusion_kernel: i
         f"fusion {fusion_kernel}"))
 
 
+for _d in DEPTHS:
+    register(Arch(f"tsm_r{_d}", "tsm", _d, _frozen(dict(depth=_d, num_segments=8, shift_div=8,
+                  shift_place="blockres")), (8, 224, 224),
+                  "TSM: 2D ResNet, 1/8 + 1/8 channels shifted, 8 segments"))
+
 _slowfast("slowfast_r50_4x16", 50, 8, 8, 5)
 _slowfast("slowfast_r50_8x8", 50, 4, 4, 7)
 _slowfast("slowfast_r101_4x16", 101, 8, 8, 5)
@@ -109,6 +115,8 @@ def build_backbone(arch: Arch, **overrides: Any) -> nn.Module:
             cfg[key] = value
     if arch.family == "slowfast":
         return ResNet3dSlowFast(**cfg)
+    if arch.family == "tsm":
+        return ResNetTSM(**cfg)
     depth = cfg.pop("depth")
     return ResNet3d(depth, **cfg)
 
@@ -138,8 +146,12 @@ def build_model(name: str | Arch, *, num_classes: int | None = 400,
         backbone = build_backbone(arch, **backbone_overrides)
         head = None
         if num_classes is not None:
-            head_cls = SlowFastHead if arch.family == "slowfast" else I3DHead
-            head = head_cls(num_classes, head_in_channels(backbone), **head_cfg)
+            if arch.family == "tsm":
+                head = TSMHead(num_classes, backbone.feat_dim, num_segments=backbone.num_segments,
+                               temporal_pool=backbone.temporal_pool, **head_cfg)
+            else:
+                head_cls = SlowFastHead if arch.family == "slowfast" else I3DHead
+                head = head_cls(num_classes, head_in_channels(backbone), **head_cfg)
         model = Recognizer3D(backbone, head)
         if init:
             model.init_weights()

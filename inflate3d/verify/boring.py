@@ -10,8 +10,9 @@ from torch import nn
 
 from ..slowfast.recognizer import Recognizer3D
 from ..slowfast.slowfast import ResNet3dSlowFast
+from ..slowfast.tsm import ResNetTSM, TemporalShift
 from .reference2d import ResNet2d
-from .temporal import Frames, shortest_clip, stage_frames
+from .temporal import Frames, shortest_clip, stage_frames, tsm_stage_frames
 
 # Relative tolerance (max |3D - 2D| / max |2D|) by the checkpoint's storage dtype. ``mean`` stores
 # w / T rounded to that dtype; measured in float64 compute that rounding reaches 5e-6 at the
@@ -72,9 +73,18 @@ def boring_video_check(model: Recognizer3D, net2d: nn.Module, *, method: str,
     backbone = model.backbone
     slowfast = isinstance(backbone, ResNet3dSlowFast)
     path = backbone.slow_path if slowfast else backbone
-    use_pool2 = not slowfast and path.with_pool2
-    t = shortest_clip(path, method=method, use_pool2=use_pool2)
-    frames = stage_frames(path, t, method=method, use_pool2=use_pool2)
+    if isinstance(backbone, ResNetTSM):
+        if backbone.temporal_pool:
+            raise ValueError("boring-video verification of TSM supports temporal_pool=False only")
+        t = 2 * sum(backbone.shifted_blocks()) + 2
+        frames = tsm_stage_frames(backbone, t)
+        for m in backbone.modules():  # segments are a run-time setting: the clip is one video of t
+            if isinstance(m, TemporalShift):
+                m.num_segments = t
+    else:
+        use_pool2 = not slowfast and path.with_pool2
+        t = shortest_clip(path, method=method, use_pool2=use_pool2)
+        frames = stage_frames(path, t, method=method, use_pool2=use_pool2)
     image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(compute)
     clip = image.unsqueeze(2).expand(-1, -1, t, -1, -1).contiguous()
     inputs = (clip, image.unsqueeze(2).expand(-1, -1, t * backbone.speed_ratio, -1, -1).contiguous()) \
@@ -93,8 +103,12 @@ def boring_video_check(model: Recognizer3D, net2d: nn.Module, *, method: str,
     checks = []
     for name in STAGES[: 1 + len(path.res_layers)]:
         f = frames[name]
-        a3 = got3d[name][:, :, f.lo: f.hi + 1]
-        a2 = got2d[name].unsqueeze(2).expand_as(a3)
+        if isinstance(backbone, ResNetTSM):  # frames are batch entries: (T, C, H, W)
+            a3 = got3d[name][f.lo: f.hi + 1]
+            a2 = got2d[name].expand_as(a3)
+        else:
+            a3 = got3d[name][:, :, f.lo: f.hi + 1]
+            a2 = got2d[name].unsqueeze(2).expand_as(a3)
         checks.append(_compare(name, f, a3, a2, tol))
     if compare_logits and model.cls_head is not None:
         checks.append(_compare("logits", None, _clean_logits(model, feats, frames), logits2d, tol))
@@ -106,6 +120,9 @@ def _clean_logits(model: Recognizer3D, feats, frames: dict[str, Frames]) -> torc
     head = model.cls_head
     last = frames[list(frames)[-1]]
     with torch.inference_mode():
+        if isinstance(model.backbone, ResNetTSM):  # per-frame scores of the clean frames, averaged
+            frames_scores = head.fc_cls(head.pool(feats[last.lo: last.hi + 1]).flatten(1))
+            return frames_scores.mean(dim=0, keepdim=True)
         if isinstance(feats, tuple):
             slow, fast = feats
             pooled = torch.cat((head.pool(fast), head.pool(slow[:, :, last.lo: last.hi + 1])), dim=1)

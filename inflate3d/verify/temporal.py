@@ -79,6 +79,18 @@ def _block(f: Frames, block: nn.Module, mean: bool) -> Frames:
     return branch.meet(shortcut)
 
 
+def tsm_stage_frames(net, frames_in: int) -> dict[str, Frames]:
+    """Clean frames of a TSM net on a static clip: the stem is per frame; each shifted block lets
+    the zeros shifted in at the clip ends reach one frame further, so after r shifted blocks the
+    frames r .. T-1-r still equal the 2D net's."""
+    out = {"stem": Frames(frames_in, 0, frames_in - 1)}
+    radius = 0
+    for name, shifted in zip(net.res_layers, net.shifted_blocks()):
+        radius += shifted
+        out[name] = Frames(frames_in, radius, frames_in - 1 - radius)
+    return out
+
+
 def shortest_clip(net: ResNet3d, *, method: str, use_pool2: bool, min_clean: int = 2,
                   multiple: int = 1, limit: int = 4096) -> int:
     """The fewest input frames (a multiple of ``multiple``) for which every stage keeps at least

@@ -21,6 +21,8 @@ CASES = {
     "slowonly_r50": lambda: build_model("slowonly_r50", device="meta"),
     "i3d_r50": lambda: build_model("i3d_r50", device="meta"),
     **{f"resnet3d_r{d}_defaults": (lambda d=d: _on_meta(ResNet3d, d)) for d in (18, 34, 50, 101, 152)},
+    "tsm_r50": lambda: build_model("tsm_r50", device="meta"),
+    "tsm_r101": lambda: build_model("tsm_r101", device="meta"),
 }
 
 
@@ -34,9 +36,8 @@ def test_keys_order_shapes_and_parameters_equal_mmaction2(name, mmaction2_refere
     assert count_parameters(model) == ref["parameters"]
 
 
-def test_every_reference_arch_except_tsm_is_covered(mmaction2_reference):
-    # TSM belongs to its own issue; everything else in the reference is tested above.
-    assert set(mmaction2_reference) - set(CASES) == {"tsm_r50", "tsm_r101"}
+def test_every_reference_arch_is_covered(mmaction2_reference):
+    assert set(mmaction2_reference) == set(CASES)
 
 
 def test_issue_reference_figures():

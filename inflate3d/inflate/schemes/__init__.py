@@ -13,6 +13,7 @@ from .pyslowfast import CAFFE2, CAFFE2_SINGLE, PYSLOWFAST, PYSLOWFAST_SINGLE
 from .pytorchvideo import PYTORCHVIDEO, PYTORCHVIDEO_SINGLE
 from .table import KeyTable, Template
 from .torchvision3d import TORCHVISION3D
+from .tsm import TSM_ORIGINAL
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
            "pytorchvideo create_slowfast / create_resnet (blocks.N...)"),
     Scheme("torchvision3d", None, TORCHVISION3D, False, False,
            "torchvision names with 5-D kernels (conv1.weight, layer1.0.conv1.weight, fc)"),
+    Scheme("torchvision", None, TORCHVISION3D, False, False,
+           "torchvision 2D names (TSN), for TSM networks"),
+    Scheme("tsm", None, TSM_ORIGINAL, False, False,
+           "the original TSM code (base_model.layer1.0.conv1.net.weight, new_fc)"),
 )}
 
 __all__ = ["KeyTable", "SCHEMES", "Scheme", "Template"]

@@ -1,0 +1,113 @@
+"""TSM: the shift by its definition, both namings, inflation from torchvision, boring-video checks."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from inflate3d.cli import main
+from inflate3d.inflate import prepare
+from inflate3d.inflate.convert import convert
+from inflate3d.slowfast import build_model, count_parameters, temporal_shift
+from inflate3d.verify import verify_inflated
+
+
+def test_the_shift_element_by_element():
+    """Seed 004: out[:, t, :fold] = x[:, t+1, :fold], out[:, t, fold:2fold] = x[:, t-1, ...], zeros at the ends."""
+    n, t, c = 2, 4, 16
+    x = torch.arange(n * t * c, dtype=torch.float32).view(n * t, c, 1, 1) + 1
+    out = temporal_shift(x, t, 8).view(n, t, c)
+    src = x.view(n, t, c)
+    fold = c // 8
+    for b in range(n):
+        for f in range(t):
+            for ch in range(c):
+                if ch < fold:
+                    want = src[b, f + 1, ch] if f + 1 < t else 0.0
+                elif ch < 2 * fold:
+                    want = src[b, f - 1, ch] if f >= 1 else 0.0
+                else:
+                    want = src[b, f, ch]
+                assert out[b, f, ch] == want, (b, f, ch)
+
+
+@pytest.mark.parametrize("name", ["tsm_r50", "tsm_r101"])
+def test_mmaction2_names_equal_the_reference(name, mmaction2_reference):
+    model = build_model(name, device="meta")
+    assert [[k, list(v.shape)] for k, v in model.state_dict().items()] == mmaction2_reference[name]["keys"]
+    assert count_parameters(model) == mmaction2_reference[name]["parameters"]
+
+
+@pytest.mark.parametrize("depth,shifted", [(18, 8), (34, 16), (50, 16), (101, 18), (152, 26)])
+def test_original_tsm_names(depth, shifted, seeded):
+    native = prepare(seeded(depth), f"tsm_r{depth}", head="imagenet").state_dict()
+    orig = convert(native, source=None, target="tsm", origin="x").tensors
+    net_keys = [k for k in orig if k.endswith(".net.weight")]
+    assert len(net_keys) == shifted and all(k.startswith("base_model.layer") and ".conv1.net." in k for k in net_keys)
+    assert {k.replace(".net", "").replace("base_model.", "").replace("new_fc", "fc"): tuple(v.shape)
+            for k, v in orig.items()} == {k: tuple(v.shape) for k, v in seeded(depth).tensors.items()}
+    # PyTorch's TSM checkpoints carry a DataParallel 'module.' prefix inside 'state_dict': both unwrap
+    assert "new_fc.weight" in orig and "base_model.conv1.weight" in orig
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
+def test_inflation_copies_every_tensor_and_passes_the_boring_video(depth, seeded):
+    src = seeded(depth)
+    inflation = prepare(src, f"tsm_r{depth}", head="imagenet")
+    sd = inflation.state_dict()
+    assert {a: len(v) for a, v in inflation.plan.by_action().items() if v} == {"copied": len(sd)}
+    for key, t in sd.items():  # every tensor is the 2D one, unchanged
+        plain = key.replace(".net", "").replace("backbone.", "").replace("cls_head.fc_cls", "fc")
+        plain = plain.replace("downsample.conv.", "downsample.0.").replace("downsample.bn.", "downsample.1.")
+        plain = plain.replace(".conv.weight", ".weight")
+        for n in ("1", "2", "3"):
+            plain = plain.replace(f"conv{n}.bn.", f"bn{n}.")
+        assert torch.equal(t, src.tensors[plain]), key
+    ver = verify_inflated(sd, inflation.arch, src.tensors, depth=depth, origin="tsm")
+    assert ver.passed and max(c.max_rel for c in ver.checks) < 1e-12
+    radius = sum(inflation.model.backbone.shifted_blocks())
+    assert (ver.checks[4].frames.lo, ver.checks[4].frames.length) == (radius, 2 * radius + 2)
+    # a corrupted tensor fails from its stage on
+    sd["backbone.layer3.0.conv2.conv.weight"] = sd["backbone.layer3.0.conv2.conv.weight"] * 1.1
+    bad = verify_inflated(sd, inflation.arch, src.tensors, depth=depth, origin="tsm")
+    assert [c.name for c in bad.checks if not c.passed] == ["layer3", "layer4", "logits"]
+
+
+def test_frames_outside_the_radius_do_differ(seeded):
+    src = seeded(18)
+    model = build_model("tsm_r18", num_classes=None, init=False)
+    model.load_state_dict(prepare(src, "tsm_r18").state_dict())
+    for m in model.modules():
+        if hasattr(m, "num_segments"):
+            m.num_segments = 18
+    from inflate3d.verify.boring import build_2d
+
+    net2d = build_2d(src.tensors, 18).double()
+    image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).double()
+    with torch.inference_mode():
+        feats = model.double().eval().backbone(image.unsqueeze(2).expand(-1, -1, 18, -1, -1))
+        ref = net2d.layer4(net2d.layer3(net2d.layer2(net2d.layer1(net2d.maxpool(net2d.relu(net2d.bn1(net2d.conv1(image))))))))
+    rel = [((feats[j] - ref[0]).abs().max() / ref.abs().max()).item() for j in range(18)]
+    assert rel[8] < 1e-12 and rel[9] < 1e-12 and rel[7] > 1e-6 and rel[10] > 1e-6
+
+
+def test_cli_inflate_and_convert_tsm(tmp_path, r18_file):
+    out = tmp_path / "tsm.safetensors"
+    result = CliRunner().invoke(main, ["inflate", str(r18_file), "--arch", "tsm_r18", "--head", "imagenet",
+                                       "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["verification"]["passed"]
+    orig = tmp_path / "orig.pth"
+    assert CliRunner().invoke(main, ["convert", str(out), "--to", "tsm", "--format", "pth", "-o", str(orig)]).exit_code == 0
+    tsn = tmp_path / "tsn.safetensors"
+    assert CliRunner().invoke(main, ["convert", str(orig), "--to", "torchvision", "-o", str(tsn)]).exit_code == 0
+    assert set(load_file(str(tsn))) == set(torch.load(r18_file, weights_only=True))
+    back = tmp_path / "back.safetensors"
+    assert CliRunner().invoke(main, ["convert", str(tsn), "-o", str(back)]).exit_code == 0
+    assert CliRunner().invoke(main, ["diff", str(back), str(out)]).exit_code == 0
+    info = json.loads(CliRunner().invoke(main, ["inspect", str(orig), "--json"]).stdout)
+    assert info["scheme"] == "tsm" and info["architecture"]["matches"]["name"] == "tsm_r18"
+    assert info["architecture"]["per_pathway"]["backbone"]["shifted_blocks"] == 8
