@@ -10,7 +10,7 @@ import re
 import torch
 
 from ..errors import Inflate3dError
-from ..inflate.convert import HEAD_W, scheme, swap_head_columns
+from ..inflate.convert import HEAD_W, scheme, slow_channels, swap_head_columns
 from ..inflate.detect import detect_scheme
 from ..io.lazy import TensorFile
 
@@ -51,9 +51,7 @@ class NativeView:
             self._swap = self._slow_channels()
 
     def _slow_channels(self) -> int:
-        convs = [k for k in self._map if re.fullmatch(r"backbone\.slow_path\.layer4\.\d+\.conv[23]\.conv\.weight", k)]
-        last = max(convs, key=lambda k: (int(k.split(".")[3]), k))
-        return self.shape(last)[0]
+        return slow_channels({k: self.shape(k) for k in self._map})
 
     def keys(self) -> list[str]:
         return list(self._map)

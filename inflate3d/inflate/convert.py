@@ -46,21 +46,7 @@ def to_native(tensors: Mapping[str, torch.Tensor], src: Scheme, two: bool, origi
     table = src.table(two)
     if table is None:
         raise Inflate3dError(f"{origin}: {src.name} has no {'two' if two else 'one'}-pathway naming")
-    native: dict[str, torch.Tensor] = {}
-    pairs, unmapped, dropped = [], [], []
-    for key, t in tensors.items():
-        ok, out = table.to_native(key)
-        if not ok:
-            unmapped.append(key)
-        elif out is None:
-            dropped.append(key)
-            pairs.append((key, None))
-        else:
-            native[out] = t
-            pairs.append((key, out))
-    if unmapped:
-        raise Inflate3dError(f"{origin}: {len(unmapped)} keys have no {src.name} -> native mapping: "
-                             f"{', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}")
+    native, pairs, dropped = _rename(tensors, table.to_native, f"{src.name} -> native", origin)
     notes = [f"dropped {len(dropped)} non-weight entries ({', '.join(dropped[:4])}"
              f"{' ...' if len(dropped) > 4 else ''})"] if dropped else []
     if src.name == "caffe2":
@@ -87,25 +73,32 @@ def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, orig
         native[HEAD_W] = swap_head_columns(native[HEAD_W], first=fast)
         notes.append("head columns reordered from mmaction2's [fast, slow] to [slow, fast]")
     last_block = _last_blocks(native)
-    out: dict[str, torch.Tensor] = {}
-    pairs, unmapped, dropped = [], [], 0
-    for key, t in native.items():
-        ok, target = table.from_native(key, last_block)
-        if not ok:
-            unmapped.append(key)
-        elif target is None:
-            dropped += 1
-            pairs.append((key, None))
-        else:
-            out[target] = t
-            pairs.append((key, target))
-    if unmapped:
-        raise Inflate3dError(f"{origin}: {len(unmapped)} keys have no native -> {dst.name} mapping: "
-                             f"{', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}")
+    out, pairs, dropped = _rename(native, lambda k: table.from_native(k, last_block), f"native -> {dst.name}", origin)
     if dropped:
-        notes.append(f"{dropped} tensors have no {dst.name} counterpart and are left out "
+        notes.append(f"{len(dropped)} tensors have no {dst.name} counterpart and are left out "
                      "(BN batch counters)")
     return out, pairs, notes
+
+
+def _rename(tensors: Mapping[str, torch.Tensor], mapper, direction: str, origin: str):
+    """(renamed tensors, [(old, new or None)], [dropped keys]); any key the table does not know
+    is an error that lists the keys."""
+    out: dict[str, torch.Tensor] = {}
+    pairs, unmapped, dropped = [], [], []
+    for key, t in tensors.items():
+        ok, new = mapper(key)
+        if not ok:
+            unmapped.append(key)
+            continue
+        pairs.append((key, new))
+        if new is None:
+            dropped.append(key)
+        else:
+            out[new] = t
+    if unmapped:
+        raise Inflate3dError(f"{origin}: {len(unmapped)} keys have no {direction} mapping: "
+                             f"{', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}")
+    return out, pairs, dropped
 
 
 def swap_head_columns(w: torch.Tensor, *, first: int) -> torch.Tensor:
@@ -125,10 +118,15 @@ def fill_bn_counters(native: dict[str, torch.Tensor]) -> list[str]:
     return [f"set num_batches_tracked = 0 for {added} BN layers (Caffe2 does not store it)"] if added else []
 
 
-def _slow_channels(native: Mapping[str, torch.Tensor]) -> int:
-    convs = [k for k in native if re.fullmatch(r"backbone\.slow_path\.layer4\.\d+\.conv[23]\.conv\.weight", k)]
+def slow_channels(shapes: Mapping[str, tuple[int, ...]]) -> int:
+    """Output channels of the slow pathway (its last conv), from native key -> shape."""
+    convs = [k for k in shapes if re.fullmatch(r"backbone\.slow_path\.layer4\.\d+\.conv[23]\.conv\.weight", k)]
     last = max(convs, key=lambda k: (int(k.split(".")[3]), k))
-    return int(native[last].shape[0])
+    return int(shapes[last][0])
+
+
+def _slow_channels(native: Mapping[str, torch.Tensor]) -> int:
+    return slow_channels({k: tuple(v.shape) for k, v in native.items()})
 
 
 def _last_blocks(native: Mapping[str, torch.Tensor]) -> dict[int, int]:
