@@ -112,7 +112,8 @@ def _report_json(inflation) -> dict:
 
 def _render_report(console: Console, inflation) -> None:
     src = inflation.source
-    console.note(f"{inflation.arch.name} from {src.description}, method {inflation.method}")
+    how = "2D weights copied (TSM)" if inflation.method == "copy" else f"method {inflation.method}"
+    console.note(f"{inflation.arch.name} from {src.description}, {how}")
     padded = [e for e in inflation.plan.entries if e.padded]
     rows = [[action, f"{n['tensors']:,}", f"{n['values']:,}"] for action, n in _summary(inflation).items()
             if n["tensors"]]

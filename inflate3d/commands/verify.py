@@ -17,7 +17,8 @@ def render_verification(console: Console, ver) -> None:
         frames = "all (pooled)" if c.frames is None else f"{c.frames.lo}..{c.frames.hi} of {c.frames.length}"
         rows.append([c.name, frames, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}", f"{c.tol:.0e}",
                      "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"])
-    console.table(f"Boring-video equivalence with the 2D net ({ver.method}; frames that must match)",
+    what = "temporal shift" if ver.method == "shift" else ver.method
+    console.table(f"Boring-video equivalence with the 2D net ({what}; frames that must match)",
                   ["check", "frames", "max abs err", "max rel err", "tol", "result"], rows,
                   justify=["left", "right", "right", "right", "right", "left"], markup=True)
 

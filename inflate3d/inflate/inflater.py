@@ -133,6 +133,8 @@ def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",
     if method not in METHODS:
         raise Inflate3dError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     head = parse_head(head)
+    if arch.family == "tsm":
+        method = "copy"  # a TSM net holds the 2D weights as they are: nothing to inflate
     origin = source.label
     if source.depth != arch.depth:
         raise Inflate3dError(f"{origin}: is a ResNet-{source.depth} but {arch.name} needs a "

@@ -47,8 +47,8 @@ def verify_inflated(tensors: Mapping[str, torch.Tensor], arch: Arch, source_tens
                     seed: int = 0) -> Verification:
     """Strict-load ``tensors`` (recognizer names) into ``arch`` and compare with the 2D source on a
     boring video. The logits are compared too when the head is the 2D classifier's."""
-    method = method or detect_method(tensors)
-    if method not in METHODS:
+    method = "shift" if arch.family == "tsm" else (method or detect_method(tensors))
+    if method not in METHODS + ("shift",):
         raise Inflate3dError(f"{origin}: unknown inflation method {method!r}", exit_code=CHECK_FAILED)
     head_w = tensors.get("cls_head.fc_cls.weight")
     num_classes = int(head_w.shape[0]) if head_w is not None else None
