@@ -192,10 +192,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--render-only", action="store_true", help="re-print the table of --out, measure nothing")
     args = ap.parse_args()
-    from rich.console import Console
-    from rich.table import Table
-
+    if args.render_only:
+        results = json.loads(args.out.read_text())
+        render(results, results["repeats"], args.out)
+        return
     results: dict = {"machine": machine(), "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -213,11 +215,17 @@ def main() -> None:
                                   for d in depths}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    render(results, args.repeats, args.out)
+
+
+def render(results: dict, repeats: int, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
 
     rows = table_rows(results)
     m = results["machine"]
     title = (f"inflate3d benchmarks, {m['date']}, {m['cores']} cores, Python {m['python']}, "
-             f"torch {m['torch']}, median of {args.repeats}")
+             f"torch {m['torch']}, median of {repeats}")
     table = Table(title=title, title_justify="left")
     for col in COLUMNS:
         table.add_column(col, justify="left" if col in ("measure", "target") else "right")
@@ -226,8 +234,8 @@ def main() -> None:
     Console(width=160).print(table)
     md = [f"{title}:", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     md += ["| " + " | ".join([*r[:-1], "yes" if r[-1] else "**NO**"]) + " |" for r in rows]
-    args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print(f"figures written to {args.out} and {args.out.with_suffix('.md')}")
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(f"figures written to {out} and {out.with_suffix('.md')}")
 
 
 COLUMNS = ("measure", "baseline", "inflate3d", "ratio", "target", "holds")
@@ -246,6 +254,9 @@ def table_rows(results: dict) -> list[list]:
         ["verification cost of SlowFast-R50 (baseline: 1 pytorchvideo SlowFast forward, 32x224x224)",
          f"{fwd['baseline_s']:.2f} s", f"{ver['verify_s']:.2f} s", f"{ver['ratio_to_forward']:.2f}", "<= 3",
          ver["ratio_to_forward"] <= 3],
+        ["  for reference: the whole inflate process with verification (baseline: that forward)",
+         f"{fwd['baseline_s']:.2f} s", f"{ver['target_s']:.2f} s", f"{ver['target_s'] / fwd['baseline_s']:.2f}",
+         "-", True],
         ["convert pytorchvideo SlowFast-R50 -> mmaction2, wall (baseline: load + save the same bytes)",
          f"{cvt['baseline_s']:.2f} s", f"{cvt['target_s']:.2f} s", f"{cvt['ratio']:.2f}", "<= 1.15",
          cvt["ratio"] <= 1.15],

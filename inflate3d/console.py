@@ -12,7 +12,6 @@ from typing import Any
 
 from rich.console import Console as RichConsole
 from rich.markup import escape
-from rich.table import Table
 
 
 class Console:
@@ -42,6 +41,8 @@ class Console:
         ``markup``; a table whose columns are all empty has no header."""
         if self.json_mode or self.quiet:
             return
+        from rich.table import Table
+
         t = Table(title=title, title_justify="left", title_style="bold", show_header=any(columns))
         for i, col in enumerate(columns):
             t.add_column(col, justify=(justify[i] if justify else "left"), no_wrap=i == 0)  # type: ignore[arg-type]

@@ -1,9 +1,22 @@
-"""2D -> 3D inflation: kernels (tensor maths), resnet2d + mapping (names), sources, inflater."""
-from .inflater import Inflation, parse_head, prepare
-from .kernels import METHODS, deflate_kernel, inflate_kernel, pad_columns_front, pad_in_channels
-from .mapping import ACTIONS, COPY, FRESH, HEAD, INFLATE, Entry, Plan, plan_inflation
-from .sources import Source2D, resolve_source, seeded_source
+"""2D -> 3D inflation and conversion: kernels (tensor maths), resnet2d + mapping (names),
+sources, inflater, schemes + detect + convert.
 
-__all__ = ["ACTIONS", "COPY", "Entry", "FRESH", "HEAD", "INFLATE", "Inflation", "METHODS", "Plan",
-           "Source2D", "deflate_kernel", "inflate_kernel", "pad_columns_front", "pad_in_channels",
-           "parse_head", "plan_inflation", "prepare", "resolve_source", "seeded_source"]
+Exports load on first use (PEP 562), so ``convert`` does not import the inflater and its sources.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "Inflation": "inflater", "parse_head": "inflater", "prepare": "inflater",
+    "METHODS": "kernels", "deflate_kernel": "kernels", "inflate_kernel": "kernels",
+    "pad_columns_front": "kernels", "pad_in_channels": "kernels",
+    "ACTIONS": "mapping", "COPY": "mapping", "FRESH": "mapping", "HEAD": "mapping", "INFLATE": "mapping",
+    "Entry": "mapping", "Plan": "mapping", "plan_inflation": "mapping",
+    "Source2D": "sources", "resolve_source": "sources", "seeded_source": "sources",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,7 +22,7 @@ import torch
 from ..errors import Inflate3dError
 
 CONTAINER_KEYS = ("state_dict", "model_state", "model")
-PREFIXES = ("module.",)
+PREFIXES = ("module.", "model.")  # DataParallel; PySlowFast's wrapper around pytorchvideo nets
 
 
 @dataclass

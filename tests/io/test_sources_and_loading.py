@@ -173,3 +173,10 @@ def test_a_safetensors_header_length_starting_with_0x80_is_not_a_pickle(tmp_path
         pytest.skip("no 0x80 header length found")
     assert sniff_format(path) == "safetensors"
     assert list(load_checkpoint(path).tensors) == ["w" * (pad + 1)]
+
+
+def test_pyslowfast_pytorchvideo_wrapper_prefix_is_stripped(tmp_path):
+    path = tmp_path / "ptv.pyth"
+    torch.save({"model_state": {"model.blocks.0.conv.weight": torch.zeros(1)}, "epoch": 2}, path)
+    ckpt = load_checkpoint(path)
+    assert list(ckpt.tensors) == ["blocks.0.conv.weight"] and ckpt.prefix == "model."
