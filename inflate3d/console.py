@@ -5,6 +5,7 @@ errors go to stderr either way.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -53,20 +54,12 @@ class Console:
     def status(self, message: str):
         """A spinner for people; nothing in JSON mode or when stdout is not a terminal."""
         if self.json_mode or self.quiet or not sys.stdout.isatty():
-            return _Null()
+            return contextlib.nullcontext()
         return self.err.status(message)
 
     def emit_json(self, payload: Any) -> None:
         if self.json_mode:
             sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def human_bytes(n: int) -> str:

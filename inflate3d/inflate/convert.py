@@ -144,9 +144,10 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
     With ``name`` given, only that one is tried, and a mismatch is an error with its reason."""
     shapes = {k: tuple(v.shape) for k, v in native.items()}
     head = {"num_classes": info.num_classes}
-    candidates = [ARCHS[name]] if name else [a for a in ARCHS.values() if a.family == info.family and a.depth == info.depth]
     if name and name not in ARCHS:
-        raise Inflate3dError(f"--arch: unknown architecture {name!r}")
+        raise Inflate3dError(f"--arch: unknown architecture {name!r}; see `inflate3d archs`")
+    candidates = [ARCHS[name]] if name else \
+        [a for a in ARCHS.values() if a.family == info.family and a.depth == info.depth]
     if info.family == "tsm":  # compare without shift wrappers: 2D names have none
         plain = {strip_net(k): v for k, v in shapes.items()}
         place = info.pathways["backbone"]["shift_place"]

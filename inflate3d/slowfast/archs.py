@@ -6,6 +6,7 @@ depth it inflates from. ``build_model`` turns a name (plus keyword overrides) in
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -142,7 +143,7 @@ def build_model(name: str | Arch, *, num_classes: int | None = 400,
     backbone_overrides = {}
     for key, value in overrides.items():
         (head_cfg if key in HEAD_SETTINGS else backbone_overrides)[key] = value
-    with torch.device(device) if device is not None else _nullcontext():
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         backbone = build_backbone(arch, **backbone_overrides)
         head = None
         if num_classes is not None:
@@ -156,14 +157,6 @@ def build_model(name: str | Arch, *, num_classes: int | None = 400,
         if init:
             model.init_weights()
     return model
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def state_dict_shapes(arch: str | Arch, *, num_classes: int | None = 400,
