@@ -15,7 +15,7 @@ import torch
 from ..errors import Inflate3dError
 from ..inflate.convert import match_arch
 from ..inflate.detect import infer_arch
-from ..inflate.kernels import deflate_kernel, inflate_kernel
+from ..inflate.kernels import deflate_kernel, inflate_kernel, kernel_method
 from ..inflate.mapping import FRESH, plan_inflation
 from ..inflate.resnet2d import infer_depth
 from ..io.lazy import TensorFile
@@ -56,15 +56,6 @@ class InflatedDiff:
     @property
     def exact(self) -> bool:
         return all(t.exact for t in self.tensors)
-
-
-def _method(w3d: torch.Tensor) -> str:
-    t = w3d.shape[2]
-    if t == 1:
-        return "copy"
-    c = (t - 1) // 2
-    off_centre = torch.cat((w3d[:, :, :c].flatten(), w3d[:, :, c + 1:].flatten()))
-    return "mean" if bool(off_centre.any()) else "center"
 
 
 def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
@@ -109,7 +100,7 @@ def _compare(e, w3d: torch.Tensor, w2d: torch.Tensor) -> InflatedTensor:
         core = w3d[:, : w2d.shape[1]]
         if e.pad:
             pad_zero = not bool(w3d[:, w2d.shape[1]:].any())
-        method = _method(core)
+        method = kernel_method(core)
         exact = bool(torch.equal(core, inflate_kernel(w2d.to(core.dtype), core.shape[2],
                                                       "mean" if method == "copy" else method)))
         back = deflate_kernel(core.double(), "center" if method == "center" else "mean")

@@ -7,7 +7,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "Inflation": "inflater", "parse_head": "inflater", "prepare": "inflater",
-    "METHODS": "kernels", "deflate_kernel": "kernels", "inflate_kernel": "kernels",
+    "METHODS": "kernels", "deflate_kernel": "kernels", "inflate_kernel": "kernels", "kernel_method": "kernels",
     "pad_columns_front": "kernels", "pad_in_channels": "kernels",
     "ACTIONS": "mapping", "COPY": "mapping", "FRESH": "mapping", "HEAD": "mapping", "INFLATE": "mapping",
     "Entry": "mapping", "Plan": "mapping", "plan_inflation": "mapping",

@@ -41,6 +41,17 @@ def deflate_kernel(w3d: torch.Tensor, method: str = "mean") -> torch.Tensor:
     raise ValueError(f"unknown inflation method {method!r}; choose one of {METHODS}")
 
 
+def kernel_method(w3d: torch.Tensor) -> str:
+    """How a 3D kernel (O, I, T, kH, kW) reads as an inflation: 'copy' (T = 1, both methods agree),
+    'center' (zeros off the centre tap) or 'mean' (anything else)."""
+    t = w3d.shape[2]
+    if t == 1:
+        return "copy"
+    c = (t - 1) // 2
+    off_centre = torch.cat((w3d[:, :, :c].flatten(), w3d[:, :, c + 1:].flatten()))
+    return "mean" if bool(off_centre.any()) else "center"
+
+
 def pad_in_channels(w: torch.Tensor, extra: int) -> torch.Tensor:
     """Append ``extra`` zero input channels at the end of dim 1 (where SlowFast's laterals are
     concatenated), so those channels contribute nothing until trained."""

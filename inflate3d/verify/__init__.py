@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import CHECK_FAILED, Inflate3dError
-from ..inflate.kernels import METHODS
+from ..inflate.kernels import METHODS, kernel_method
 from ..slowfast.archs import Arch, build_model
 from .boring import StageCheck, boring_video_check, build_2d
 from .strict import strict_load
@@ -34,12 +34,7 @@ def detect_method(tensors: Mapping[str, torch.Tensor]) -> str:
                and "_lateral" not in k]
     if not kernels:
         return "mean"  # nothing temporal to tell: both methods give the same tensors
-    for w in kernels:
-        c = (w.shape[2] - 1) // 2
-        off = torch.cat((w[:, :, :c].flatten(), w[:, :, c + 1:].flatten()))
-        if bool(off.any()):
-            return "mean"
-    return "center"
+    return "center" if all(kernel_method(w) == "center" for w in kernels) else "mean"
 
 
 def verify_inflated(tensors: Mapping[str, torch.Tensor], arch: Arch, source_tensors: Mapping[str, torch.Tensor],
