@@ -10,7 +10,7 @@ import re
 import torch
 
 from ..errors import Inflate3dError
-from ..inflate.convert import HEAD_W, scheme, slow_channels, swap_head_columns
+from ..inflate.convert import HEAD_W, native_names, scheme, slow_channels, swap_head_columns
 from ..inflate.detect import detect_scheme
 from ..io.lazy import TensorFile
 
@@ -32,18 +32,7 @@ class NativeView:
             return  # not a video ResNet: compare raw names
         self.scheme = name
         src = scheme(name)
-        keys = tf.keys()
-        bare = name == "mmaction2" and not any(k.startswith(("backbone.", "cls_head.")) for k in keys)
-        table = src.table(self.two)
-        mapped, dropped = {}, []
-        for key in keys:
-            ok, out = table.to_native(f"backbone.{key}" if bare else key)
-            if not ok:
-                raise Inflate3dError(f"{tf.path}: key {key} has no {name} -> native mapping")
-            if out is None:
-                dropped.append(key)
-            else:
-                mapped[out] = key
+        mapped, _, dropped = native_names(tf.keys(), src, self.two, str(tf.path))
         self._map = mapped
         if dropped:
             self.notes.append(f"{tf.path.name}: {len(dropped)} non-weight entries not compared")

@@ -39,14 +39,23 @@ def scheme(name: str) -> Scheme:
     return SCHEMES[name]
 
 
-def to_native(tensors: Mapping[str, torch.Tensor], src: Scheme, two: bool, origin: str):
-    """(native tensors, [(source key, native key or None)], notes)."""
-    if src.name == "mmaction2" and not any(k.startswith(("backbone.", "cls_head.")) for k in tensors):
-        tensors = {f"backbone.{k}": v for k, v in tensors.items()}  # a backbone-only file
+def native_names(keys, src: Scheme, two: bool, origin: str):
+    """({native key: source key}, [(source key, native key or None)], [dropped source keys]):
+    names only, so a lazy reader can map a file without loading it."""
+    keys = list(keys)
+    bare = src.name == "mmaction2" and not any(k.startswith(("backbone.", "cls_head.")) for k in keys)
     table = src.table(two)
     if table is None:
         raise Inflate3dError(f"{origin}: {src.name} has no {'two' if two else 'one'}-pathway naming")
-    native, pairs, dropped = _rename(tensors, table.to_native, f"{src.name} -> native", origin)
+    # a backbone-only mmaction2 file lacks the recognizer's 'backbone.' prefix
+    return _rename({k: k for k in keys}, lambda k: table.to_native(f"backbone.{k}" if bare else k),
+                   f"{src.name} -> native", origin)
+
+
+def to_native(tensors: Mapping[str, torch.Tensor], src: Scheme, two: bool, origin: str):
+    """(native tensors, [(source key, native key or None)], notes)."""
+    names, pairs, dropped = native_names(tensors, src, two, origin)
+    native = {n: tensors[k] for n, k in names.items()}
     notes = [f"dropped {len(dropped)} non-weight entries ({', '.join(dropped[:4])}"
              f"{' ...' if len(dropped) > 4 else ''})"] if dropped else []
     if src.name == "caffe2":
