@@ -15,10 +15,9 @@ from pathlib import Path
 import torch
 
 from ..errors import Inflate3dError
+from .save import ST_DTYPES
 
-ST_TORCH = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-            "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-            "U8": torch.uint8, "BOOL": torch.bool}
+ST_TORCH = {name: dtype for dtype, name in ST_DTYPES.items()}  # safetensors dtype name -> torch
 MAX_HEADER = 100 * 2**20
 
 

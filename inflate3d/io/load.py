@@ -30,7 +30,7 @@ class Checkpoint:
     """Tensors by name in file order, with where they came from."""
 
     path: Path
-    format: str  # 'safetensors' | 'torch-zip' | 'torch-pickle'
+    format: str  # 'safetensors' | 'torch-zip' | 'torch-pickle' | 'caffe2-pickle'
     tensors: dict[str, torch.Tensor]
     container: str | None = None  # the key that held the weights, if any
     prefix: str | None = None  # the prefix stripped from every key, if any
@@ -95,7 +95,7 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> C
     elif fmt == "torch-pickle" and (blobs := _caffe2_blobs(path, trust_pickle)) is not None:
         ckpt = Checkpoint(path, "caffe2-pickle", blobs[0], container="blobs", metadata=blobs[1])
     else:
-        obj = _torch_load(path, trust_pickle=trust_pickle)
+        obj = _torch_load(path, zipped=fmt == "torch-zip", trust_pickle=trust_pickle)
         ckpt = _unwrap(path, fmt, obj)
     _strip_prefix(ckpt)
     bad = [name for name, t in ckpt.tensors.items() if not _finite(t)]
@@ -117,8 +117,7 @@ def _caffe2_blobs(path: Path, trust_pickle: bool) -> tuple[dict[str, torch.Tenso
         if found and trust_pickle:
             return None  # the user vouches for it: torch.load(weights_only=False) decides
         if found:
-            raise Inflate3dError(f"{path}: refused: unpickling would call {', '.join(found)}. Nothing "
-                                 "was run. If you trust this file, pass --trust-pickle") from None
+            raise _refused(path, found) from None
         raise Inflate3dError(f"{path}: corrupt pickle ({e})") from None
     except Exception as e:  # noqa: BLE001 - the arrays-only unpickler runs no code: a bad file
         raise Inflate3dError(f"{path}: corrupt pickle ({type(e).__name__}: {str(e)[:200]})") from None
@@ -155,8 +154,14 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 
 
-def _torch_load(path: Path, *, trust_pickle: bool) -> Any:
-    if fmt_is_zip(path):
+def _refused(path: Path, globals_: list[str]) -> Inflate3dError:
+    what = ", ".join(globals_) if globals_ else "code"
+    return Inflate3dError(f"{path}: refused: unpickling would call {what}. Nothing was run. If you "
+                          "trust this file, pass --trust-pickle")
+
+
+def _torch_load(path: Path, *, zipped: bool, trust_pickle: bool) -> Any:
+    if zipped:
         try:
             with zipfile.ZipFile(path) as z:
                 bad = z.testzip()
@@ -174,11 +179,7 @@ def _torch_load(path: Path, *, trust_pickle: bool) -> Any:
         if "weights_only" in msg or found:
             from .pickle_scan import disallowed, pickle_globals
 
-            every = disallowed(pickle_globals(path)) or found
-            what = ", ".join(every) if every else "code"
-            raise Inflate3dError(
-                f"{path}: refused: unpickling would call {what}. Nothing was run. If you trust "
-                "this file, pass --trust-pickle") from None
+            raise _refused(path, disallowed(pickle_globals(path)) or found) from None
         raise Inflate3dError(f"{path}: corrupt pickle checkpoint ({msg.splitlines()[0]})") from None
     except Exception as e:  # noqa: BLE001 - see below
         # The weights_only unpickler runs no code from the file, so whatever it raises on these
@@ -186,11 +187,6 @@ def _torch_load(path: Path, *, trust_pickle: bool) -> Any:
         # means one thing: the file is corrupt.
         first = str(e).splitlines()[0][:200] if str(e) else ""
         raise Inflate3dError(f"{path}: unreadable torch checkpoint ({type(e).__name__}: {first})") from None
-
-
-def fmt_is_zip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"
 
 
 def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:
