@@ -23,8 +23,18 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
 
     from ..inflate.convert import convert
     from ..io.load import load_checkpoint, sha256_in_background
+    from ..io.save import check_output
 
     path = Path(checkpoint)
+    if not dry_run:  # refuse before any work; the commit checks again
+        if output is None:
+            raise Inflate3dError("convert: give an output path with -o (or use --dry-run)")
+        fmt = fmt or "safetensors"
+        if fmt == "pkl" and target_scheme != "caffe2":
+            raise Inflate3dError("--format pkl writes Caffe2 blobs; use it with --to caffe2")
+        if target_scheme == "caffe2" and fmt == "pth":
+            raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
+        check_output(Path(output), force=force, inputs=[path])
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
     source_sha256 = sha256_in_background(path)  # overlaps with the conversion below
     tensors = ckpt.tensors
@@ -41,13 +51,6 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
         console.emit_json({"ok": True, "dry_run": True, **_json(conv), "map": [
             {"source": s, "native": n, "target": t} for s, n, t in conv.key_map]})
         return 0
-    if output is None:
-        raise Inflate3dError("convert: give an output path with -o (or use --dry-run)")
-    fmt = fmt or "safetensors"
-    if fmt == "pkl" and conv.target_scheme != "caffe2":
-        raise Inflate3dError("--format pkl writes Caffe2 blobs; use it with --to caffe2")
-    if conv.target_scheme == "caffe2" and fmt == "pth":
-        raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
     out = Path(output)
     meta = {"format": "inflate3d", "inflate3d_version": _version(), "source": path.name,
             "source_sha256": source_sha256(), "source_scheme": conv.source_scheme,

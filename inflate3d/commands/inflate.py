@@ -29,21 +29,26 @@ def run(console: Console, source: str | None, arch: str, method: str, head: str,
     from ..inflate.sources import SEEDED
     from ..slowfast.archs import get_arch
 
+    from ..io.save import check_output
+
     try:
         arch_obj = get_arch(arch)
     except KeyError as e:
         raise Inflate3dError(f"--arch: {e.args[0]}") from None
+    inputs = [Path(source)] if source and Path(source).exists() else []
+    if output and not dry_run:  # refuse before any work; the commit checks again
+        check_output(Path(output), force=force, inputs=inputs)
     with console.status("loading the 2D source"):
         src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle, seed=seed)
     if src.kind == SEEDED:
         console.warn(f"no ImageNet weights in the torch hub cache: using a {src.description}")
+    out = Path(output) if output else default_output(arch_obj.name, method, src.label, fmt)
+    if not output and not dry_run:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        check_output(out, force=force, inputs=inputs)
     inflation = prepare(src, arch_obj, method=method, head=head, seed=seed)
     if dry_run:
         return _render_plan(console, inflation)
-
-    out = Path(output) if output else default_output(arch_obj.name, method, src.label, fmt)
-    if not output:
-        out.parent.mkdir(parents=True, exist_ok=True)
     ver = _write(console, inflation, out, fmt=fmt, force=force, verify=not no_verify, verify_size=verify_size)
     size = out.stat().st_size
     _render_report(console, inflation)
