@@ -5,15 +5,15 @@ from ..console import Console
 
 
 def run(console: Console) -> int:
-    from ..slowfast.archs import ARCHS, build_model, count_parameters
+    from ..slowfast.archs import all_archs, build_model, count_parameters
 
     rows = []
-    for arch in ARCHS.values():
+    for arch in all_archs().values():
         model = build_model(arch, num_classes=400, device="meta", init=False)
         backbone = count_parameters(model.backbone)
         rows.append({"name": arch.name, "family": arch.family, "depth": arch.depth,
                      "pathways": arch.pathways, "parameters": count_parameters(model),
-                     "backbone_parameters": backbone, "head_in_channels": model.cls_head.in_channels,
+                     "backbone_parameters": backbone, "head_in_channels": model.cls_head.in_channels if model.cls_head is not None else None,
                      "clip": list(arch.clip), "description": arch.description})
     console.emit_json({"archs": rows})
     console.table("Named architectures (parameters with a 400-class head)",

@@ -21,7 +21,6 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
         dry_run: bool, trust_pickle: bool) -> int:
     import torch
 
-    from ..inflate.convert import convert
     from ..io.load import load_checkpoint, sha256_in_background
     from ..io.save import check_output
 
@@ -41,7 +40,7 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     if dtype:
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
                    for k, v in tensors.items()}
-    conv = convert(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch)
+    conv = convert_any(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch)
     arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
     if dry_run:
         console.table(f"Key map {conv.source_scheme} -> mmaction2 -> {conv.target_scheme} (dry run)",
@@ -66,6 +65,21 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     console.emit_json({"ok": True, "output": str(out), "format": fmt, "bytes": size, **_json(conv),
                        "checks": proof})
     return 0
+
+
+def convert_any(tensors, *, source: str | None, target: str, origin: str, arch: str | None = None):
+    """Convert through the family that owns these keys (or the target scheme); the ResNet family's
+    tables otherwise."""
+    from .. import families
+
+    hit = families.for_keys(tensors.keys())
+    family = hit[0] if hit is not None else families.for_scheme(target)
+    if family is not None:
+        return families.hook(family, "convert", "conversion")(tensors, source=source, target=target,
+                                                              origin=origin, arch=arch)
+    from ..inflate.convert import convert
+
+    return convert(tensors, source=source, target=target, origin=origin, arch=arch)
 
 
 def format_overrides(overrides: dict) -> str:
@@ -121,16 +135,15 @@ def _prove(path: Path, out: Path, conv, source_tensors, fmt: str, trust_pickle: 
     source scheme bit for bit."""
 
     from ..diff.metrics import bit_equal
-    from ..inflate.convert import convert
     from ..slowfast.archs import state_dict_shapes
     from ..verify.strict import check_shapes
 
     written = _written(path, out, conv, fmt, trust_pickle)
     native = written if conv.target_scheme == "mmaction2" else \
-        convert(written, source=conv.target_scheme, target="mmaction2", origin=str(out)).tensors
+        convert_any(written, source=conv.target_scheme, target="mmaction2", origin=str(out)).tensors
     check_shapes(state_dict_shapes(conv.arch_name, num_classes=conv.arch.num_classes, **conv.arch_overrides),
                  native, str(out))
-    back = convert(written, source=conv.target_scheme, target=conv.source_scheme, origin=str(out)).tensors
+    back = convert_any(written, source=conv.target_scheme, target=conv.source_scheme, origin=str(out)).tensors
     caffe2_counters = conv.target_scheme == "caffe2"  # Caffe2 cannot store BN batch counters
     expected = {k: v for k, v in source_tensors.items() if k in back
                 and not (caffe2_counters and k.endswith("num_batches_tracked"))}

@@ -49,8 +49,13 @@ def _tensor_json(d) -> dict:
 
 
 def _inflated(console: Console, a: str, b: str, keys: str | None, trust_pickle: bool) -> int:
+    from .. import families
     from ..diff import diff_inflated
+    from ..io.lazy import TensorFile
 
+    hit = families.for_keys(TensorFile(a, trust_pickle=trust_pickle).keys())
+    if hit is not None:
+        diff_inflated = families.hook(hit[0], "diff_inflated", "diff --inflated")
     r = diff_inflated(a, b, keys=keys, trust_pickle=trust_pickle)
     console.emit_json({
         "exact": r.exact, "arch": r.arch, "no_2d_source": r.no_source, "unused_2d": r.unused_2d,

@@ -25,6 +25,7 @@ def default_output(arch: str, method: str, label: str, fmt: str) -> Path:
 def run(console: Console, source: str | None, arch: str, method: str, head: str, output: str | None,
         fmt: str, force: bool, no_verify: bool, verify_size: int, seed: int, dry_run: bool,
         trust_pickle: bool) -> int:
+    from .. import families
     from ..inflate import prepare, resolve_source
     from ..inflate.sources import SEEDED
     from ..slowfast.archs import get_arch
@@ -38,15 +39,22 @@ def run(console: Console, source: str | None, arch: str, method: str, head: str,
     inputs = [Path(source)] if source and Path(source).exists() else []
     if output and not dry_run:  # refuse before any work; the commit checks again
         check_output(Path(output), force=force, inputs=inputs)
+    family = families.for_arch(arch_obj)
     with console.status("loading the 2D source"):
-        src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle, seed=seed)
+        if family is not None:
+            inflation = families.hook(family, "prepare", "inflation")(
+                source, arch_obj, method=method, head=head, seed=seed, trust_pickle=trust_pickle)
+            src = inflation.source
+        else:
+            src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle, seed=seed)
     if src.kind == SEEDED:
         console.warn(f"no ImageNet weights in the torch hub cache: using a {src.description}")
     out = Path(output) if output else default_output(arch_obj.name, method, src.label, fmt)
     if not output and not dry_run:
         out.parent.mkdir(parents=True, exist_ok=True)
         check_output(out, force=force, inputs=inputs)
-    inflation = prepare(src, arch_obj, method=method, head=head, seed=seed)
+    if family is None:
+        inflation = prepare(src, arch_obj, method=method, head=head, seed=seed)
     if dry_run:
         return _render_plan(console, inflation)
     ver = _write(console, inflation, out, fmt=fmt, force=force, verify=not no_verify, verify_size=verify_size)
@@ -66,6 +74,7 @@ def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, ver
            verify_size: int):
     import torch
 
+    from .. import families
     from ..io.load import load_checkpoint
     from ..io.save import atomic_output, write_safetensors
     from ..verify import verify_inflated
@@ -82,8 +91,14 @@ def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, ver
         if verify:
             with console.status("verifying"):
                 written = load_checkpoint(Path(f.name)).tensors
-                ver = verify_inflated(written, inflation.arch, src.tensors, depth=src.depth,
-                                      method=inflation.method, origin=str(out), size=verify_size)
+                family = families.for_arch(inflation.arch)
+                if family is not None:
+                    ver = families.hook(family, "verify", "verification")(
+                        written, inflation.arch, src, method=inflation.method, origin=str(out),
+                        size=verify_size, metadata=inflation.metadata())
+                else:
+                    ver = verify_inflated(written, inflation.arch, src.tensors, depth=src.depth,
+                                          method=inflation.method, origin=str(out), size=verify_size)
             if not ver.passed:
                 render_verification(console, ver)
                 console.emit_json({"ok": False, "output": None, "verification": verification_json(ver)})

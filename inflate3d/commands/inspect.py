@@ -24,10 +24,14 @@ def _pathway_json(v: dict) -> dict:
 def run(console: Console, checkpoint: str, trust_pickle: bool) -> int:
     from ..inflate.convert import match_arch, scheme, to_native
     from ..inflate.detect import detect_scheme, infer_arch
+    from .. import families
     from ..io.load import load_checkpoint
 
     path = Path(checkpoint)
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
+    hit = families.for_keys(ckpt.tensors)
+    if hit is not None:
+        return _family_report(console, path, ckpt, *hit)
     name, two = detect_scheme(ckpt.tensors, checkpoint)
     by_dtype: Counter = Counter()
     for t in ckpt.tensors.values():
@@ -78,5 +82,24 @@ def run(console: Console, checkpoint: str, trust_pickle: bool) -> int:
         rows.append(["  head classes", str(info.num_classes) if info.num_classes else "none (backbone only)"])
     console.table(None, ["", ""], rows)
     for note in report.get("architecture", {}).get("notes", []):
+        console.note(f"note: {note}")
+    return 0
+
+
+def _family_report(console: Console, path: Path, ckpt, family, scheme_name: str) -> int:
+    """A checkpoint of a registered family: the file facts here, the architecture from the family."""
+    from .. import families
+
+    architecture = families.hook(family, "describe", "inspect")(ckpt.tensors, scheme_name, str(path))
+    report = {"path": str(path), "format": ckpt.format, "container": ckpt.container, "prefix": ckpt.prefix,
+              "dropped_entries": ckpt.dropped, "scheme": scheme_name, "tensors": len(ckpt.tensors),
+              "metadata": ckpt.metadata, "architecture": architecture}
+    console.emit_json(report)
+    rows = [["file", str(path)], ["format", ckpt.format], ["container", ckpt.container or "-"],
+            ["scheme", scheme_name], ["tensors", f"{len(ckpt.tensors):,}"]]
+    rows += [[f"metadata.{k}", v] for k, v in ckpt.metadata.items()]
+    rows += [[f"architecture.{k}", str(v)] for k, v in architecture.items() if k != "notes"]
+    console.table(None, ["", ""], rows)
+    for note in architecture.get("notes", []):
         console.note(f"note: {note}")
     return 0

@@ -33,6 +33,7 @@ def verification_json(ver) -> dict:
 
 def run(console: Console, checkpoint: str, source: str, arch: str | None, method: str | None,
         verify_size: int, trust_pickle: bool) -> int:
+    from .. import families
     from ..inflate.sources import resolve_source
     from ..io.load import load_checkpoint
     from ..slowfast.archs import get_arch
@@ -48,6 +49,13 @@ def run(console: Console, checkpoint: str, source: str, arch: str | None, method
     except KeyError as e:
         raise Inflate3dError(f"--arch: {e.args[0]}") from None
     tensors = ckpt.tensors
+    family = families.for_arch(arch_obj)
+    if family is not None:
+        with console.status("verifying"):
+            ver = families.hook(family, "verify", "verification")(
+                tensors, arch_obj, source, method=method or meta.get("method"), origin=checkpoint,
+                size=verify_size, metadata=meta, trust_pickle=trust_pickle)
+        return _report(console, checkpoint, arch_obj, ver)
     if not any(k.startswith("backbone.") for k in tensors):  # a backbone-only mmaction2 file
         tensors = {f"backbone.{k}": v for k, v in tensors.items()}
     src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle)
@@ -61,6 +69,10 @@ def run(console: Console, checkpoint: str, source: str, arch: str | None, method
                               method=method or meta.get("method"), origin=checkpoint, size=verify_size)
     if recorded:
         ver.notes.insert(0, f"source sha256 matches the metadata ({recorded[:12]}...)")
+    return _report(console, checkpoint, arch_obj, ver)
+
+
+def _report(console: Console, checkpoint: str, arch_obj, ver) -> int:
     render_verification(console, ver)
     console.emit_json({"ok": ver.passed, "checkpoint": checkpoint, "arch": arch_obj.name,
                        "verification": verification_json(ver)})

@@ -7,7 +7,7 @@ depth it inflates from. ``build_model`` turns a name (plus keyword overrides) in
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -100,11 +100,31 @@ _slowfast("slowfast_r101_4x16", 101, 8, 8, 5)
 _slowfast("slowfast_r101_8x8", 101, 4, 4, 7)
 
 
+# Builders of the other families' networks, by Arch.family (see inflate3d.families): each takes
+# (arch, num_classes=..., **overrides) and returns the whole model (backbone and head).
+BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_builder(family: str, build: Callable[..., nn.Module]) -> None:
+    if family in BUILDERS or family in ("resnet3d", "slowfast", "tsm"):
+        raise ValueError(f"a builder for family {family!r} is already registered")
+    BUILDERS[family] = build
+
+
+def all_archs() -> dict[str, Arch]:
+    """Every named architecture, the other families' included (their modules register on first use)."""
+    from ..families import load_all
+
+    load_all()
+    return ARCHS
+
+
 def get_arch(name: str) -> Arch:
+    archs = all_archs()
     try:
-        return ARCHS[name]
+        return archs[name]
     except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; choose one of: {', '.join(ARCHS)}") from None
+        raise KeyError(f"unknown architecture {name!r}; choose one of: {', '.join(archs)}") from None
 
 
 def build_backbone(arch: Arch, **overrides: Any) -> nn.Module:
@@ -139,6 +159,9 @@ def build_model(name: str | Arch, *, num_classes: int | None = 400,
     ``device='meta'`` gives shapes and key lists without allocating any weight.
     """
     arch = name if isinstance(name, Arch) else get_arch(name)
+    if arch.family in BUILDERS:
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            return BUILDERS[arch.family](arch, num_classes=num_classes, init=init, **overrides)
     head_cfg = dict(arch.head)
     backbone_overrides = {}
     for key, value in overrides.items():
