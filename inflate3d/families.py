@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 # One line per family package; each has a ``family`` module implementing FamilyHooks.
-FAMILY_PACKAGES: tuple[str, ...] = ()
+FAMILY_PACKAGES: tuple[str, ...] = ("inflate3d.x3d",)
 
 _LOADED: dict[str, ModuleType] = {}
 
@@ -79,8 +79,15 @@ def for_keys(keys: Iterable[str]) -> tuple[ModuleType, str] | None:
     return None
 
 
+# The ResNet family's scheme names. A family may share one (X3D has mmaction2, pyslowfast and
+# pytorchvideo names too): its checkpoints are then found by their keys, never by the name alone.
+RESNET_SCHEMES = ("mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision", "tsm")
+
+
 def for_scheme(name: str) -> ModuleType | None:
     """The family module that converts to or from scheme ``name`` (``None``: a ResNet scheme)."""
+    if name in RESNET_SCHEMES:
+        return None
     return next((m for m in load_all() if name in getattr(m, "SCHEMES", ())), None)
 
 

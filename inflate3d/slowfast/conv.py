@@ -25,14 +25,16 @@ class ConvBN3d(nn.Module):
     """``Conv3d`` (no bias) -> optional ``BatchNorm3d`` -> optional ReLU.
 
     ``norm=False`` drops the BN (mmaction2's laterals without ``lateral_norm``); ``act=False``
-    drops the ReLU (the last conv of a residual branch, downsample shortcuts).
+    drops the ReLU (the last conv of a residual branch, downsample shortcuts); ``groups`` makes
+    it channel-wise (X3D).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride=1, padding=0,
-                 dilation=1, norm: bool = True, act: bool = True) -> None:
+                 dilation=1, groups: int = 1, norm: bool = True, act: bool = True) -> None:
         super().__init__()
         self.conv = nn.Conv3d(in_channels, out_channels, triple(kernel_size), stride=triple(stride),
-                              padding=triple(padding), dilation=triple(dilation), bias=False)
+                              padding=triple(padding), dilation=triple(dilation), groups=groups,
+                              bias=False)
         self.bn = nn.BatchNorm3d(out_channels) if norm else None
         self.relu = nn.ReLU(inplace=True) if act else None
 
