@@ -44,7 +44,7 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
     if dry_run:
         console.table(f"Key map {conv.source_scheme} -> mmaction2 -> {conv.target_scheme} (dry run)",
-                      ["source", "native", "target"], [[s, n or "(dropped)", t or "(dropped)" if n else "-"]
+                      ["source", "native", "target"], [[s or "(inserted)", n or "(dropped)", t or "(dropped)" if n else "-"]
                                                       for s, n, t in conv.key_map])
         _render_notes(console, conv, arch_text)
         console.emit_json({"ok": True, "dry_run": True, **_json(conv), "map": [

@@ -13,7 +13,6 @@ from typing import Callable
 
 import torch
 
-from ..diff.metrics import bit_equal
 from ..errors import CHECK_FAILED, Inflate3dError
 from ..inflate.convert import Conversion
 from ..inflate.convert import from_native as rename_from_native
@@ -160,8 +159,8 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
     key_map = [(s, n, to_target.get(n) if n else None) for s, n in in_pairs]
     mapped = {n for _, n in in_pairs}
     key_map += [(None, n, to_target.get(n)) for n in native if n not in mapped]  # inserted identity BNs
-    if "pytorchvideo" in (detected, target) and detected != target:
-        notes.append("pytorchvideo's head pools with a fixed kernel (its clip's T x ceil(H/32) x ceil(W/32)) and "
+    if {detected, target} == {"pytorchvideo", "mmaction2"}:
+        out_notes.append("pytorchvideo's head pools with a fixed kernel (its clip's T x ceil(H/32) x ceil(W/32)) and "
                      "ends in a softmax; mmaction2's pools globally and returns scores: they agree on clips "
                      "of the size the pytorchvideo model was built for")
     check = _fold_proof(detected, folded, origin) if folded else None
@@ -187,7 +186,7 @@ def _fold_proof(source: str, folded: list[str], origin: str):
         a = fold_shortcut_bn(to_native(expected, source, origin)[0], folded)
         b = fold_shortcut_bn(to_native(back, source, origin)[0], folded)
         keys = sorted(k for k in affected if k in a)
-        if any(k not in b or not bit_equal(a[k], b[k]) for k in keys):
+        if any(k not in b or a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k]) for k in keys):
             raise Inflate3dError(f"{origin}: the folded shortcut BN of {_names(folded)} does not convert back to "
                                  "the same function", exit_code=CHECK_FAILED)
         return (f"{len(differ)} tensors of the folded shortcut BN ({_names(folded)}) round-trip in function, "

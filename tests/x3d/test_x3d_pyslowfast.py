@@ -15,10 +15,11 @@ CONFIGS = ["X3D_XS", "X3D_S", "X3D_M", "X3D_L"]
 
 
 def zoo_state(entries, seed=0) -> dict[str, torch.Tensor]:
-    """Distinct random values for every tensor of a reference key list (counters included)."""
+    """Distinct random values for every tensor of a reference key list (counters included; BN
+    variances positive)."""
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(s, generator=g) if s else torch.randint(1, 1000, (), generator=g)
-            for k, s in entries}
+    state = {k: torch.randn(s, generator=g) if s else torch.randint(1, 1000, (), generator=g) for k, s in entries}
+    return {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
 
 
 @pytest.mark.parametrize("config", CONFIGS)
