@@ -40,7 +40,8 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     if dtype:
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
                    for k, v in tensors.items()}
-    conv = convert_any(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch)
+    conv = convert_any(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch,
+                       recorded_arch=ckpt.metadata.get("arch"))
     arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
     if dry_run:
         console.table(f"Key map {conv.source_scheme} -> mmaction2 -> {conv.target_scheme} (dry run)",
@@ -67,16 +68,21 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     return 0
 
 
-def convert_any(tensors, *, source: str | None, target: str, origin: str, arch: str | None = None):
+def convert_any(tensors, *, source: str | None, target: str, origin: str, arch: str | None = None,
+                recorded_arch: str | None = None):
     """Convert through the family that owns these keys (or the target scheme); the ResNet family's
-    tables otherwise."""
+    tables otherwise. A family's arch defaults to the one the file's metadata records (X3D-XS, -S
+    and -M, for one, have the same weights)."""
     from .. import families
 
     hit = families.for_keys(tensors.keys())
     family = hit[0] if hit is not None else families.for_scheme(target)
     if family is not None:
-        return families.hook(family, "convert", "conversion")(tensors, source=source, target=target,
-                                                              origin=origin, arch=arch)
+        conv = families.hook(family, "convert", "conversion")(tensors, source=source, target=target,
+                                                              origin=origin, arch=arch or recorded_arch)
+        if recorded_arch and not arch:
+            conv.notes.append(f"architecture {recorded_arch} as the file's metadata records (--arch overrides it)")
+        return conv
     from ..inflate.convert import convert
 
     return convert(tensors, source=source, target=target, origin=origin, arch=arch)

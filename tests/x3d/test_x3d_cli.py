@@ -39,7 +39,9 @@ def test_pytorchvideo_file_to_mmaction2_and_back(tmp_path, pv_state):
                               "converts back to pytorchvideo bit for bit (563 tensors)"]
     assert any("identity BN was inserted" in n for n in data["notes"])
     out = tmp_path / "pv.pth"
-    run("convert", native, "--to", "pytorchvideo", "--format", "pth", "-o", out)
+    data = json.loads(run("convert", native, "--to", "pytorchvideo", "--format", "pth", "-o", out, "--json").stdout)
+    assert data["arch"] == "x3d_xs"  # the weights cannot tell XS from S: the file's metadata can
+    assert "architecture x3d_xs as the file's metadata records (--arch overrides it)" in data["notes"]
     ckpt = torch.load(out, weights_only=True)
     assert set(ckpt) == {"model_state", "inflate3d"} and list(ckpt["model_state"]) == list(pv_state)
     assert all(torch.equal(ckpt["model_state"][k], v) for k, v in pv_state.items())
