@@ -42,7 +42,11 @@ class FamilyHooks(Protocol):
       load and the family's static-clip proof; ``source`` is a spec (``verify --against``) or the
       source object ``prepare`` returned (``inflate``). Returns ``inflate3d.verify.Verification``.
     - ``detect_scheme(keys)``: the scheme name when the keys are this family's, else ``None``.
-    - ``convert(tensors, *, source, target, origin, arch)``: like ``inflate.convert.convert``.
+    - ``convert(tensors, *, source, target, origin, arch)``: like ``inflate.convert.convert``
+      (``arch``: the user's ``--arch``, else the one the file's metadata records). The result may
+      carry ``round_trip_in_function(expected, back, differ) -> str``: the proof for tensors that a
+      structural step keeps equal in function but not in bits (X3D's shortcut-BN fold); it raises
+      ``Inflate3dError`` when they are not.
     - ``shapes(arch_name, num_classes, overrides)``: the native state-dict shapes (strict checks).
     - ``native_names(keys, scheme, origin)``: {native key: file key} (``diff`` across schemes).
     - ``diff_inflated(a_path, b_path, *, keys, trust_pickle)``: like ``diff.diff_inflated``.

@@ -18,7 +18,7 @@ from ..inflate.convert import Conversion
 from ..inflate.convert import from_native as rename_from_native
 from ..inflate.convert import native_names as rename_to_native
 from ..inflate.detect import ArchInfo
-from ..slowfast.archs import ARCHS, Arch, state_dict_shapes
+from ..slowfast.archs import ARCHS, state_dict_shapes
 from . import archs as x3d_archs
 from .schemes import SCHEMES, STEM_KEYS
 from .steps import (BN_EPS, BN_FIELDS, FC1, fc1_from_conv, fc1_to_conv, fold_shortcut_bn,
@@ -202,7 +202,7 @@ def describe(tensors: Mapping[str, torch.Tensor], scheme_name: str, origin: str)
     report: dict = {"family": "x3d"}
     try:
         arch, overrides, num_classes, arch_notes = match_arch(native, origin)
-        report["matches"] = arch.name + (f" with fc1_bias=True" if overrides else "")
+        report["matches"] = arch.name + (" with fc1_bias=True" if overrides else "")
         report["origins"] = "; ".join(f"{k} {v}" for k, v in x3d_archs.ORIGINS[arch.name].items() if v)
         notes = notes + arch_notes
     except Inflate3dError as e:  # inspection reports, it does not refuse

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from inflate3d import build_model
+from inflate3d.errors import Inflate3dError
 from inflate3d.slowfast.archs import all_archs
 from inflate3d.x3d.convert import convert
 from inflate3d.x3d.head import MID_CHANNELS
@@ -53,8 +54,6 @@ def test_default_name_for_shared_weights_and_refusals(x3d_reference):
     conv = convert(state, source=None, target="mmaction2", origin="m.pyth")
     assert conv.arch_name == "x3d_s"
     assert any("x3d_xs, x3d_s, x3d_m have the same weights" in n and "--arch x3d_xs" in n for n in conv.notes)
-    from inflate3d.errors import Inflate3dError
-
     with pytest.raises(Inflate3dError, match="match no X3D architecture x3d_l"):
         convert(state, source=None, target="mmaction2", origin="m.pyth", arch="x3d_l")
     with pytest.raises(Inflate3dError, match="not an X3D architecture"):
