@@ -61,7 +61,8 @@ class InflatedDiff:
 def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
     import re
 
-    view = NativeView(TensorFile(a_path, trust_pickle=trust_pickle))
+    a_file = TensorFile(a_path, trust_pickle=trust_pickle)
+    view = NativeView(a_file)
     src = TensorFile(b_path, trust_pickle=trust_pickle)
     shapes2d = {k: torch.empty(src.shape(k), device="meta") for k in src.keys()}
     infer_depth(shapes2d, str(b_path))
@@ -69,10 +70,15 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
     info = infer_arch(shapes3d, str(a_path))
     arch, overrides = match_arch(shapes3d, info, str(a_path))
     model = build_model(arch, num_classes=info.num_classes, device="meta", init=False, **overrides)
-    head_from_2d = info.num_classes is not None and "fc.weight" in shapes2d and \
+    same_count = info.num_classes is not None and "fc.weight" in shapes2d and \
         src.shape("fc.weight")[0] == info.num_classes
+    recorded = a_file.metadata.get("head")  # the inflation's own record: a fresh head may share the count
+    head_from_2d = recorded == "imagenet" if recorded is not None else same_count
     plan = plan_inflation(model, shapes2d, head_from_2d=head_from_2d, origin=str(b_path))
-    result = InflatedDiff(arch.name, unused_2d=plan.unused, notes=view.notes)
+    result = InflatedDiff(arch.name, unused_2d=plan.unused, notes=list(view.notes))
+    if recorded is None and same_count:
+        result.notes.append("no recorded head choice: the head has the 2D class count, so it is compared "
+                            "with the 2D fc (a fresh head of that size would show as moved)")
     pattern = re.compile(keys) if keys else None
     for e in plan.entries:
         if pattern is not None and not pattern.search(e.key):
