@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import Inflate3dError
-from ..inflate.convert import match_arch
+from ..inflate.convert import fill_bn_counters, match_arch
 from ..inflate.detect import infer_arch
 from ..inflate.kernels import deflate_kernel, inflate_kernel, kernel_method
 from ..inflate.mapping import FRESH, plan_inflation
@@ -67,6 +67,7 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
     shapes2d = {k: torch.empty(src.shape(k), device="meta") for k in src.keys()}
     infer_depth(shapes2d, str(b_path))
     shapes3d = {k: torch.empty(view.shape(k), device="meta") for k in view.keys()}
+    unstored = fill_bn_counters(shapes3d) if view.scheme == "caffe2" else []  # Caffe2 keeps no BN counters
     info = infer_arch(shapes3d, str(a_path))
     arch, overrides = match_arch(shapes3d, info, str(a_path))
     model = build_model(arch, num_classes=info.num_classes, device="meta", init=False, **overrides)
@@ -79,6 +80,7 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
     if recorded is None and same_count:
         result.notes.append("no recorded head choice: the head has the 2D class count, so it is compared "
                             "with the 2D fc (a fresh head of that size would show as moved)")
+    result.notes += [f"{note}: not compared" for note in unstored]
     pattern = re.compile(keys) if keys else None
     for e in plan.entries:
         if pattern is not None and not pattern.search(e.key):
@@ -86,6 +88,8 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         if e.action == FRESH:
             result.no_source.append(e.key)
             continue
+        if e.key.endswith("num_batches_tracked") and unstored:
+            continue  # not in the file: nothing to compare
         w3d, w2d = view.get(e.key), src.get(e.source)
         result.tensors.append(_compare(e, w3d, w2d))
         stage = result.stages.setdefault(group_of(e.key), StageReport())
