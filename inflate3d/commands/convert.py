@@ -1,6 +1,8 @@
 """``inflate3d convert``: load -> map to native -> check against the architecture -> map to the
-target scheme -> save (atomically) -> prove it: the output converts back to the source bit for bit
-and loads strictly into the native network."""
+target scheme -> save to a temporary file -> prove that file: read back from disk it holds every
+tensor bit for bit as meant, loads strictly into the native network and converts back to the
+source bit for bit -> only then rename it. The inflation record rides along; the conversion is
+recorded beside it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +13,6 @@ from ..console import Console, human_bytes
 from ..errors import CHECK_FAILED, Inflate3dError
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-CONTAINERS = {"mmaction2": "{'state_dict', 'meta'}", "pyslowfast": "{'model_state', 'epoch'}",
-              "pytorchvideo": "{'model_state'}", "torchvision3d": "a plain state dict",
-              "torchvision": "a plain state dict", "tsm": "{'state_dict' with module. keys, 'epoch'}"}
-
 
 # The inflation record (what the 3D net was inflated from, and how): carried unchanged through
 # every conversion. The conversion itself is recorded beside it (``converted_from`` ...).
@@ -68,7 +66,7 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
         console.info(f"[green]✓[/] {escape(line)}")
     size = out.stat().st_size
     console.info(f"[bold green]wrote[/] {escape(str(out))} ({human_bytes(size)}, {fmt}, {conv.target_scheme}"
-                 f"{', ' + escape(CONTAINERS.get(conv.target_scheme, '')) if fmt == 'pth' else ''})")
+                 f"{', ' + escape(_layout(conv.target_scheme, state)) if fmt == 'pth' else ''})")
     console.emit_json({"ok": True, "output": str(out), "format": fmt, "bytes": size, **_json(conv),
                        "checks": proof})
     return 0
@@ -176,6 +174,12 @@ def container(scheme: str, tensors: dict, meta: dict, state: dict | None = None)
         return {**({"epoch": state["epoch"]} if "epoch" in state else {}),
                 "state_dict": {f"module.{k}": v for k, v in tensors.items()}, "inflate3d": record}
     return tensors
+
+
+def _layout(scheme: str, state: dict) -> str:
+    """What the target's container holds, as written: ``{'model_state', 'epoch', ...}``."""
+    obj = container(scheme, {}, {}, state)
+    return "{" + ", ".join(repr(k) for k in obj) + "}" if obj else "a plain state dict"
 
 
 def _recorded_meta(obj) -> dict[str, str]:
