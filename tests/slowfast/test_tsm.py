@@ -102,6 +102,10 @@ def test_cli_inflate_and_convert_tsm(tmp_path, r18_file):
     assert json.loads(result.stdout)["verification"]["passed"]
     orig = tmp_path / "orig.pth"
     assert CliRunner().invoke(main, ["convert", str(out), "--to", "tsm", "--format", "pth", "-o", str(orig)]).exit_code == 0
+    # the original TSM container keeps the inflation record: verify maps it back to native names
+    result = CliRunner().invoke(main, ["verify", str(orig), "--against", str(r18_file), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [c["name"] for c in json.loads(result.stdout)["verification"]["checks"]][-1] == "logits"
     tsn = tmp_path / "tsn.safetensors"
     assert CliRunner().invoke(main, ["convert", str(orig), "--to", "torchvision", "-o", str(tsn)]).exit_code == 0
     assert set(load_file(str(tsn))) == set(torch.load(r18_file, weights_only=True))
