@@ -75,8 +75,8 @@ def archs(json_mode: bool, debug: bool) -> None:
               help="mean: w/T on every tap (I3D); center: w on the centre tap, zeros elsewhere.")
 @click.option("--head", default="none", show_default=True, help="none | imagenet (keep the 2D fc) | N (fresh head, N classes).")
 @click.option("-o", "--output", help="Output file [default: checkpoints/<arch>_<method>_<source>.<ext>].")
-@click.option("--format", "fmt", type=click.Choice(["safetensors", "pth"]), default="safetensors", show_default=True,
-              help="pth writes mmaction2's {'state_dict', 'meta'} container.")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "pth"]), default=None,
+              help="[default: from the -o extension, else safetensors] pth writes mmaction2's {'state_dict', 'meta'}.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--no-verify", is_flag=True, help="Skip the strict-load and boring-video checks.")
 @click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512), help="Frame size of the verification clip.")
@@ -124,7 +124,7 @@ SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvisio
 @click.option("--to", "target_scheme", type=click.Choice(SCHEME_NAMES), default="mmaction2", show_default=True)
 @click.option("--arch", default=None, help="Native architecture to check against [default: inferred from keys and shapes].")
 @click.option("--format", "fmt", type=click.Choice(["safetensors", "pth", "pkl"]), default=None,
-              help="safetensors [default], pth (the target codebase's container) or pkl (Caffe2 blobs).")
+              help="[default: from the -o extension] safetensors, pth (the target codebase's container) or pkl (Caffe2 blobs).")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="Cast floating tensors [default: keep].")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--dry-run", is_flag=True, help="Print the key map and write nothing.")

@@ -30,13 +30,17 @@ def run(console: Console, source: str | None, arch: str, method: str, head: str,
     from ..inflate.sources import SEEDED
     from ..slowfast.archs import get_arch
 
-    from ..io.save import check_output
+    from ..io.save import check_output, output_format
 
     try:
         arch_obj = get_arch(arch)
     except KeyError as e:
         raise Inflate3dError(f"--arch: {e.args[0]}") from None
     inputs = [Path(source)] if source and Path(source).exists() else []
+    fmt = output_format(Path(output), fmt) if output else fmt or "safetensors"
+    if fmt == "pkl":
+        raise Inflate3dError(f"{output}: .pkl is PySlowFast's Caffe2 blob format and inflate writes mmaction2 "
+                             "names; write .safetensors or .pth, then `inflate3d convert --to caffe2 -o x.pkl`")
     if output and not dry_run:  # refuse before any work; the commit checks again
         check_output(Path(output), force=force, inputs=inputs)
     family = families.for_arch(arch_obj)
@@ -72,33 +76,37 @@ def run(console: Console, source: str | None, arch: str, method: str, head: str,
 
 def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, verify: bool,
            verify_size: int):
-    import torch
-
+    """Stream the checkpoint into a temporary file, read every tensor back from disk and compare it
+    bit for bit with the inflation (computed again), verify what was read, then commit."""
     from .. import families
-    from ..io.load import load_checkpoint
-    from ..io.save import atomic_output, write_safetensors
+    from ..io.proof import prove_file
+    from ..io.save import atomic_output, write_pth, write_safetensors
     from ..verify import verify_inflated
 
     src = inflation.source
     ver = None
+    meta = inflation.metadata()
     with atomic_output(out, force=force, inputs=[src.path] if src.path else []) as f:
         with console.status(f"writing {out}"):
             if fmt == "safetensors":
-                write_safetensors(f, inflation.specs(), inflation.tensors(), inflation.metadata())
+                write_safetensors(f, inflation.specs(), inflation.tensors(), meta)
             else:
-                torch.save({"state_dict": inflation.state_dict(), "meta": inflation.metadata()}, f)
+                write_pth(f, {"state_dict": inflation.state_dict(), "meta": meta})
             f.flush()
+        with console.status("reading it back"):
+            written = prove_file(Path(f.name), inflation.tensors(), origin=str(out), metadata=meta)
         if verify:
             with console.status("verifying"):
-                written = load_checkpoint(Path(f.name)).tensors
+                tensors = {k: written.get(k) for k in written.keys()}
                 family = families.for_arch(inflation.arch)
                 if family is not None:
                     ver = families.hook(family, "verify", "verification")(
-                        written, inflation.arch, src, method=inflation.method, origin=str(out),
-                        size=verify_size, metadata=inflation.metadata())
+                        tensors, inflation.arch, src, method=inflation.method, origin=str(out),
+                        size=verify_size, metadata=meta)
                 else:
-                    ver = verify_inflated(written, inflation.arch, src.tensors, depth=src.depth,
-                                          method=inflation.method, origin=str(out), size=verify_size)
+                    ver = verify_inflated(tensors, inflation.arch, src.tensors, depth=src.depth,
+                                          method=inflation.method, origin=str(out), size=verify_size,
+                                          head_from_2d=inflation.head == "imagenet")
             if not ver.passed:
                 render_verification(console, ver)
                 console.emit_json({"ok": False, "output": None, "verification": verification_json(ver)})

@@ -48,27 +48,23 @@ def run(console: Console, checkpoint: str, source: str, arch: str | None, method
         arch_obj = get_arch(arch_name)
     except KeyError as e:
         raise Inflate3dError(f"--arch: {e.args[0]}") from None
-    tensors = ckpt.tensors
     family = families.for_arch(arch_obj)
     if family is not None:
         with console.status("verifying"):
             ver = families.hook(family, "verify", "verification")(
-                tensors, arch_obj, source, method=method or meta.get("method"), origin=checkpoint,
+                ckpt.tensors, arch_obj, source, method=method or meta.get("method"), origin=checkpoint,
                 size=verify_size, metadata=meta, trust_pickle=trust_pickle)
         return _report(console, checkpoint, arch_obj, ver)
-    if not any(k.startswith("backbone.") for k in tensors):  # a backbone-only mmaction2 file
-        tensors = {f"backbone.{k}": v for k, v in tensors.items()}
+    tensors = native_tensors(ckpt.tensors, checkpoint)
     src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle)
-    recorded = meta.get("source_sha256")
-    if recorded and recorded != src.sha256:
-        raise Inflate3dError(f"{source}: sha256 {src.sha256[:12]}... differs from the "
-                             f"{recorded[:12]}... recorded in {checkpoint}; this is not its source",
-                             exit_code=CHECK_FAILED)
+    identity = source_identity(meta, src, source, checkpoint)
+    head = meta.get("head")
     with console.status("verifying"):
         ver = verify_inflated(tensors, arch_obj, src.tensors, depth=src.depth,
-                              method=method or meta.get("method"), origin=checkpoint, size=verify_size)
-    if recorded:
-        ver.notes.insert(0, f"source sha256 matches the metadata ({recorded[:12]}...)")
+                              method=method or meta.get("method"), origin=checkpoint, size=verify_size,
+                              head_from_2d=None if head is None else head == "imagenet")
+    if identity:
+        ver.notes.insert(0, identity)
     return _report(console, checkpoint, arch_obj, ver)
 
 
@@ -78,3 +74,31 @@ def _report(console: Console, checkpoint: str, arch_obj, ver) -> int:
                        "verification": verification_json(ver)})
     console.info("[green]verified[/]" if ver.passed else "[bold red]verification failed[/]")
     return 0 if ver.passed else CHECK_FAILED
+
+
+def native_tensors(tensors: dict, origin: str) -> dict:
+    """The checkpoint in native (mmaction2 recognizer) names, whatever scheme it was converted to."""
+    from ..inflate.convert import convert
+    from ..inflate.detect import detect_scheme
+
+    if not any(k.startswith(("backbone.", "cls_head.")) for k in tensors):
+        scheme, _ = detect_scheme(tensors.keys(), origin)
+        if scheme == "mmaction2":  # a backbone-only mmaction2 file
+            return {f"backbone.{k}": v for k, v in tensors.items()}
+        return convert(tensors, source=None, target="mmaction2", origin=origin).tensors
+    return tensors
+
+
+def source_identity(meta: dict, src, source: str, checkpoint: str) -> str | None:
+    """Is ``src`` the recorded 2D source? Its file bytes, or its tensors (the same weights in
+    another container) must match the record; None when nothing is recorded."""
+    by_file, by_tensors = meta.get("source_sha256"), meta.get("source_tensors_sha256")
+    if by_file and by_file == src.sha256:
+        return f"source sha256 matches the metadata ({by_file[:12]}...)"
+    if by_tensors and by_tensors == src.tensors_sha256:
+        return f"source tensors match the metadata (tensors sha256 {by_tensors[:12]}...; another container)"
+    if by_file or by_tensors:
+        raise Inflate3dError(f"{source}: sha256 {src.sha256[:12]}... (tensors {src.tensors_sha256[:12]}...) "
+                             f"differs from the {(by_file or by_tensors)[:12]}... recorded in {checkpoint}; "
+                             "this is not its source", exit_code=CHECK_FAILED)
+    return None

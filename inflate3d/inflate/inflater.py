@@ -106,6 +106,7 @@ class Inflation:
             "source": self.source.label,
             "source_kind": self.source.kind,
             "source_sha256": self.source.sha256,
+            "source_tensors_sha256": self.source.tensors_sha256,
             "source_depth": str(self.source.depth),
             "seed": str(self.seed),
         }

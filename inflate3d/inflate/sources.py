@@ -9,7 +9,7 @@ import contextlib
 import hashlib
 import os
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -46,6 +46,15 @@ class Source2D:
     path: Path | None = None
     container: str | None = None
     prefix: str | None = None
+    _tensors_sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def tensors_sha256(self) -> str:
+        """The weights' identity whatever their container: the same tensors in a .pth, a
+        safetensors file or under another wrapper have the same digest."""
+        if self._tensors_sha256 is None:
+            self._tensors_sha256 = tensors_sha256(self.tensors)
+        return self._tensors_sha256
 
     @property
     def description(self) -> str:
@@ -162,11 +171,13 @@ def seeded_source(depth: int, *, seed: int = 0, calibration_batches: int = 4) ->
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """A digest of names, dtypes, shapes and bytes, for sources that are not files."""
+    """A digest of names, dtypes, shapes and bytes, in name order (safetensors files sort their
+    keys; a state dict does not), so it identifies the weights and not their container."""
     from ..io.save import tensor_bytes
 
     h = hashlib.sha256()
-    for name, t in tensors.items():
+    for name in sorted(tensors):
+        t = tensors[name]
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(tensor_bytes(t))
     return h.hexdigest()

@@ -36,6 +36,7 @@ class Checkpoint:
     prefix: str | None = None  # the prefix stripped from every key, if any
     metadata: dict[str, str] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # non-weight entries left out
+    extras: dict[str, Any] = field(default_factory=dict)  # plain values beside the weights (epoch, cfg)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -210,10 +211,14 @@ def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:
         raise Inflate3dError(f"{path}: entries that are not tensors where weights are expected: "
                              f"{', '.join(map(str, non_tensors[:8]))}")
     metadata = {}
-    if container and isinstance(outer.get("meta"), dict):  # mmaction2 {'state_dict', 'meta'}
-        metadata = {str(k): str(v) for k, v in outer["meta"].items()}
+    for key in ("meta", "inflate3d"):  # mmaction2's {'state_dict', 'meta'}; inflate3d's record elsewhere
+        if container and isinstance(outer.get(key), dict):
+            metadata = {str(k): str(v) for k, v in outer[key].items()}
+            break
+    extras = {k: v for k, v in outer.items() if container and k in dropped
+              and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
     return Checkpoint(path, fmt, {str(k): v for k, v in tensors.items()}, container=container,
-                      metadata=metadata, dropped=dropped)
+                      metadata=metadata, dropped=dropped, extras=extras)
 
 
 def _is_tensor_dict(obj: dict) -> bool:

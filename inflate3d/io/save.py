@@ -7,7 +7,6 @@ nothing, never a partial one.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import struct
@@ -25,6 +24,26 @@ ST_DTYPES: dict[torch.dtype, str] = {
     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
     torch.uint8: "U8", torch.bool: "BOOL",
 }
+
+
+# What an output's extension says it is; ``--format`` may only agree (or name the format of a file
+# whose extension says nothing).
+FORMAT_BY_SUFFIX = {".safetensors": "safetensors", ".pth": "pth", ".pt": "pth", ".pyth": "pth", ".pkl": "pkl"}
+FORMAT_CHOICES = ".safetensors, .pth/.pt/.pyth (torch) or .pkl (Caffe2 blobs)"
+
+
+def output_format(path: Path, fmt: str | None) -> str:
+    """The format to write ``path`` in: its extension's, which ``fmt`` (``--format``) must not
+    contradict; an unknown extension needs ``fmt``."""
+    suffix = Path(path).suffix.lower()
+    by_suffix = FORMAT_BY_SUFFIX.get(suffix)
+    if by_suffix and fmt and fmt != by_suffix:
+        raise Inflate3dError(f"{path}: a {suffix} file is written as {by_suffix}, but --format {fmt} was "
+                             f"given; change the extension or drop --format")
+    if by_suffix is None and fmt is None:
+        raise Inflate3dError(f"{path}: unknown extension {suffix or '(none)'!r}; use {FORMAT_CHOICES}, "
+                             "or pass --format")
+    return by_suffix or fmt
 
 
 def check_output(path: Path, *, force: bool, inputs: Sequence[Path] = ()) -> None:
@@ -144,14 +163,34 @@ def write_safetensors(f: IO[bytes], specs: Sequence[tuple[str, tuple[int, ...], 
 
 
 def tensor_bytes(t: torch.Tensor) -> memoryview:
-    """The tensor's little-endian bytes without a copy when it is contiguous on the CPU."""
+    """The tensor's little-endian bytes, in a buffer that keeps its own memory alive.
+
+    A strided view (a transposed kernel, a slice of a wider buffer) is copied to a contiguous
+    tensor first; the returned view holds a reference to that copy (through numpy's base), so the
+    bytes cannot be freed before they are written, for every dtype (bf16 included: it is viewed as
+    raw bytes, never converted).
+    """
     t = t.detach().to("cpu").contiguous()
-    nbytes = t.numel() * t.element_size()
-    if nbytes == 0:
+    if t.numel() == 0:
         return memoryview(b"")
-    # A view on the tensor's own memory (no numpy needed); the caller writes it at once.
-    return memoryview((ctypes.c_char * nbytes).from_address(t.data_ptr())).cast("B")
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
 
 
 def write_pth(f: IO[bytes], obj: Any) -> None:
-    torch.save(obj, f)
+    """``torch.save`` of ``obj`` with every tensor given its own compact storage: torch.save keeps
+    a view's strides and writes its whole storage, so a slice of a wider buffer would carry the
+    buffer's other bytes into the file."""
+    torch.save(_owned(obj), f)
+
+
+def _owned(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        compact = t.is_contiguous() and t.storage_offset() == 0 and \
+            t.untyped_storage().nbytes() == t.numel() * t.element_size()
+        return t if compact else t.clone(memory_format=torch.contiguous_format)
+    if isinstance(obj, dict):
+        return type(obj)((k, _owned(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_owned(v) for v in obj)
+    return obj
