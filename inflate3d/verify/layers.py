@@ -1,0 +1,265 @@
+"""The proof of ``inflate_into``: layer by layer, then the whole model where the graphs agree.
+
+Per layer: every aligned conv, run on a static clip (one random image repeated over time, with
+random values in the zero-padded lateral channels too), must give the 2D conv's response on that
+image in every output frame whose taps read no temporal padding (``center``: every frame, since
+only the centre tap is non-zero). Whole model: the 3D model on a static clip against the 2D
+network on its image, compared at the output of every aligned layer, in the frames that no
+temporal padding has reached. The frames are tracked op by op through the real forward
+(convs and pools by their kernel, stride, padding and non-zero taps), so no architecture is
+assumed. Where the graphs differ (a pool the 2D net has and the model lacks), the check says at
+which layer and is not applicable, rather than passing or failing.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
+
+from ..inflate.into import IntoReport
+from .boring import TOLERANCE, StageCheck, _compare, build_2d
+from .temporal import Frames
+
+
+@dataclass(frozen=True)
+class LayerCheck(StageCheck):
+    source: str = ""  # the 2D layer
+
+
+def _padding(p, k: int, d: int) -> int:
+    if p == "same":
+        return d * (k - 1) // 2
+    return 0 if p == "valid" else int(p)
+
+
+def _clean(t_in: set[int] | range, length: int, t_out: int, k: int, s: int, p: int, d: int,
+           taps: list[int], pad_value_neutral: bool = False) -> list[int]:
+    """Output frames whose non-zero taps read only clean input frames. Reads outside the clip hit
+    the temporal padding: not clean, unless the padding cannot change the result (max pooling)."""
+    out = []
+    for j in range(t_out):
+        reads = [j * s - p + d * i for i in taps]
+        inside = [r for r in reads if 0 <= r < length]
+        if (pad_value_neutral or len(inside) == len(reads)) and inside and all(r in t_in for r in inside):
+            out.append(j)
+    return out
+
+
+def _taps(w: torch.Tensor) -> list[int]:
+    return [i for i in range(w.shape[2]) if bool(w[:, :, i].ne(0).any())] or [0]
+
+
+def _frames(clean: list[int], length: int) -> Frames:
+    return Frames(length, clean[0], clean[-1]) if clean else Frames(length, 0, -1)
+
+
+def prove_layers(model: nn.Module, report: IntoReport, *, seed: int = 0) -> list[LayerCheck]:
+    """One check per aligned conv of ``model`` (after ``inflate_into``) against its 2D source."""
+    checks = []
+    gen = torch.Generator().manual_seed(seed)
+    for m in report.matches:
+        if m.layer3d.kind != "conv":
+            continue
+        conv3 = model.get_submodule(m.layer3d.name)
+        b = m.layer2d
+        w2 = report.source.tensors[f"{b.name}.weight"].double()
+        b2 = report.source.tensors.get(f"{b.name}.bias")
+        w3 = conv3.weight.detach().double()
+        b3 = conv3.bias.detach().double() if conv3.bias is not None else None
+        size = max(3, max(d * (k - 1) for k, d in zip(b.kernel, b.dilation)) + 2 * max(b.stride) + 1)
+        image = torch.randn(1, conv3.in_channels, size, size, generator=gen, dtype=torch.float64)
+        y2 = F.conv2d(image[:, : w2.shape[1] * b.groups], w2, None if b2 is None else b2.double(),
+                      b.stride, b.padding, b.dilation, b.groups)
+        tol = TOLERANCE.get(conv3.weight.dtype, 1e-4)
+        if w3.dim() == 4:  # a 2D conv inside the 3D model
+            y3 = F.conv2d(image, w3, b3, conv3.stride, conv3.padding, conv3.dilation, conv3.groups)
+            checks.append(_layer_check(m, None, y3.unsqueeze(2), y2, tol))
+            continue
+        k, s, d = conv3.kernel_size[0], conv3.stride[0], conv3.dilation[0]
+        p = _padding(conv3.padding if isinstance(conv3.padding, str) else conv3.padding[0], k, d)
+        taps = [(k - 1) // 2] if report.method == "center" else list(range(k))
+        for t in range(1, 64):  # the shortest clip with two frames clear of the padding
+            t_out = (t + 2 * p - d * (k - 1) - 1) // s + 1
+            clean = _clean(range(t), t, t_out, k, s, p, d, taps) if t_out > 0 else []
+            if len(clean) >= 2:
+                break
+        clip = image.unsqueeze(2).expand(-1, -1, t, -1, -1).contiguous()
+        if conv3.padding_mode != "zeros":
+            y3 = conv3._conv_forward(clip, w3, b3)
+        else:
+            y3 = F.conv3d(clip, w3, b3, conv3.stride, conv3.padding, conv3.dilation, conv3.groups)
+        checks.append(_layer_check(m, _frames(clean, t_out), y3, y2, tol, clean))
+    return checks
+
+
+def _layer_check(m, frames: Frames | None, y3: torch.Tensor, y2: torch.Tensor, tol: float,
+                 clean: list[int] | None = None) -> LayerCheck:
+    a3 = y3[:, :, clean] if clean is not None else y3[:, :, 0]
+    if clean is not None:
+        y2 = y2.unsqueeze(2).expand_as(a3) if a3.shape[-2:] == y2.shape[-2:] else y2
+    if a3.shape[-2:] != y2.shape[-2:]:  # other spatial geometry: cannot equal the 2D layer
+        return LayerCheck(m.layer3d.name, frames, float("inf"), float("inf"), tol, m.layer2d.name)
+    c = _compare(m.layer3d.name, frames, a3, y2, tol)
+    return LayerCheck(c.name, c.frames, c.max_abs, c.max_rel, c.tol, m.layer2d.name)
+
+
+# -- whole model ------------------------------------------------------------------------------
+
+class _CleanFrames(TorchFunctionMode):
+    """For every 5-D tensor (N, C, T, H, W) of a forward on a static clip: which of its T frames
+    are still exactly the 2D network's (no temporal zero padding has reached them). Other tensors
+    carry one flag: computed from fully clean inputs only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state: dict[int, tuple[torch.Tensor, object]] = {}
+
+    def of(self, t: torch.Tensor):
+        entry = self.state.get(id(t))
+        if entry is None or entry[0] is not t:
+            return None
+        return entry[1]
+
+    def mark(self, t: torch.Tensor, value) -> None:
+        self.state[id(t)] = (t, value)
+
+    def _all_clean(self, t) -> bool:
+        v = self.of(t)
+        if isinstance(v, frozenset):
+            return len(v) == t.shape[2]
+        return bool(v)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        ins = [x for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor) and self.of(x) is not None]
+        if not ins:
+            return out
+        name = getattr(func, "__name__", "")
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        outs = [o for o in tree_leaves(out) if isinstance(o, torch.Tensor)]
+        for o in outs:
+            self.mark(o, self._rule(name, func, args, kwargs, first, o, ins))
+        return out
+
+    def _rule(self, name, func, args, kwargs, x, o, ins):
+        if x is not None and x.dim() == 5 and o.dim() == 5 and isinstance(self.of(x), frozenset):
+            clean, length = self.of(x), x.shape[2]
+            if name == "conv3d":
+                w = args[1]
+                k, s, p, d = w.shape[2], _arg(args, kwargs, 3, "stride", 1), _arg(args, kwargs, 4, "padding", 0), \
+                    _arg(args, kwargs, 5, "dilation", 1)
+                s, d = _first(s), _first(d)
+                p = _padding(p if isinstance(p, str) else _first(p), k, d)
+                return frozenset(_clean(clean, length, o.shape[2], k, s, p, d, _taps(w)))
+            if name in ("max_pool3d", "max_pool3d_with_indices", "avg_pool3d"):
+                k = _first(_arg(args, kwargs, 1, "kernel_size", 1))
+                s = _first(_arg(args, kwargs, 2, "stride", None) or k)
+                p = _first(_arg(args, kwargs, 3, "padding", 0))
+                d = _first(_arg(args, kwargs, 4, "dilation", 1)) if name != "avg_pool3d" else 1
+                return frozenset(_clean(clean, length, o.shape[2], k, s, p, d, list(range(k)),
+                                        pad_value_neutral=name != "avg_pool3d"))
+            if o.shape[2] == length and all(i.dim() != 5 or i.shape[2] == length for i in ins):
+                sets = [self.of(i) for i in ins if i.dim() == 5]  # elementwise, BN, concat of channels
+                if all(isinstance(v, frozenset) for v in sets):
+                    return frozenset.intersection(*sets)
+            if o.shape[2] == 1 and name in ("adaptive_avg_pool3d", "adaptive_max_pool3d", "mean"):
+                return frozenset({0}) if len(clean) == length else frozenset()
+            return frozenset()
+        if o.dim() == 5:
+            return frozenset(range(o.shape[2])) if all(self._all_clean(i) for i in ins) else frozenset()
+        return all(self._all_clean(i) for i in ins)
+
+
+def _arg(args, kwargs, i, name, default):
+    return args[i] if len(args) > i else kwargs.get(name, default)
+
+
+def _first(v):
+    return v[0] if isinstance(v, (tuple, list)) else v
+
+
+@dataclass
+class ModelCheck:
+    applicable: bool
+    reason: str = ""  # why not applicable
+    frames_in: int = 0
+    checks: list[LayerCheck] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.applicable and bool(self.checks) and all(c.passed for c in self.checks)
+
+
+def static_clip_check(model: nn.Module, report: IntoReport, net2d: nn.Module | None = None, *,
+                      frames: int | None = None, size: int = 32, seed: int = 0) -> ModelCheck:
+    """Run ``model`` (a copy, in float64) on a static clip of ``frames`` x ``size`` x ``size`` and
+    the 2D network on its image; compare every aligned layer's output in its clean frames.
+    ``net2d``: the 2D module (default: torchvision's ResNet built from the source tensors)."""
+    shape = report.input_shape
+    if not (isinstance(shape, tuple) and len(shape) == 5):
+        return ModelCheck(False, f"the model takes {shape}, not one clip: a 2D net has no counterpart "
+                                 "for its second input")
+    frames = frames or shape[2]
+    net3 = copy.deepcopy(model).double().eval()
+    net2 = copy.deepcopy(net2d) if net2d is not None else build_2d(report.source.tensors, report.source.depth)
+    net2 = net2.double().eval()
+    image = torch.randn(1, shape[1], size, size, generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64)
+    clip = image.unsqueeze(2).expand(-1, -1, frames, -1, -1).contiguous()
+    mode = _CleanFrames()
+    got3: dict[str, tuple[torch.Tensor, object]] = {}
+    got2: dict[str, torch.Tensor] = {}
+
+    def keep3(name):
+        def hook(_m, _i, o):  # returns None: a hook's return value would replace the output
+            got3.setdefault(name, (o.detach().clone(), mode.of(o)))
+        return hook
+
+    def keep2(name):
+        def hook(_m, _i, o):
+            got2.setdefault(name, o.detach().clone())
+        return hook
+
+    hooks = []
+    for m in report.matches:
+        hooks.append(net3.get_submodule(m.layer3d.name).register_forward_hook(keep3(m.layer3d.name)))
+        hooks.append(net2.get_submodule(m.layer2d.name).register_forward_hook(keep2(m.layer2d.name)))
+    try:
+        with torch.no_grad():
+            with mode:
+                mode.mark(clip, frozenset(range(frames)))
+                net3(clip)
+            net2(image)
+    finally:
+        for h in hooks:
+            h.remove()
+    tol = TOLERANCE.get(next(model.parameters()).dtype, 1e-4)
+    checks = []
+    for m in report.matches:
+        (y3, clean), y2 = got3[m.layer3d.name], got2[m.layer2d.name]
+        if y3.dim() == 5:
+            if y3.shape[-2:] != y2.shape[-2:]:
+                return ModelCheck(False, f"the graphs differ before {m.layer3d.name}: its output is "
+                                  f"{'x'.join(map(str, y3.shape[-2:]))} in space, {m.layer2d.name}'s "
+                                  f"{'x'.join(map(str, y2.shape[-2:]))}", frames, checks)
+            idx = sorted(clean) if isinstance(clean, frozenset) else []
+            if not idx:
+                continue  # every frame has seen temporal padding: nothing the maths guarantees
+            a3 = y3[:, :, idx]
+            c = _compare(m.layer3d.name, _frames(idx, y3.shape[2]), a3, y2.unsqueeze(2).expand_as(a3), tol)
+        elif clean is True and y3.shape == y2.shape:  # e.g. the classifier, after clean pooling
+            c = _compare(m.layer3d.name, None, y3, y2, tol)
+        else:
+            continue
+        checks.append(LayerCheck(c.name, c.frames, c.max_abs, c.max_rel, c.tol, m.layer2d.name))
+    if not checks:
+        return ModelCheck(False, f"no layer output keeps a frame clear of temporal padding at {frames} "
+                                 "frames; pass more frames", frames)
+    return ModelCheck(True, "", frames, checks)
