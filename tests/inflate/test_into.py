@@ -301,3 +301,17 @@ def test_ambiguity_is_an_error_asking_for_a_hint_and_the_hint_settles_it(source)
         inflate_into(Clip18(twin_stem=True), src, hints={"trunk": "conv1"}, strict=True)
     with pytest.raises(Inflate3dError, match="cannot take layer1.0.bn1"):
         inflate_into(Clip18(), src, hints={"trunk": "layer1.0.bn1"})
+
+
+def test_build_model_bootstraps_a_named_arch_in_one_line_with_the_inflate_engine(source):
+    import inflate3d
+
+    src = source(18)
+    model = inflate3d.build_model("i3d_r18", pretrained2d=src.tensors, method="center", num_classes=None)
+    named = prepare(src, "i3d_r18", method="center").state_dict()
+    got = model.state_dict()
+    assert list(got) == list(named) and all(torch.equal(got[k], named[k]) for k in named)
+    with_fc = inflate3d.build_model("slowonly_r18", pretrained2d=src.tensors, num_classes="imagenet")
+    assert torch.equal(with_fc.cls_head.fc_cls.weight, src.tensors["fc.weight"])
+    with pytest.raises(Inflate3dError, match="is a ResNet-18 but slowonly_r50 needs a ResNet-50"):
+        inflate3d.build_model("slowonly_r50", pretrained2d=src.tensors)

@@ -92,21 +92,30 @@ def align(l3: list[Layer], l2: list[Layer], *, hints: Mapping[str, str] | None =
         matches.append(Match(a, b, a.in_channels - b.in_channels if a.kind == "conv" else 0, hinted))
     unplaced = [b for b in l2 if b.kind != "linear" and b.index not in to3]
     if unplaced:
-        raise Inflate3dError(_not_corresponding(l3, to2, unplaced[0], origin, source))
+        raise Inflate3dError(_not_corresponding(l3, to2, unplaced, origin, source))
     return matches
 
 
-def _not_corresponding(l3: list[Layer], to2: dict[int, int], b: Layer, origin: str, source: str) -> str:
-    """Name the first 3D layer that stands where 2D layer ``b`` should be, and why it differs."""
+def _likeness(a: Layer, b: Layer) -> int:
+    return (a.kind == b.kind) * 4 + (a.out_channels == b.out_channels) * 2 + (a.kernel == b.kernel)
+
+
+def _not_corresponding(l3: list[Layer], to2: dict[int, int], unplaced: list[Layer], origin: str,
+                       source: str) -> str:
+    """Name the first 3D layer that stands where an unplaced 2D layer should be (the most alike of
+    those reading the same inputs), and why it differs."""
     def mapped(a: Layer) -> frozenset[int]:
         return frozenset(p if p == INPUT else to2[p] for p in a.preds if p == INPUT or p in to2)
 
+    b = unplaced[0]
     unmatched = [a for a in l3 if a.index not in to2]
     in_place = [a for a in unmatched if mapped(a) == b.preds] or \
         [a for a in unmatched if mapped(a) & b.preds]
     where = f"{source}'s {b.name} ({b.signature}) has no counterpart"
     if in_place:
         a = in_place[0]
+        rivals = [c for c in unplaced if c.preds == b.preds]
+        b = max(rivals, key=lambda c: _likeness(a, c)) if rivals else b
         why = mismatch(a, b) or "its inputs come from other layers"
         return (f"{origin}: does not correspond to {source}: {a.name} ({a.signature}) is the first layer "
                 f"that does not match: it stands where {b.name} ({b.signature}) should be but has {why}"
