@@ -70,10 +70,10 @@ def archs(json_mode: bool, debug: bool) -> None:
 
 @main.command()
 @click.argument("source", required=False)
-@click.option("--arch", default=None, show_default=ARCH_DEFAULT, help="Target architecture (see `inflate3d archs`).")
+@click.option("--arch", default=None, help=f"Target architecture (see `inflate3d archs`).  [default: {ARCH_DEFAULT}]")
 @click.option("--into", default=None, metavar="MODULE:FACTORY",
               help="Inflate into your own model instead: imports MODULE (this runs its code) and calls "
-                   "FACTORY(**kwargs), e.g. torchvision.models.video:r3d_18; writes its state dict in its own names.")
+                   "FACTORY(**kwargs), e.g. torchvision.models.video:r3d_18; writes its state dict in its own names (a plain dict with --format pth).")
 @click.option("--kwargs", "into_kwargs", default=None, metavar="JSON", help="With --into: the factory's keyword arguments.")
 @click.option("--hint", "hints", multiple=True, metavar="LAYER=2D_LAYER",
               help="With --into: settle an ambiguous alignment (repeatable), e.g. stem.0=conv1.")

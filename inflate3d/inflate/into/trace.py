@@ -45,7 +45,7 @@ class Layer:
     kernel: tuple[int, ...] = ()  # spatial (kH, kW) of a conv
     temporal: int = 1  # temporal kernel (3D convs)
     stride: tuple[int, ...] = ()  # spatial
-    padding: tuple[int, ...] = ()  # spatial
+    padding: tuple[int, ...] | str = ()  # spatial, or 'same' / 'valid'
     dilation: tuple[int, ...] = ()  # spatial
     groups: int = 1
     preds: frozenset[int] = frozenset()  # layers (or INPUT) whose outputs reach this one's input
@@ -65,10 +65,9 @@ def _describe(index: int, name: str, m: nn.Module, preds: frozenset[int]) -> Lay
     if kind == "conv":
         spatial = slice(-2, None)
         t = m.kernel_size[0] if isinstance(m, nn.Conv3d) else 1
-        padding = m.padding if not isinstance(m.padding, str) else (m.padding,) * 2
+        padding = m.padding if isinstance(m.padding, str) else tuple(m.padding[spatial])  # 'same' / 'valid'
         return Layer(index, name, kind, m.out_channels, m.in_channels, tuple(m.kernel_size[spatial]), t,
-                     tuple(m.stride[spatial]), tuple(padding[spatial]), tuple(m.dilation[spatial]),
-                     m.groups, preds)
+                     tuple(m.stride[spatial]), padding, tuple(m.dilation[spatial]), m.groups, preds)
     if kind == "linear":
         return Layer(index, name, kind, m.out_features, m.in_features, preds=preds)
     channels = m.num_features if kind == "batchnorm" else m.num_channels
