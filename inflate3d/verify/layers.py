@@ -13,7 +13,7 @@ which layer and is not applicable, rather than passing or failing.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -59,12 +59,14 @@ def _frames(clean: list[int], length: int) -> Frames:
     return Frames(length, clean[0], clean[-1]) if clean else Frames(length, 0, -1)
 
 
-def prove_layers(model: nn.Module, report: IntoReport, *, seed: int = 0) -> list[LayerCheck]:
-    """One check per aligned conv of ``model`` (after ``inflate_into``) against its 2D source."""
+def prove_layers(model: nn.Module, report: IntoReport, *, layers: Collection[str] | None = None,
+                 seed: int = 0) -> list[LayerCheck]:
+    """One check per aligned conv of ``model`` (after ``inflate_into``) against its 2D source
+    (``layers``: only these model layers)."""
     checks = []
     gen = torch.Generator().manual_seed(seed)
     for m in report.matches:
-        if m.layer3d.kind != "conv":
+        if m.layer3d.kind != "conv" or (layers is not None and m.layer3d.name not in layers):
             continue
         conv3 = model.get_submodule(m.layer3d.name)
         b = m.layer2d

@@ -182,6 +182,10 @@ def test_pytorchvideo_slowfast_r50_slow_pathway_equals_named_path_fast_untouched
     checks = prove_layers(model, report)
     assert len(checks) == 53 and all(c.passed for c in checks)
     assert not static_clip_check(model, report).applicable  # two inputs: no 2D counterpart
+    conv = "blocks.3.multipathway_blocks.0.res_blocks.0.branch2.conv_a"
+    with torch.no_grad():  # a lateral channel that is not zero changes the slow pathway: caught
+        model.get_submodule(conv).weight[:, -1] = 0.01
+    assert [c.passed for c in prove_layers(model, report, layers={conv})] == [False]
 
 
 # -- a 3D ResNet written here, names unlike any scheme's -------------------------------------------
@@ -259,7 +263,8 @@ def test_own_3d_resnet_gets_the_named_arch_values_and_the_whole_model_check(meth
     for key, t in after.items():
         assert torch.equal(t, named[clip18_to_native(key)]), key
     assert report.summary()["untouched"]["tensors"] == 0
-    assert all(c.passed for c in prove_layers(model, report))
+    if method == "mean":  # (centre: the torchvision tests prove each layer)
+        assert all(c.passed for c in prove_layers(model, report))
 
     frames = 4 if method == "center" else 19
     whole = static_clip_check(model, report, frames=frames, size=16)
