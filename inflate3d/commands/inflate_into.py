@@ -125,7 +125,8 @@ def _write(console: Console, model, report, out: Path, *, fmt: str, force: bool,
 
     from ..io.load import load_checkpoint
     from ..io.save import atomic_output, write_safetensors
-    from ..verify.layers import prove_layers, static_clip_check
+    from ..verify.layers import prove_layers
+    from ..verify.whole import static_clip_check
 
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     src = report.source

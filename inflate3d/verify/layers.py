@@ -1,29 +1,21 @@
-"""The proof of ``inflate_into``: layer by layer, then the whole model where the graphs agree.
+"""The proof of ``inflate_into``, layer by layer.
 
-Per layer: every aligned conv, run on a static clip (one random image repeated over time, with
-random values in the zero-padded lateral channels too), must give the 2D conv's response on that
-image in every output frame whose taps read no temporal padding (``center``: every frame, since
-only the centre tap is non-zero). Whole model: the 3D model on a static clip against the 2D
-network on its image, compared at the output of every aligned layer, in the frames that no
-temporal padding has reached. The frames are tracked op by op through the real forward
-(convs and pools by their kernel, stride, padding and non-zero taps), so no architecture is
-assumed. Where the graphs differ (a pool the 2D net has and the model lacks), the check says at
-which layer and is not applicable, rather than passing or failing.
+Every aligned conv, run on a static clip (one random image repeated over time, with random
+values in the zero-padded lateral channels too), must give the 2D conv's response on that image
+in every output frame whose taps read no temporal padding (``center``: every frame, since only
+the centre tap is non-zero). The whole-model check is :mod:`inflate3d.verify.whole`.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_leaves
 
 from ..inflate.into import IntoReport
-from .boring import TOLERANCE, StageCheck, _compare, build_2d
+from .boring import TOLERANCE, StageCheck, _compare
 from .temporal import Frames
 
 
@@ -32,13 +24,13 @@ class LayerCheck(StageCheck):
     source: str = ""  # the 2D layer
 
 
-def _padding(p, k: int, d: int) -> int:
+def temporal_padding(p, k: int, d: int) -> int:
     if p == "same":
         return d * (k - 1) // 2
     return 0 if p == "valid" else int(p)
 
 
-def _clean(t_in: set[int] | range, length: int, t_out: int, k: int, s: int, p: int, d: int,
+def clean_frames(t_in: set[int] | range, length: int, t_out: int, k: int, s: int, p: int, d: int,
            taps: list[int], pad_value_neutral: bool = False) -> list[int]:
     """Output frames whose non-zero taps read only clean input frames. Reads outside the clip hit
     the temporal padding: not clean, unless the padding cannot change the result (max pooling)."""
@@ -51,11 +43,11 @@ def _clean(t_in: set[int] | range, length: int, t_out: int, k: int, s: int, p: i
     return out
 
 
-def _taps(w: torch.Tensor) -> list[int]:
+def nonzero_taps(w: torch.Tensor) -> list[int]:
     return [i for i in range(w.shape[2]) if bool(w[:, :, i].ne(0).any())] or [0]
 
 
-def _frames(clean: list[int], length: int) -> Frames:
+def frames_of(clean: list[int], length: int) -> Frames:
     return Frames(length, clean[0], clean[-1]) if clean else Frames(length, 0, -1)
 
 
@@ -86,11 +78,11 @@ def prove_layers(model: nn.Module, report: IntoReport, *, layers: Collection[str
             checks.append(_layer_check(m, None, y3.unsqueeze(2), y2, tol))
             continue
         k, s, d = conv3.kernel_size[0], conv3.stride[0], conv3.dilation[0]
-        p = _padding(conv3.padding if isinstance(conv3.padding, str) else conv3.padding[0], k, d)
+        p = temporal_padding(conv3.padding if isinstance(conv3.padding, str) else conv3.padding[0], k, d)
         taps = [(k - 1) // 2] if report.method == "center" else list(range(k))
         for t in range(1, 64):  # the shortest clip with two frames clear of the padding
             t_out = (t + 2 * p - d * (k - 1) - 1) // s + 1
-            clean = _clean(range(t), t, t_out, k, s, p, d, taps) if t_out > 0 else []
+            clean = clean_frames(range(t), t, t_out, k, s, p, d, taps) if t_out > 0 else []
             if len(clean) >= 2:
                 break
         clip = image.unsqueeze(2).expand(-1, -1, t, -1, -1).contiguous()
@@ -98,7 +90,7 @@ def prove_layers(model: nn.Module, report: IntoReport, *, layers: Collection[str
             y3 = conv3._conv_forward(clip, w3, b3)
         else:
             y3 = F.conv3d(clip, w3, b3, conv3.stride, conv3.padding, conv3.dilation, conv3.groups)
-        checks.append(_layer_check(m, _frames(clean, t_out), y3, y2, tol, clean))
+        checks.append(_layer_check(m, frames_of(clean, t_out), y3, y2, tol, clean))
     return checks
 
 
@@ -111,185 +103,3 @@ def _layer_check(m, frames: Frames | None, y3: torch.Tensor, y2: torch.Tensor, t
         return LayerCheck(m.layer3d.name, frames, float("inf"), float("inf"), tol, m.layer2d.name)
     c = _compare(m.layer3d.name, frames, a3, y2, tol)
     return LayerCheck(c.name, c.frames, c.max_abs, c.max_rel, c.tol, m.layer2d.name)
-
-
-# -- whole model ------------------------------------------------------------------------------
-
-class _CleanFrames(TorchFunctionMode):
-    """For every 5-D tensor (N, C, T, H, W) of a forward on a static clip: which of its T frames
-    are still exactly the 2D network's (no temporal zero padding has reached them). Other tensors
-    carry one flag: computed from fully clean inputs only."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.state: dict[int, tuple[torch.Tensor, object]] = {}
-
-    def of(self, t: torch.Tensor):
-        entry = self.state.get(id(t))
-        if entry is None or entry[0] is not t:
-            return None
-        return entry[1]
-
-    def mark(self, t: torch.Tensor, value) -> None:
-        self.state[id(t)] = (t, value)
-
-    def _all_clean(self, t) -> bool:
-        v = self.of(t)
-        if isinstance(v, frozenset):
-            return len(v) == t.shape[2]
-        return bool(v)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        ins = [x for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor) and self.of(x) is not None]
-        if not ins:
-            return out
-        name = getattr(func, "__name__", "")
-        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        outs = [o for o in tree_leaves(out) if isinstance(o, torch.Tensor)]
-        for o in outs:
-            self.mark(o, self._rule(name, func, args, kwargs, first, o, ins))
-        return out
-
-    def _rule(self, name, func, args, kwargs, x, o, ins):
-        if x is not None and x.dim() == 5 and o.dim() == 5 and isinstance(self.of(x), frozenset):
-            clean, length = self.of(x), x.shape[2]
-            if name == "conv3d":
-                w = args[1]
-                k, s, p, d = w.shape[2], _arg(args, kwargs, 3, "stride", 1), _arg(args, kwargs, 4, "padding", 0), \
-                    _arg(args, kwargs, 5, "dilation", 1)
-                s, d = _first(s), _first(d)
-                p = _padding(p if isinstance(p, str) else _first(p), k, d)
-                return frozenset(_clean(clean, length, o.shape[2], k, s, p, d, _taps(w)))
-            if name in ("max_pool3d", "max_pool3d_with_indices", "avg_pool3d"):
-                k = _first(_arg(args, kwargs, 1, "kernel_size", 1))
-                s = _first(_arg(args, kwargs, 2, "stride", None) or k)
-                p = _first(_arg(args, kwargs, 3, "padding", 0))
-                d = _first(_arg(args, kwargs, 4, "dilation", 1)) if name != "avg_pool3d" else 1
-                return frozenset(_clean(clean, length, o.shape[2], k, s, p, d, list(range(k)),
-                                        pad_value_neutral=name != "avg_pool3d"))
-            if o.shape[2] == length and all(i.dim() != 5 or i.shape[2] == length for i in ins):
-                sets = [self.of(i) for i in ins if i.dim() == 5]  # elementwise, BN, concat of channels
-                if all(isinstance(v, frozenset) for v in sets):
-                    return frozenset.intersection(*sets)
-            if o.shape[2] == 1 and name in ("adaptive_avg_pool3d", "adaptive_max_pool3d", "mean"):
-                return frozenset({0}) if len(clean) == length else frozenset()
-            return frozenset()
-        if o.dim() == 5:
-            return frozenset(range(o.shape[2])) if all(self._all_clean(i) for i in ins) else frozenset()
-        return all(self._all_clean(i) for i in ins)
-
-
-def _arg(args, kwargs, i, name, default):
-    return args[i] if len(args) > i else kwargs.get(name, default)
-
-
-def _first(v):
-    return v[0] if isinstance(v, (tuple, list)) else v
-
-
-@dataclass
-class ModelCheck:
-    applicable: bool
-    reason: str = ""  # why not applicable
-    frames_in: int = 0
-    checks: list[LayerCheck] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.applicable and bool(self.checks) and all(c.passed for c in self.checks)
-
-
-def static_clip_check(model: nn.Module, report: IntoReport, net2d: nn.Module | None = None, *,
-                      frames: int | None = None, size: int = 32, seed: int = 0) -> ModelCheck:
-    """Run ``model`` (a copy, in float64) on a static clip of ``frames`` x ``size`` x ``size`` and
-    the 2D network on its image; compare every aligned layer's output in its clean frames.
-    ``net2d``: the 2D module (default: torchvision's ResNet built from the source tensors)."""
-    shape = report.input_shape
-    if not (isinstance(shape, tuple) and len(shape) == 5):
-        return ModelCheck(False, f"the model takes {shape}, not one clip: a 2D net has no counterpart "
-                                 "for its second input")
-    frames = frames or shape[2]
-    net2 = net2d if net2d is not None else build_2d(report.source.tensors, report.source.depth)
-    different = _spatial_mismatch(model, net2, report, (1, shape[1], frames, size, size))
-    if different:
-        return ModelCheck(False, different, frames)
-    net3 = copy.deepcopy(model).double().eval()
-    net2 = copy.deepcopy(net2).double().eval()
-    image = torch.randn(1, shape[1], size, size, generator=torch.Generator().manual_seed(seed),
-                        dtype=torch.float64)
-    clip = image.unsqueeze(2).expand(-1, -1, frames, -1, -1).contiguous()
-    mode = _CleanFrames()
-    got3: dict[str, tuple[torch.Tensor, object]] = {}
-    got2: dict[str, torch.Tensor] = {}
-
-    def keep3(name):
-        def hook(_m, _i, o):  # returns None: a hook's return value would replace the output
-            got3.setdefault(name, (o.detach().clone(), mode.of(o)))
-        return hook
-
-    def keep2(name):
-        def hook(_m, _i, o):
-            got2.setdefault(name, o.detach().clone())
-        return hook
-
-    hooks = []
-    for m in report.matches:
-        hooks.append(net3.get_submodule(m.layer3d.name).register_forward_hook(keep3(m.layer3d.name)))
-        hooks.append(net2.get_submodule(m.layer2d.name).register_forward_hook(keep2(m.layer2d.name)))
-    try:
-        with torch.no_grad():
-            with mode:
-                mode.mark(clip, frozenset(range(frames)))
-                net3(clip)
-            net2(image)
-    finally:
-        for h in hooks:
-            h.remove()
-    tol = TOLERANCE.get(next(model.parameters()).dtype, 1e-4)
-    checks = []
-    for m in report.matches:
-        (y3, clean), y2 = got3[m.layer3d.name], got2[m.layer2d.name]
-        if y3.dim() == 5:
-            idx = sorted(clean) if isinstance(clean, frozenset) else []
-            if not idx:
-                continue  # every frame has seen temporal padding: nothing the maths guarantees
-            a3 = y3[:, :, idx]
-            c = _compare(m.layer3d.name, _frames(idx, y3.shape[2]), a3, y2.unsqueeze(2).expand_as(a3), tol)
-        elif clean is True and y3.shape == y2.shape:  # e.g. the classifier, after clean pooling
-            c = _compare(m.layer3d.name, None, y3, y2, tol)
-        else:
-            continue
-        checks.append(LayerCheck(c.name, c.frames, c.max_abs, c.max_rel, c.tol, m.layer2d.name))
-    if not checks:
-        return ModelCheck(False, f"no layer output keeps a frame clear of temporal padding at {frames} "
-                                 "frames; pass more frames", frames)
-    return ModelCheck(True, "", frames, checks)
-
-
-def _spatial_mismatch(model: nn.Module, net2d: nn.Module, report: IntoReport, clip: tuple) -> str:
-    """Where the 3D model's aligned layers first differ in spatial size from the 2D net's, found
-    by a meta-device forward of each (no arithmetic); '' when they agree everywhere."""
-    from ..inflate.into.trace import meta_clone
-
-    shapes: dict[str, tuple] = {}
-    nets = {"3d": meta_clone(model).eval(), "2d": meta_clone(net2d).eval()}
-    hooks = []
-    for m in report.matches:
-        for side, name in (("3d", m.layer3d.name), ("2d", m.layer2d.name)):
-            hooks.append(nets[side].get_submodule(name).register_forward_hook(
-                lambda _m, _i, o, key=(side, name): shapes.setdefault(key, tuple(o.shape)) and None))
-    try:
-        with torch.no_grad():
-            nets["3d"](torch.empty(clip, device="meta"))
-            nets["2d"](torch.empty((1, clip[1], *clip[3:]), device="meta"))
-    finally:
-        for h in hooks:
-            h.remove()
-    for m in report.matches:
-        a, b = shapes[("3d", m.layer3d.name)], shapes[("2d", m.layer2d.name)]
-        if len(a) == 5 and a[-2:] != b[-2:]:
-            return (f"the graphs differ before {m.layer3d.name}: its output is {'x'.join(map(str, a[-2:]))} "
-                    f"in space, {m.layer2d.name}'s {'x'.join(map(str, b[-2:]))}")
-    return ""

@@ -1,6 +1,6 @@
 """Inflate a 2D ResNet into any 3D model whose structure corresponds: trace both layer graphs
 (``trace``), align them by structure (``align``), plan every tensor, then write them in place and
-say what happened to each (``report``). The proof lives in :mod:`inflate3d.verify.layers`.
+say what happened to each (``report``). The proofs live in :mod:`inflate3d.verify.layers` and :mod:`inflate3d.verify.whole`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .align import Match, align
 from .report import UNTOUCHED, IntoReport, TensorAction
 from .trace import Layer, first_conv_channels, trace_any, trace_layers
 
-__all__ = ["IntoReport", "Match", "TensorAction", "inflate_into", "plan_into", "source_network"]
+__all__ = ["IntoReport", "Layer", "Match", "TensorAction", "inflate_into", "plan_into", "source_network"]
 
 
 def source_network(src: Source2D, module: nn.Module | None = None) -> nn.Module:

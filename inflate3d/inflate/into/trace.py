@@ -184,7 +184,7 @@ def candidate_inputs(module: nn.Module, size: int = 224) -> list[Sequence]:
     order and data flow), never a value, so trying a shape guesses nothing about the weights."""
     c = first_conv_channels(module)
     clip = lambda t: (1, c, t, size, size)  # noqa: E731
-    return [clip(8), clip(16), [clip(8), clip(32)], [clip(4), clip(32)], [clip(8), clip(16)],
+    return [clip(8), clip(16), clip(32), [clip(8), clip(32)], [clip(4), clip(32)], [clip(8), clip(16)],
             [clip(2), clip(16)]]
 
 
