@@ -72,3 +72,15 @@ def test_into_dry_run_prints_the_tensor_map(tmp_path, r18_file):
     assert by_key["layer3.0.downsample.0.weight"]["source"] == "layer3.0.downsample.0.weight"
     assert by_key["fc.weight"]["action"] == "untouched"  # 400 classes
     assert list(tmp_path.iterdir()) == []
+
+
+def test_into_pth_is_a_plain_state_dict_in_the_models_names(tmp_path, r18_file, seeded):
+    out = tmp_path / "mc3.pth"
+    res = run("inflate", r18_file, "--into", MC3, "--format", "pth", "--no-verify", "-o", out)
+    assert "not verified: --no-verify" in res.stdout and "Per-layer proof" not in res.stdout
+    state = torch.load(out, weights_only=True)
+    assert "layer4.1.conv2.1.running_var" in state and "fc.weight" in state
+    src = seeded(18).tensors
+    assert torch.equal(state["layer4.1.conv2.1.running_var"], src["layer4.1.bn2.running_var"])
+    w = state["stem.0.weight"]  # mean (the default): w / 3 on each of the 3 taps
+    assert torch.equal(w, src["conv1.weight"].unsqueeze(2).expand_as(w) / 3)
