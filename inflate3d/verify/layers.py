@@ -77,7 +77,7 @@ def prove_layers(model: nn.Module, report: IntoReport, *, layers: Collection[str
             y3 = F.conv2d(image, w3, b3, conv3.stride, conv3.padding, conv3.dilation, conv3.groups)
             checks.append(_layer_check(m, None, y3.unsqueeze(2), y2, tol))
             continue
-        k, s, d = conv3.kernel_size[0], conv3.stride[0], conv3.dilation[0]
+        k, s, d = int(conv3.kernel_size[0]), int(conv3.stride[0]), int(conv3.dilation[0])  # numpy ints too
         p = temporal_padding(conv3.padding if isinstance(conv3.padding, str) else conv3.padding[0], k, d)
         taps = [(k - 1) // 2] if report.method == "center" else list(range(k))
         for t in range(1, 64):  # the shortest clip with two frames clear of the padding

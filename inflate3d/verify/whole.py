@@ -92,7 +92,9 @@ def _arg(args, kwargs, i, name, default):
 
 
 def _first(v):
-    return v[0] if isinstance(v, (tuple, list)) else v
+    """The temporal entry of a kernel / stride / padding argument, as an int (or a padding string)."""
+    v = v[0] if isinstance(v, (tuple, list)) else v
+    return v if v is None or isinstance(v, str) else int(v)
 
 
 @dataclass

@@ -3,11 +3,14 @@ a net written here), aligned by structure, every tensor checked against a name m
 against the named-arch path, and the proofs able to fail."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from inflate3d import inflate_into
+from inflate3d.commands.inflate_into import proof_json
 from inflate3d.errors import Inflate3dError
 from inflate3d.inflate import inflate_kernel, prepare
 from inflate3d.inflate.convert import from_native
@@ -182,7 +185,9 @@ def test_pytorchvideo_slowfast_r50_slow_pathway_equals_named_path_fast_untouched
         assert not after[key][:, -pad:].any() and after[key][:, :-pad].abs().sum() > 0
     checks = prove_layers(model, report)
     assert len(checks) == 53 and all(c.passed for c in checks)
-    assert not static_clip_check(model, report).applicable  # two inputs: no 2D counterpart
+    whole = static_clip_check(model, report)
+    assert not whole.applicable and "not one clip" in whole.reason  # two inputs: no 2D counterpart
+    json.dumps({**report.to_json(), **proof_json(checks, whole)})  # plain ints (pytorchvideo has numpy ones)
     conv = "blocks.3.multipathway_blocks.0.res_blocks.0.branch2.conv_a"
     with torch.no_grad():  # a lateral channel that is not zero changes the slow pathway: caught
         model.get_submodule(conv).weight[:, -1] = 0.01

@@ -60,17 +60,22 @@ class Layer:
         return f"{self.kind} {self.out_channels}"
 
 
+def _ints(values) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
 def _describe(index: int, name: str, m: nn.Module, preds: frozenset[int]) -> Layer:
+    """The layer's geometry as plain ints (pytorchvideo builds some widths as numpy integers)."""
     kind = layer_kind(m)
     if kind == "conv":
         spatial = slice(-2, None)
-        t = m.kernel_size[0] if isinstance(m, nn.Conv3d) else 1
-        padding = m.padding if isinstance(m.padding, str) else tuple(m.padding[spatial])  # 'same' / 'valid'
-        return Layer(index, name, kind, m.out_channels, m.in_channels, tuple(m.kernel_size[spatial]), t,
-                     tuple(m.stride[spatial]), padding, tuple(m.dilation[spatial]), m.groups, preds)
+        t = int(m.kernel_size[0]) if isinstance(m, nn.Conv3d) else 1
+        padding = m.padding if isinstance(m.padding, str) else _ints(m.padding[spatial])  # 'same' / 'valid'
+        return Layer(index, name, kind, int(m.out_channels), int(m.in_channels), _ints(m.kernel_size[spatial]),
+                     t, _ints(m.stride[spatial]), padding, _ints(m.dilation[spatial]), int(m.groups), preds)
     if kind == "linear":
-        return Layer(index, name, kind, m.out_features, m.in_features, preds=preds)
-    channels = m.num_features if kind == "batchnorm" else m.num_channels
+        return Layer(index, name, kind, int(m.out_features), int(m.in_features), preds=preds)
+    channels = int(m.num_features if kind == "batchnorm" else m.num_channels)
     return Layer(index, name, kind, channels, channels, preds=preds)
 
 
