@@ -108,14 +108,16 @@ def inflate(json_mode: bool, debug: bool, **opts) -> None:
     if into_opts["into"]:
         from .commands import inflate_into as cmd
 
-        named_only = [f"--{k}" for k in ("arch", "head") if opts[k] not in (None, "none")]
+        given = click.get_current_context().get_parameter_source
+        named_only = [f"--{k}" for k in ("arch", "head", "seed")
+                      if given(k) is not click.core.ParameterSource.DEFAULT]
         if named_only:
             raise click.UsageError(f"{', '.join(named_only)} apply to named architectures, not --into")
         _run(json_mode, debug, cmd.run, source=opts["source"], into=into_opts["into"],
              kwargs=into_opts["into_kwargs"], method=opts["method"], output=opts["output"], fmt=opts["fmt"],
              force=opts["force"], strict=into_opts["strict"], hints=into_opts["hints"],
-             input_shape=into_opts["input_shape"], no_verify=opts["no_verify"], dry_run=opts["dry_run"],
-             trust_pickle=opts["trust_pickle"])
+             input_shape=into_opts["input_shape"], no_verify=opts["no_verify"], verify_size=opts["verify_size"],
+             dry_run=opts["dry_run"], trust_pickle=opts["trust_pickle"])
         return
     if into_opts["into_kwargs"] or into_opts["hints"] or into_opts["strict"] or into_opts["input_shape"]:
         raise click.UsageError("--kwargs, --hint, --strict and --input-shape need --into")

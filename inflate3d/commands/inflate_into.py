@@ -76,7 +76,7 @@ def parse_hints(hints) -> dict[str, str]:
 
 def run(console: Console, source: str | None, into: str, kwargs: str | None, method: str,
         output: str | None, fmt: str, force: bool, strict: bool, hints, input_shape: str | None,
-        no_verify: bool, dry_run: bool, trust_pickle: bool) -> int:
+        no_verify: bool, dry_run: bool, trust_pickle: bool, verify_size: int = 32) -> int:
     from ..inflate.into import inflate_into
     from ..io.save import check_output
 
@@ -99,7 +99,8 @@ def run(console: Console, source: str | None, into: str, kwargs: str | None, met
         render_report(console, report)
         console.emit_json({"ok": True, "dry_run": True, **report.to_json()})
         return 0
-    proof = _write(console, model, report, out, fmt=fmt, force=force, kwargs=kwargs, verify=not no_verify)
+    proof = _write(console, model, report, out, fmt=fmt, force=force, kwargs=kwargs, verify=not no_verify,
+                   verify_size=verify_size)
     size = out.stat().st_size
     render_report(console, report)
     if proof:
@@ -120,7 +121,7 @@ def metadata(report, into: str, kwargs: str | None) -> dict[str, str]:
 
 
 def _write(console: Console, model, report, out: Path, *, fmt: str, force: bool, kwargs: str | None,
-           verify: bool):
+           verify: bool, verify_size: int):
     import torch
 
     from ..io.load import load_checkpoint
@@ -150,7 +151,7 @@ def _write(console: Console, model, report, out: Path, *, fmt: str, force: bool,
                                          exit_code=CHECK_FAILED)
                 model.load_state_dict(written, strict=True)  # the proof runs on the bytes on disk
                 layers = prove_layers(model, report)
-                whole = static_clip_check(model, report)
+                whole = static_clip_check(model, report, size=verify_size)
             if not all(c.passed for c in layers) or (whole.applicable and not whole.passed):
                 render_proof(console, layers, whole)
                 console.emit_json({"ok": False, "output": None, "proof": proof_json(layers, whole)})

@@ -52,6 +52,7 @@ def test_into_refusals_are_one_line_exit_2_and_write_nothing(tmp_path, r18_file,
         (["--into", "no_such_module_17:build"], "cannot import no_such_module_17"),
         (["--into", MC3, "--kwargs", "[1]"], "expected a JSON object"),
         (["--into", MC3, "--arch", "i3d_r18"], "--arch apply to named architectures"),
+        (["--into", MC3, "--seed", "0"], "--seed apply to named architectures"),
         (["--hint", "a=b"], "need --into"),
     ]
     for extra, message in cases:
