@@ -108,21 +108,44 @@ def test_torchvision_video_resnets_from_resnet18_center(factory, source):
         assert failed == ["layer1.1.conv1.0"]
 
 
-def test_linear_head_copied_when_shapes_match_and_2d_module_source(source):
-    from torchvision.models import resnet18
-    from torchvision.models.video import r3d_18
+def torchvision_video_to_hf(module: str) -> str:
+    """torchvision's video ResNet-18 names -> transformers' ResNet (other names, same structure)."""
+    parts = module.split(".")
+    if parts[0] == "stem":
+        return "resnet.embedder.embedder." + ("convolution" if parts[1] == "0" else "normalization")
+    if parts[0] == "fc":
+        return "classifier.1"
+    stage, block, unit, which = int(parts[0][5:]) - 1, parts[1], parts[2], parts[3]
+    inner = "convolution" if which == "0" else "normalization"
+    unit = "shortcut" if unit == "downsample" else f"layer.{int(unit[4:]) - 1}"
+    return f"resnet.encoder.stages.{stage}.layers.{block}.{unit}.{inner}"
 
-    src = source(18).tensors
-    net2d = resnet18()
-    net2d.load_state_dict(src)
-    a, b = r3d_18(num_classes=1000), r3d_18(num_classes=1000)
-    report = inflate_into(a, net2d, method="mean")
-    inflate_into(b, dict(src), method="mean")
-    assert report.action_of("fc.weight").action == "copied" and report.unused_2d == []
-    assert torch.equal(a.fc.weight, src["fc.weight"])
-    for k, v in a.state_dict().items():
-        assert torch.equal(v, b.state_dict()[k]), k
-    assert report.source.kind == "in-memory" and report.source.depth == 18
+
+def test_a_2d_module_with_other_names_is_aligned_by_structure():
+    from torchvision.models.video import r3d_18
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(1)
+    hf = ResNetForImageClassification(ResNetConfig(depths=[2, 2, 2, 2], layer_type="basic", embedding_size=64,
+                                                   hidden_sizes=[64, 128, 256, 512], num_labels=1000)).eval()
+    with torch.no_grad():  # distinct BN values: the fresh ones are all ones and zeros
+        for m in hf.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 2)
+    src = hf.state_dict()
+    model = r3d_18(num_classes=1000)
+    report = inflate_into(model, hf, method="mean")
+    assert report.source.depth is None and report.source.kind == "in-memory"
+    assert report.unused_2d == [] and report.summary()["untouched"]["tensors"] == 0  # 1000 classes: fc copied
+    assert report.action_of("fc.weight").action == "copied"
+    modules = list(torchvision_video_to_2d()) + ["fc"]
+    for mod in modules:
+        for k, t in model.get_submodule(mod).state_dict().items():
+            skey = f"{torchvision_video_to_hf(mod)}.{k}"
+            assert report.action_of(f"{mod}.{k}").source == skey
+            want = inflate_kernel(src[skey], t.shape[2], "mean") if t.dim() == 5 else src[skey]
+            assert torch.equal(t, want), (mod, k)
+    assert all(c.passed for c in prove_layers(model, report, layers={"stem.0", "layer2.0.downsample.0"}))
 
 
 # -- pytorchvideo slow_r50 / slowfast_r50 against the named-arch path ---------------------------
