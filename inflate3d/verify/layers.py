@@ -44,7 +44,8 @@ def clean_frames(t_in: set[int] | range, length: int, t_out: int, k: int, s: int
 
 
 def nonzero_taps(w: torch.Tensor) -> list[int]:
-    return [i for i in range(w.shape[2]) if bool(w[:, :, i].ne(0).any())] or [0]
+    """The temporal taps of a 3D kernel (O, I, T, kH, kW) with any non-zero weight."""
+    return torch.amax(w.detach().abs(), dim=(0, 1, 3, 4)).nonzero().flatten().tolist() or [0]
 
 
 def frames_of(clean: list[int], length: int) -> Frames:

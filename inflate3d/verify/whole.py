@@ -8,7 +8,7 @@ lacks), the check says at which layer and is not applicable, rather than passing
 """
 from __future__ import annotations
 
-import copy
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from ..inflate.into import IntoReport
+from ..inflate.into.trace import meta_clone
 from .boring import TOLERANCE, _compare, build_2d
 from .layers import LayerCheck, clean_frames, frames_of, nonzero_taps, temporal_padding
 
@@ -111,7 +112,7 @@ class ModelCheck:
 
 def static_clip_check(model: nn.Module, report: IntoReport, net2d: nn.Module | None = None, *,
                       frames: int | None = None, size: int = 32, seed: int = 0) -> ModelCheck:
-    """Run ``model`` (a copy, in float64) on a static clip of ``frames`` x ``size`` x ``size`` and
+    """Run ``model`` (in float64, on copies of its tensors) on a static clip of ``frames`` x ``size`` x ``size`` and
     the 2D network on its image; compare every aligned layer's output in its clean frames.
     ``net2d``: the 2D module (default: torchvision's ResNet built from the source tensors)."""
     shape = report.input_shape
@@ -123,8 +124,7 @@ def static_clip_check(model: nn.Module, report: IntoReport, net2d: nn.Module | N
     different = _spatial_mismatch(model, net2, report, (1, shape[1], frames, size, size))
     if different:
         return ModelCheck(False, different, frames)
-    net3 = copy.deepcopy(model).double().eval()
-    net2 = copy.deepcopy(net2).double().eval()
+    net3, net2 = _float64_copy(model), _float64_copy(net2)
     image = torch.randn(1, shape[1], size, size, generator=torch.Generator().manual_seed(seed),
                         dtype=torch.float64)
     clip = image.unsqueeze(2).expand(-1, -1, frames, -1, -1).contiguous()
@@ -176,11 +176,25 @@ def static_clip_check(model: nn.Module, report: IntoReport, net2d: nn.Module | N
     return ModelCheck(True, "", frames, checks)
 
 
+def _float64_copy(net: nn.Module) -> nn.Module:
+    """``net`` in float64 and eval mode, without touching it: a meta-device clone given float64
+    copies of its tensors (one copy, not a deep copy and then a cast)."""
+    clone = meta_clone(net).eval()
+    tensors = itertools.chain(net.named_parameters(remove_duplicate=False), net.named_buffers(remove_duplicate=False))
+    for name, t in tensors:
+        module, _, attr = name.rpartition(".")
+        owner = clone.get_submodule(module)
+        value = t.detach().double() if t.is_floating_point() else t.detach().clone()
+        if attr in owner._parameters:
+            owner._parameters[attr] = nn.Parameter(value, requires_grad=False)
+        else:
+            owner._buffers[attr] = value
+    return clone
+
+
 def _spatial_mismatch(model: nn.Module, net2d: nn.Module, report: IntoReport, clip: tuple) -> str:
     """Where the 3D model's aligned layers first differ in spatial size from the 2D net's, found
     by a meta-device forward of each (no arithmetic); '' when they agree everywhere."""
-    from ..inflate.into.trace import meta_clone
-
     shapes: dict[str, tuple] = {}
     nets = {"3d": meta_clone(model).eval(), "2d": meta_clone(net2d).eval()}
     hooks = []
