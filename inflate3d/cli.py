@@ -70,7 +70,16 @@ def archs(json_mode: bool, debug: bool) -> None:
 
 @main.command()
 @click.argument("source", required=False)
-@click.option("--arch", default=ARCH_DEFAULT, show_default=True, help="Target architecture (see `inflate3d archs`).")
+@click.option("--arch", default=None, help=f"Target architecture (see `inflate3d archs`).  [default: {ARCH_DEFAULT}]")
+@click.option("--into", default=None, metavar="MODULE:FACTORY",
+              help="Inflate into your own model instead: imports MODULE (this runs its code) and calls "
+                   "FACTORY(**kwargs), e.g. torchvision.models.video:r3d_18; writes its state dict in its own names (a plain dict with --format pth).")
+@click.option("--kwargs", "into_kwargs", default=None, metavar="JSON", help="With --into: the factory's keyword arguments.")
+@click.option("--hint", "hints", multiple=True, metavar="LAYER=2D_LAYER",
+              help="With --into: settle an ambiguous alignment (repeatable), e.g. stem.0=conv1.")
+@click.option("--strict", is_flag=True, help="With --into: fail if any conv / norm of the model has no 2D counterpart.")
+@click.option("--input-shape", default=None, metavar="JSON",
+              help="With --into: the input shape its forward takes, if not a usual clip, e.g. [[1,3,8,224,224],[1,3,32,224,224]].")
 @click.option("--method", type=click.Choice(["mean", "center"]), default="mean", show_default=True,
               help="mean: w/T on every tap (I3D); center: w on the centre tap, zeros elsewhere.")
 @click.option("--head", default="none", show_default=True, help="none | imagenet (keep the 2D fc) | N (fresh head, N classes).")
@@ -91,7 +100,28 @@ def inflate(json_mode: bool, debug: bool, **opts) -> None:
     SOURCE is a torchvision-style ResNet state dict (.safetensors, .pth, .pt), or
     torchvision:resnetNN[:IMAGENET1K_V1|IMAGENET1K_V2] from the torch hub cache. Without SOURCE:
     torchvision's ImageNet weights if cached, else a seeded initialisation (said loudly).
+
+    With --into MODULE:FACTORY the 2D weights go into any 3D model whose layer graph corresponds
+    (aligned by structure, not names), with a report of every tensor and a per-layer proof.
     """
+    into_opts = {k: opts.pop(k) for k in ("into", "into_kwargs", "hints", "strict", "input_shape")}
+    if into_opts["into"]:
+        from .commands import inflate_into as cmd
+
+        given = click.get_current_context().get_parameter_source
+        named_only = [f"--{k}" for k in ("arch", "head", "seed")
+                      if given(k) is not click.core.ParameterSource.DEFAULT]
+        if named_only:
+            raise click.UsageError(f"{', '.join(named_only)} apply to named architectures, not --into")
+        _run(json_mode, debug, cmd.run, source=opts["source"], into=into_opts["into"],
+             kwargs=into_opts["into_kwargs"], method=opts["method"], output=opts["output"], fmt=opts["fmt"],
+             force=opts["force"], strict=into_opts["strict"], hints=into_opts["hints"],
+             input_shape=into_opts["input_shape"], no_verify=opts["no_verify"], verify_size=opts["verify_size"],
+             dry_run=opts["dry_run"], trust_pickle=opts["trust_pickle"])
+        return
+    if into_opts["into_kwargs"] or into_opts["hints"] or into_opts["strict"] or into_opts["input_shape"]:
+        raise click.UsageError("--kwargs, --hint, --strict and --input-shape need --into")
+    opts["arch"] = opts["arch"] or ARCH_DEFAULT
     from .commands import inflate as cmd
 
     _run(json_mode, debug, cmd.run, **opts)

@@ -6,19 +6,20 @@ order, each computed from its 2D source just before it is written.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from .. import __version__
 from ..errors import Inflate3dError
-from ..slowfast.archs import Arch, build_model, get_arch
+from ..slowfast.archs import HEAD_SETTINGS, Arch, build_model, get_arch
 from ..slowfast.resnet3d import init_module
 from .kernels import METHODS, inflate_kernel, pad_columns_front, pad_in_channels
 from .mapping import FRESH, HEAD, Plan, plan_inflation
-from .sources import Source2D
+from .sources import Source2D, resolve_source
 
 HEAD_CHOICES = "none | imagenet | N (classes)"
 
@@ -129,7 +130,10 @@ def _materialise(module: nn.Module) -> nn.Module:
 
 
 def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",
-            head: str | int | None = None, seed: int = 0) -> Inflation:
+            head: str | int | None = None, seed: int = 0,
+            overrides: Mapping[str, Any] | None = None) -> Inflation:
+    """Plan the inflation of ``source`` into ``arch`` (``overrides``: backbone settings, as for
+    ``build_model``), checking everything on a meta-device network."""
     arch = arch if isinstance(arch, Arch) else _arch(arch)
     if method not in METHODS:
         raise Inflate3dError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
@@ -148,9 +152,24 @@ def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",
         num_classes = int(source.tensors["fc.weight"].shape[0])
     else:
         num_classes = head
-    model = build_model(arch, num_classes=num_classes, device="meta", init=False)
+    model = build_model(arch, num_classes=num_classes, device="meta", init=False, **(overrides or {}))
     plan = plan_inflation(model, source.tensors, head_from_2d=head == "imagenet", origin=origin)
     return Inflation(arch, method, head, source, model, plan, seed)
+
+
+def build_inflated(name: str | Arch, source, *, method: str = "mean", num_classes: int | str | None = 400,
+                   seed: int = 0, trust_pickle: bool = False, **overrides: Any) -> nn.Module:
+    """A named architecture with the 2D weights of ``source`` inflated in, by the engine of
+    ``inflate3d inflate`` (``prepare``): the same tensors, loaded strictly. ``num_classes``: N (a
+    fresh head, seeded by ``seed``), ``'imagenet'`` (the 2D classifier) or None (backbone only)."""
+    arch = name if isinstance(name, Arch) else _arch(name)
+    src = resolve_source(source, depth=arch.depth, trust_pickle=trust_pickle, seed=seed)
+    backbone = {k: v for k, v in overrides.items() if k not in HEAD_SETTINGS}
+    inflation = prepare(src, arch, method=method, head=num_classes, seed=seed, overrides=backbone)
+    classes = int(src.tensors["fc.weight"].shape[0]) if inflation.head == "imagenet" else inflation.head
+    model = build_model(arch, num_classes=classes, init=False, **overrides)
+    model.load_state_dict(inflation.state_dict(), strict=True)
+    return model
 
 
 def _arch(name: str) -> Arch:

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import os
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,15 +35,16 @@ DOWNLOAD_ROOT = "https://download.pytorch.org/models/"
 SEEDED = "seeded-init"
 IMAGENET = "torchvision-imagenet"
 FILE = "file"
+MEMORY = "in-memory"  # a state dict or a module handed over in Python
 
 
 @dataclass
 class Source2D:
     tensors: dict[str, torch.Tensor]
     label: str  # what the user named, without absolute paths (goes into metadata)
-    kind: str  # 'file' | 'torchvision-imagenet' | 'seeded-init'
+    kind: str  # 'file' | 'torchvision-imagenet' | 'seeded-init' | 'in-memory'
     sha256: str
-    depth: int
+    depth: int | None  # None: a 2D module whose names are not torchvision's (its structure is used)
     path: Path | None = None
     container: str | None = None
     prefix: str | None = None
@@ -63,6 +65,8 @@ class Source2D:
                     "input) - NOT ImageNet weights")
         if self.kind == IMAGENET:
             return f"torchvision ImageNet weights ({self.label})"
+        if self.kind == MEMORY:
+            return self.label
         wrapped = f", unwrapped from '{self.container}'" if self.container else ""
         prefixed = f", '{self.prefix}' prefix stripped" if self.prefix else ""
         return f"file {self.label}{wrapped}{prefixed}"
@@ -72,10 +76,24 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def resolve_source(spec: str | None, *, depth: int, trust_pickle: bool = False, seed: int = 0) -> Source2D:
-    """``None`` (the embedded default), ``torchvision:resnetNN[:WEIGHTS]``, ``seeded:resnetNN:SEED``
-    (the default's fallback, named so that its outputs can be verified again) or a file path."""
+def resolve_source(spec, *, depth: int | None = None, trust_pickle: bool = False, seed: int = 0) -> Source2D:
+    """``None`` (the embedded default, of ``depth``), ``torchvision:resnetNN[:WEIGHTS]``,
+    ``seeded:resnetNN:SEED`` (the default's fallback, named so that its outputs can be verified
+    again), a file path, a state dict or a 2D ``nn.Module``. The depth is read from the keys."""
+    if isinstance(spec, Mapping):
+        tensors = {k: v.detach() for k, v in spec.items() if isinstance(v, torch.Tensor)}
+        return Source2D(tensors, "a state dict", MEMORY, tensors_sha256(tensors),
+                        infer_depth(tensors, "the 2D state dict"))
+    if isinstance(spec, torch.nn.Module):
+        tensors = {k: v.detach() for k, v in spec.state_dict().items()}
+        depth_read = None
+        with contextlib.suppress(Inflate3dError):
+            depth_read = infer_depth(tensors, type(spec).__name__)
+        return Source2D(tensors, f"a 2D {type(spec).__name__} module", MEMORY, tensors_sha256(tensors),
+                        depth_read)
     if spec is None:
+        if depth is None:
+            raise Inflate3dError("no 2D source given: name a file, torchvision:resnetNN or seeded:resnetNN:SEED")
         cached = hub_checkpoint_dir() / TORCHVISION_FILES[(depth, "IMAGENET1K_V1")]
         if cached.is_file():
             return _from_file(cached, label=f"torchvision:resnet{depth}:IMAGENET1K_V1", kind=IMAGENET,
