@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 # One line per family package; each has a ``family`` module implementing FamilyHooks.
-FAMILY_PACKAGES: tuple[str, ...] = ()
+FAMILY_PACKAGES: tuple[str, ...] = ("inflate3d.swin",)
 
 _LOADED: dict[str, ModuleType] = {}
 
@@ -79,8 +79,15 @@ def for_keys(keys: Iterable[str]) -> tuple[ModuleType, str] | None:
     return None
 
 
+# Schemes the ResNet family also serves: a name a family shares with it never claims a checkpoint
+# whose keys no family recognised (those are ResNets).
+RESNET_SCHEMES = ("mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision", "tsm")
+
+
 def for_scheme(name: str) -> ModuleType | None:
     """The family module that converts to or from scheme ``name`` (``None``: a ResNet scheme)."""
+    if name in RESNET_SCHEMES:
+        return None
     return next((m for m in load_all() if name in getattr(m, "SCHEMES", ())), None)
 
 
