@@ -18,7 +18,18 @@ from torch.nn import functional as F
 def relative_position_index(window: Sequence[int]) -> torch.Tensor:
     """(N, N) index into a ((2Wd-1)(2Wh-1)(2Ww-1), heads) bias table, N = Wd*Wh*Ww, exactly as
     mmaction2 (and torchvision) build it: d-major offsets, each shifted to start at 0. Works for
-    2-D windows too (the 2D Swin index)."""
+    2-D windows too (the 2D Swin index). Always computed on the CPU (a meta-device build would
+    otherwise pay for importing the meta kernels)."""
+    return _index(tuple(window)).clone()
+
+
+@lru_cache(maxsize=16)
+def _index(window: tuple[int, ...]) -> torch.Tensor:
+    with torch.device("cpu"):
+        return _build_index(window)
+
+
+def _build_index(window: tuple[int, ...]) -> torch.Tensor:
     coords = torch.stack(torch.meshgrid(*[torch.arange(w) for w in window], indexing="ij")).flatten(1)
     rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
     for i, w in enumerate(window):
@@ -80,7 +91,8 @@ class WindowAttention3D(nn.Module):
         self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros(
             (2 * window[0] - 1) * (2 * window[1] - 1) * (2 * window[2] - 1), num_heads))
-        self.register_buffer("relative_position_index", relative_position_index(window))
+        self.register_buffer("relative_position_index",
+                             relative_position_index(window).to(self.relative_position_bias_table.device))
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 

@@ -16,6 +16,10 @@ import torch
 from torch import nn
 
 from ..verify.boring import TOLERANCE, StageCheck, _capture, _compare
+
+# Float32 compute against float32 weights: measured 7e-7 at the final norm; a 2% change of one
+# relative-position bias table moves it by 4e-5, of one qkv kernel by 2e-3.
+SWIN_TOLERANCE = {**TOLERANCE, torch.float32: 1e-5, torch.float64: 1e-5}
 from ..verify.temporal import Frames
 from .schemes import TORCHVISION2D, from_canonical
 
@@ -64,7 +68,7 @@ def static_clip_check(model: nn.Module, net2d: nn.Module, *, frames: int, size: 
     finally:
         for h in h3 + h2:
             h.remove()
-    tol = TOLERANCE.get(dtype, 1e-4)
+    tol = SWIN_TOLERANCE.get(dtype, 1e-5)
     checks = []
     for name in taps3d:
         a3 = got3d[name]
