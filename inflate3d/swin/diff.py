@@ -37,6 +37,8 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
     if scheme2d is None:
         raise Inflate3dError(f"{b_path}: not a 2D Swin; give the 2D Swin {a_path} was inflated from")
     canon = to_canonical(b, scheme2d, str(b_path))
+    if detect_3d(a) is None:
+        raise Inflate3dError(f"{a_path}: not a Video Swin; --inflated takes the 3D checkpoint first, then its 2D source")
     native = to_native(a, detect_3d(a), str(a_path))
     cfg = config_3d({k: tuple(v.shape) for k, v in native.items()}, str(a_path))
     arch, overrides = match_arch(cfg, str(a_path))

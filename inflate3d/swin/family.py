@@ -138,13 +138,29 @@ def prepare(source, arch: Arch, *, method: str = "mean", head=None, seed: int = 
 
 # --- names ---------------------------------------------------------------------------------------
 
+PREFIX_2D = "swin2d-"  # 2D Swin schemes, as inspect/diff name them: swin2d-timm, swin2d-microsoft, ...
+
+
 def detect_scheme(keys) -> str | None:
-    return detect_3d(keys)
+    """'mmaction2' / 'torchvision' for a Video Swin, 'swin2d-<codebase>' for a 2D Swin, else None."""
+    keys = list(keys)
+    scheme2d = detect_2d(keys)
+    return detect_3d(keys) or (PREFIX_2D + scheme2d if scheme2d else None)
 
 
 def native_names(keys, scheme: str, origin: str) -> dict[str, str]:
-    """{native key: file key} for a Video Swin file in ``scheme``."""
+    """{native key: file key} for a Video Swin file in ``scheme``; for a 2D Swin, {canonical 2D
+    (Microsoft) key: file key}, so 2D files in different codebases' names compare."""
     keys = list(keys)
+    if scheme.startswith(PREFIX_2D):
+        name = scheme[len(PREFIX_2D):]
+        if name == "huggingface":
+            raise Inflate3dError(f"{origin}: Hugging Face keeps query, key and value apart, so its names do not "
+                                 "line up one to one with other Swins; inflate both and compare the results")
+        from .schemes import SOURCES_2D
+
+        table = SOURCES_2D[name]
+        return {new: k for k in keys if (hit := table.to_native(k))[0] and (new := hit[1]) is not None}
     if scheme == "mmaction2":
         bare = not any(k.startswith(("backbone.", "cls_head.")) for k in keys)
         return {(f"backbone.{k}" if bare else k): k for k in keys}
@@ -194,7 +210,7 @@ class SwinConversion:
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str, origin: str,
             arch: str | None = None) -> SwinConversion:
     detected = detect_3d(tensors.keys())
-    if detected is None:
+    if detected is None:  # a 2D Swin
         scheme2d = detect_2d(tensors.keys())
         what = f"a 2D {scheme2d} Swin: use `inflate3d inflate` to make a Video Swin" if scheme2d else "not a Video Swin"
         raise Inflate3dError(f"{origin}: {what}")
@@ -309,6 +325,8 @@ def _weights_check(native, src, arch, method, overrides, cfg, StageCheck, TOLERA
 # --- inspect and diff ----------------------------------------------------------------------------
 
 def describe(tensors: Mapping[str, torch.Tensor], scheme: str, origin: str) -> dict[str, Any]:
+    if scheme.startswith(PREFIX_2D):
+        return _describe_2d(tensors, scheme[len(PREFIX_2D):], origin)
     native = to_native(tensors, scheme, origin)
     cfg = config_3d({k: tuple(v.shape) for k, v in native.items()}, origin)
     arch_obj, overrides = match_arch(cfg, origin)
@@ -322,6 +340,18 @@ def describe(tensors: Mapping[str, torch.Tensor], scheme: str, origin: str) -> d
                                   f"{pt * wd})",
             "notes": [f"a static clip reproduces the 2D net frame by frame only when T/{pt} fits one temporal window "
                       f"or fills whole windows of {wd}; elsewhere mmaction2's padding tokens are not masked"]}
+
+
+def _describe_2d(tensors, scheme: str, origin: str) -> dict[str, Any]:
+    cfg = config_2d(to_canonical(tensors, scheme, origin), origin)
+    fits = [a.name for a in _archs.archs() if a.backbone["embed_dims"] == cfg["embed_dims"]
+            and tuple(a.backbone["depths"]) == cfg["depths"] and tuple(a.backbone["num_heads"]) == cfg["num_heads"]]
+    return {"family": f"2D Swin ({scheme})", "embed_dims": cfg["embed_dims"], "depths": list(cfg["depths"]),
+            "num_heads": list(cfg["num_heads"]), "patch_size": "x".join(map(str, cfg["patch"])),
+            "window_size": "x".join(map(str, cfg["window"])),
+            "head_classes": cfg["num_classes"] if cfg["num_classes"] else "none (backbone only)",
+            "inflates_into": ", ".join(fits) if fits else "no named Video Swin (other width, depths or heads)",
+            "notes": []}
 
 
 def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False):

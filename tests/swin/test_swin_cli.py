@@ -13,7 +13,7 @@ from inflate3d.cli import main
 from inflate3d.slowfast.archs import get_arch
 from inflate3d.swin import family
 
-from swin_models import OVERRIDES, timm_swin
+from swin_models import OVERRIDES, microsoft_form, timm_swin
 
 
 def run(*args, ok=(0,)):
@@ -27,6 +27,7 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("swincli")
     net = timm_swin()
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, d / "timm.safetensors")
+    torch.save({"model": microsoft_form(net)}, d / "microsoft.pth")
     inf = family.prepare(str(d / "timm.safetensors"), get_arch("swin3d_t"), head="imagenet", **OVERRIDES)
     save_file(inf.state_dict(), d / "video.safetensors", metadata=inf.metadata())
     return d
@@ -79,3 +80,13 @@ def test_inflate_refuses_a_2d_swin_of_another_size(files, tmp_path):
     result = run("inflate", files / "timm.safetensors", "--arch", "swin3d_t", "-o", tmp_path / "x.safetensors", ok=(2,))
     assert "embed_dims 32" in result.output and "swin3d_t needs 96" in result.output
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_2d_swins_are_recognised_compared_and_not_converted(files, tmp_path):
+    data = json.loads(run("inspect", files / "timm.safetensors", "--json").stdout)
+    assert data["scheme"] == "swin2d-timm" and data["architecture"]["window_size"] == "7x7"
+    assert data["architecture"]["depths"] == [2, 2, 2] and "no named Video Swin" in data["architecture"]["inflates_into"]
+    same = json.loads(run("diff", files / "timm.safetensors", files / "microsoft.pth", "--json").stdout)
+    assert same["equal"] and same["schemes"] == {"a": "swin2d-timm", "b": "swin2d-microsoft"} and same["compared"] == 92
+    result = run("convert", files / "timm.safetensors", "-o", tmp_path / "x.safetensors", ok=(2,))
+    assert "2D timm Swin: use `inflate3d inflate`" in result.output
