@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-TINY = dict(embed_dim=32, depths=(2, 2, 2), num_heads=(1, 2, 4))
-OVERRIDES = dict(embed_dims=32, depths=(2, 2, 2), num_heads=(1, 2, 4))  # on swin3d_t
-SIZE = 112  # 28, 14, 7 tokens: every stage at least one 7x7 window
+TINY = dict(embed_dim=32, depths=(2, 2, 2), num_heads=(1, 2, 4), window_size=4)
+OVERRIDES = dict(embed_dims=32, depths=(2, 2, 2), num_heads=(1, 2, 4), window_size=(8, 4, 4))  # on swin3d_t
+SIZE = 64  # 16, 8, 4 tokens: every stage at least one 4x4 window (shifted and masked in the first two)
 
 
 def perturb(module: torch.nn.Module, seed: int) -> torch.nn.Module:

@@ -60,14 +60,14 @@ def test_every_format_inflates_to_the_same_bytes_as_mmaction2(timm_files, inflat
         assert list(theirs) == list(ours)
         assert all(torch.equal(theirs[k], ours[k]) for k in ours), name
     model = build_model(ARCH, num_classes=10, device="meta", init=False, **OVERRIDES)
-    expected = mmaction2_inflate_weights(ms, model.backbone, 2, (8, 7, 7))
+    expected = mmaction2_inflate_weights(ms, model.backbone, 2, (8, 4, 4))
     backbone = {k[len("backbone."):]: v for k, v in ours.items() if k.startswith("backbone.")}
     index_keys = [k for k in backbone if k.endswith("relative_position_index")]
     assert set(backbone) - set(index_keys) == set(expected)
     for k, v in expected.items():
         assert torch.equal(backbone[k], v), k
     for k in index_keys:  # rebuilt, as mmaction2's module builds it
-        assert torch.equal(backbone[k], _mm_index((8, 7, 7)))
+        assert torch.equal(backbone[k], _mm_index((8, 4, 4)))
     assert torch.equal(ours["cls_head.fc_cls.weight"], ms["head.weight"])
 
 
@@ -143,9 +143,10 @@ def test_head_count_mismatch_is_refused(timm_files):
 
 def test_resized_window_is_mmaction2s_bicubic_and_says_so(timm_files):
     _, ms, d = timm_files
-    inf = family.prepare(str(d / "microsoft.pth"), ARCH, **OVERRIDES, window_size=(4, 5, 5))
-    model = build_model(ARCH, num_classes=None, device="meta", init=False, **OVERRIDES, window_size=(4, 5, 5))
-    expected = mmaction2_inflate_weights(ms, model.backbone, 2, (4, 5, 5))
+    window = (4, 7, 7)  # from the 2D window 4: each 7x7 bias grid resized to 13x13
+    inf = family.prepare(str(d / "microsoft.pth"), ARCH, **{**OVERRIDES, "window_size": window})
+    model = build_model(ARCH, num_classes=None, device="meta", init=False, **{**OVERRIDES, "window_size": window})
+    expected = mmaction2_inflate_weights(ms, model.backbone, 2, window)
     got = inf.state_dict()
     assert inf.notes and "bicubic" in inf.notes[0]
     for k, v in expected.items():
@@ -158,7 +159,7 @@ def test_torchvision_swin_t_static_clip(tmp_path):
     from torchvision.models.swin_transformer import SwinTransformer
 
     torch.manual_seed(3)
-    net = perturb(SwinTransformer([4, 4], TINY["embed_dim"], list(TINY["depths"]), list(TINY["num_heads"]), [7, 7],
+    net = perturb(SwinTransformer([4, 4], TINY["embed_dim"], list(TINY["depths"]), list(TINY["num_heads"]), [4, 4],
                                   num_classes=10), 3)
     save_file(dict(net.state_dict()), tmp_path / "tv.safetensors")
     inf = family.prepare(str(tmp_path / "tv.safetensors"), ARCH, head="imagenet", method="center", **OVERRIDES)
@@ -178,7 +179,7 @@ def test_hugging_face_swin_model_and_classifier(tmp_path, timm_files, inflated):
     from transformers import SwinConfig, SwinForImageClassification, SwinModel
 
     config = SwinConfig(image_size=SIZE, embed_dim=TINY["embed_dim"], depths=list(TINY["depths"]),
-                        num_heads=list(TINY["num_heads"]), window_size=7, num_labels=10)
+                        num_heads=list(TINY["num_heads"]), window_size=4, num_labels=10)
     torch.manual_seed(4)
     hf = perturb(SwinModel(config, add_pooling_layer=False), 4)
     save_file(dict(hf.state_dict()), tmp_path / "hf.safetensors")
@@ -188,7 +189,7 @@ def test_hugging_face_swin_model_and_classifier(tmp_path, timm_files, inflated):
     image = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         feats3d = model.backbone(_static(image)).permute(0, 2, 3, 4, 1)
-        feats2d = hf(pixel_values=image).last_hidden_state.reshape(1, 7, 7, -1)
+        feats2d = hf(pixel_values=image).last_hidden_state.reshape(1, 4, 4, -1)
     for t in range(feats3d.shape[1]):
         assert rel(feats3d[:, t], feats2d) < 1e-5
     classifier = SwinForImageClassification(config).eval()
@@ -205,12 +206,12 @@ def test_converted_to_torchvision_computes_the_same_and_round_trips(inflated):
 
     native = inflated.state_dict()
     conv = family.convert(native, source=None, target="torchvision", origin="x")
-    tv = SwinTransformer3d([2, 4, 4], TINY["embed_dim"], list(TINY["depths"]), list(TINY["num_heads"]), [8, 7, 7],
+    tv = SwinTransformer3d([2, 4, 4], TINY["embed_dim"], list(TINY["depths"]), list(TINY["num_heads"]), [8, 4, 4],
                            num_classes=10)
     tv.load_state_dict(conv.tensors, strict=True)
     tv.eval()
     model = _native_model(native)
-    clip = torch.randn(1, 3, 8, 56, 56, generator=torch.Generator().manual_seed(6))  # not static
+    clip = torch.randn(1, 3, 8, 48, 48, generator=torch.Generator().manual_seed(6))  # not static
     with torch.no_grad():
         assert rel(tv(clip), model(clip)) < 1e-5
     back = family.convert(conv.tensors, source="torchvision", target="mmaction2", origin="y")

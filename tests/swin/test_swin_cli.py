@@ -37,7 +37,7 @@ def test_inspect_names_the_arch_and_the_exact_lengths(files):
     data = json.loads(run("inspect", files / "video.safetensors", "--json").stdout)
     arch = data["architecture"]
     assert data["scheme"] == "mmaction2" and arch["matches"].startswith("swin3d_t with")
-    assert arch["window_size"] == "8x7x7" and arch["head_classes"] == 10
+    assert arch["window_size"] == "8x4x4" and arch["head_classes"] == 10
     assert arch["exact_clip_lengths"].startswith("2, 4, 6, 8, 10, 12, 14, 16, 32, 48")
 
 
@@ -84,7 +84,7 @@ def test_inflate_refuses_a_2d_swin_of_another_size(files, tmp_path):
 
 def test_2d_swins_are_recognised_compared_and_not_converted(files, tmp_path):
     data = json.loads(run("inspect", files / "timm.safetensors", "--json").stdout)
-    assert data["scheme"] == "swin2d-timm" and data["architecture"]["window_size"] == "7x7"
+    assert data["scheme"] == "swin2d-timm" and data["architecture"]["window_size"] == "4x4"
     assert data["architecture"]["depths"] == [2, 2, 2] and "no named Video Swin" in data["architecture"]["inflates_into"]
     same = json.loads(run("diff", files / "timm.safetensors", files / "microsoft.pth", "--json").stdout)
     assert same["equal"] and same["schemes"] == {"a": "swin2d-timm", "b": "swin2d-microsoft"} and same["compared"] == 92
