@@ -16,7 +16,7 @@ from ..inflate.inflater import _materialise, parse_head
 from ..inflate.mapping import FRESH
 from ..slowfast.archs import Arch, build_model, register, register_builder
 from . import archs as _archs
-from .config import SETTINGS, config_3d, exact_lengths, is_exact, match_arch, tuple_or
+from .config import config_3d, exact_lengths, is_exact, match_arch
 from .inflation import Plan, check_fits, config_2d, iter_tensors, plan
 from .schemes import detect_2d, detect_3d, stages_of, to_canonical, torchvision3d_table
 
@@ -265,7 +265,7 @@ def verify(tensors: Mapping[str, torch.Tensor], arch: Arch, source, *, method: s
         raise Inflate3dError(f"{origin}: not a Video Swin checkpoint")
     native = to_native(tensors, scheme, origin)
     cfg = config_3d({k: tuple(v.shape) for k, v in native.items()}, origin)
-    overrides = {k: cfg[k] for k in SETTINGS if tuple_or(arch.backbone.get(k)) != tuple_or(cfg[k])}
+    overrides = recorded_overrides(metadata, arch)  # the arch as named, never fitted to the file
     model = build_model(arch, num_classes=cfg["num_classes"], device="meta", init=False, **overrides)
     strict_load(model, native, origin)
     src = source if isinstance(source, SwinSource) else load_source(source, trust_pickle=trust_pickle)
@@ -304,6 +304,13 @@ def verify(tensors: Mapping[str, torch.Tensor], arch: Arch, source, *, method: s
                                    compare_logits=compare_logits)
     ver.notes.append(f"static clip {length}x{side}x{side} (exact at T in {', '.join(map(str, exact_lengths(pt, wd, 32)))}, ...)")
     return ver
+
+
+def recorded_overrides(metadata: Mapping[str, str], arch: Arch) -> dict[str, Any]:
+    """The backbone overrides an inflation recorded (``arch_overrides``), when it was for ``arch``."""
+    if metadata.get("arch") != arch.name or not metadata.get("arch_overrides"):
+        return {}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(metadata["arch_overrides"]).items()}
 
 
 def _weights_check(native, src, arch, method, overrides, cfg, StageCheck, TOLERANCE):

@@ -120,15 +120,19 @@ def test_a_corrupted_tensor_fails_verification(inflated):
     ver = family.verify(state, ARCH, inflated.source, method="mean", origin="x", metadata=inflated.metadata())
     assert not ver.passed
     assert [c.passed for c in ver.checks][:2] == [True, True] and not ver.checks[2].passed
+    with pytest.raises(Inflate3dError, match="does not load strictly"):  # swin3d_t as named, not the tiny one
+        family.verify(state, ARCH, inflated.source, method="mean", origin="x", metadata={})
 
 
 def test_T20_warns_and_verifies_at_an_exact_length_instead(inflated):
     state = inflated.state_dict()
-    ver = family.verify(state, ARCH, inflated.source, method="mean", origin="x", metadata={}, frames=20)
+    ver = family.verify(state, ARCH, inflated.source, method="mean", origin="x", metadata=inflated.metadata(),
+                        frames=20)
     assert ver.passed and len(ver.warnings) == 1 and "T=20" in ver.warnings[0] and "T=16" in ver.warnings[0]
     err = float(ver.warnings[0].split("max rel err ")[1].split(" ")[0])
     assert err > 1e-2  # at T=20 the padding tokens really do move the output: no false pass
-    short = family.verify(state, ARCH, inflated.source, method="mean", origin="x", metadata={}, frames=8)
+    short = family.verify(state, ARCH, inflated.source, method="mean", origin="x", metadata=inflated.metadata(),
+                          frames=8)
     assert short.passed and not short.warnings  # 4 tokens: the temporal window shrinks to them
     assert exact_lengths(2, 8, 40) == [2, 4, 6, 8, 10, 12, 14, 16, 32]
 
@@ -151,7 +155,7 @@ def test_resized_window_is_mmaction2s_bicubic_and_says_so(timm_files):
     assert inf.notes and "bicubic" in inf.notes[0]
     for k, v in expected.items():
         assert torch.equal(got[f"backbone.{k}"], v), k
-    ver = family.verify(got, ARCH, inf.source, method="mean", origin="x", metadata={})
+    ver = family.verify(got, ARCH, inf.source, method="mean", origin="x", metadata=inf.metadata())
     assert ver.passed and ver.warnings and [c.name for c in ver.checks] == ["weights"]
 
 
@@ -228,3 +232,16 @@ def test_real_swin3d_names_match_torchvision_swin3d_t_s_b():
         native = build_model(ours, num_classes=400, device="meta", init=False).state_dict()
         conv = family.convert(native, source=None, target="torchvision", origin=ours)
         assert {k: tuple(v.shape) for k, v in conv.tensors.items()} == {k: tuple(v.shape) for k, v in tv.items()}
+
+
+def test_a_fresh_head_is_seeded_and_verification_skips_the_logits(timm_files):
+    _, _, d = timm_files
+    inf = family.prepare(str(d / "timm.safetensors"), ARCH, head=5, seed=7, **OVERRIDES)
+    state = inf.state_dict()
+    w = state["cls_head.fc_cls.weight"]
+    assert w.shape == (5, 128) and inf.plan.fresh_units == ["cls_head"] and inf.metadata()["head"] == "5"
+    assert 0.005 < float(w.std()) < 0.02 and not state["cls_head.fc_cls.bias"].any()  # mmaction2: normal(0, 0.01)
+    assert torch.equal(w, family.prepare(str(d / "timm.safetensors"), ARCH, head=5, seed=7, **OVERRIDES).state_dict()
+                       ["cls_head.fc_cls.weight"])
+    ver = family.verify(state, ARCH, inf.source, method=None, origin="x", metadata=inf.metadata())
+    assert ver.passed and ver.method == "mean" and "logits" not in [c.name for c in ver.checks]
