@@ -12,10 +12,10 @@ from ..slowfast.recognizer import Recognizer3D
 from .network import SwinTransformer3D
 
 FAMILY = "swin"
-ZOO = {  # mmaction2 SwinTransformer3D.arch_zoo
-    "t": dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
-    "s": dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
-    "b": dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+ZOO = {  # mmaction2 SwinTransformer3D.arch_zoo, with its Kinetics configs' drop_path_rate
+    "t": dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.1),
+    "s": dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2),
+    "b": dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.3),
 }
 COMMON = dict(patch_size=(2, 4, 4), window_size=(8, 7, 7), mlp_ratio=4.0, qkv_bias=True)
 NAMES = {"t": "tiny", "s": "small", "b": "base"}

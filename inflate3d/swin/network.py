@@ -122,15 +122,33 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (mmcv's ``DropPath``): in training, zero a sample's residual branch with
+    probability p and scale the kept ones by 1/(1-p); the identity in eval mode."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = (keep + torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)).floor_()
+        return x.div(keep) * mask
+
+
 class SwinTransformerBlock3D(nn.Module):
     def __init__(self, dim: int, num_heads: int, window: Sequence[int], shift: Sequence[int],
-                 mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale: float | None = None) -> None:
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale: float | None = None,
+                 drop_path: float = 0.0) -> None:
         super().__init__()
         self.window_size, self.shift_size = tuple(window), tuple(shift)
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention3D(dim, window, num_heads, qkv_bias, qk_scale)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def _attention(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         b, d, h, w, c = x.shape
@@ -149,8 +167,8 @@ class SwinTransformerBlock3D(nn.Module):
         return x[:, :d, :h, :w, :].contiguous()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self._attention(x, mask)
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(self._attention(x, mask))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class PatchMerging(nn.Module):
@@ -171,13 +189,15 @@ class PatchMerging(nn.Module):
 
 class BasicLayer(nn.Module):
     def __init__(self, dim: int, depth: int, num_heads: int, window: Sequence[int], mlp_ratio: float,
-                 qkv_bias: bool, qk_scale: float | None, downsample: bool) -> None:
+                 qkv_bias: bool, qk_scale: float | None, downsample: bool,
+                 drop_paths: Sequence[float] | None = None) -> None:
         super().__init__()
         self.window_size = tuple(window)
         self.shift_size = tuple(w // 2 for w in window)
         self.blocks = nn.ModuleList(
             SwinTransformerBlock3D(dim, num_heads, window, (0, 0, 0) if i % 2 == 0 else self.shift_size,
-                                   mlp_ratio, qkv_bias, qk_scale) for i in range(depth))
+                                   mlp_ratio, qkv_bias, qk_scale, drop_paths[i] if drop_paths else 0.0)
+            for i in range(depth))
         self.downsample = PatchMerging(dim) if downsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,16 +236,20 @@ class SwinTransformer3D(nn.Module):
     def __init__(self, embed_dims: int = 96, depths: Sequence[int] = (2, 2, 6, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), patch_size: Sequence[int] = (2, 4, 4),
                  window_size: Sequence[int] = (8, 7, 7), in_channels: int = 3, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, qk_scale: float | None = None, patch_norm: bool = True) -> None:
+                 qkv_bias: bool = True, qk_scale: float | None = None, patch_norm: bool = True,
+                 drop_path_rate: float = 0.1) -> None:
         super().__init__()
         if len(depths) != len(num_heads) or not 1 <= len(depths) <= 4:
             raise ValueError("depths and num_heads need the same length, 1 to 4 stages")
         self.embed_dims, self.depths, self.num_heads = embed_dims, tuple(depths), tuple(num_heads)
         self.patch_size, self.window_size = tuple(patch_size), tuple(window_size)
         self.patch_embed = PatchEmbed3D(patch_size, in_channels, embed_dims, patch_norm)
+        total = sum(depths)  # stochastic depth rising linearly over all blocks, as mmaction2
+        dpr = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
         self.layers = nn.ModuleList(
             BasicLayer(embed_dims * 2 ** i, d, h, window_size, mlp_ratio, qkv_bias, qk_scale,
-                       downsample=i < len(depths) - 1) for i, (d, h) in enumerate(zip(depths, num_heads)))
+                       downsample=i < len(depths) - 1, drop_paths=dpr[sum(depths[:i]): sum(depths[:i + 1])])
+            for i, (d, h) in enumerate(zip(depths, num_heads)))
         self.num_features = embed_dims * 2 ** (len(depths) - 1)
         self.last = len(depths) - 1
         self.add_module(f"norm{self.last}", nn.LayerNorm(self.num_features))

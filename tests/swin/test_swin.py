@@ -48,6 +48,9 @@ def test_keys_order_and_shapes_equal_mmaction2(arch, config):
     assert [[k, list(v.shape)] for k, v in model.state_dict().items()] == ref["state_dict"]
     assert model.backbone.window_size == tuple(ref["backbone"]["window_size"])
     assert model.backbone.patch_size == tuple(ref["backbone"]["patch_size"])
+    blocks = [b for layer in model.backbone.layers for b in layer.blocks]  # stochastic depth 0 -> rate
+    assert isinstance(blocks[0].drop_path, torch.nn.Identity)
+    assert blocks[-1].drop_path.p == pytest.approx(ref["backbone"]["drop_path_rate"])
 
 
 def test_every_format_inflates_to_the_same_bytes_as_mmaction2(timm_files, inflated):
