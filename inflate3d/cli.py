@@ -134,6 +134,8 @@ def inflate(json_mode: bool, debug: bool, **opts) -> None:
 @click.option("--method", type=click.Choice(["mean", "center"]), default=None,
               help="[default: from the metadata, else detected from the kernels]")
 @click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512))
+@click.option("--frames", type=click.IntRange(1, 512), default=None,
+              help="Clip length to check (Video Swin: exact only at some lengths, see `inspect`).")
 @click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
 @json_option
 @debug_option

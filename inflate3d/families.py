@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 # One line per family package; each has a ``family`` module implementing FamilyHooks.
-FAMILY_PACKAGES: tuple[str, ...] = ("inflate3d.x3d",)
+FAMILY_PACKAGES: tuple[str, ...] = ("inflate3d.x3d", "inflate3d.swin")
 
 _LOADED: dict[str, ModuleType] = {}
 

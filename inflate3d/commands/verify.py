@@ -12,6 +12,8 @@ from ..errors import CHECK_FAILED, Inflate3dError
 def render_verification(console: Console, ver) -> None:
     for note in ver.notes:
         console.info(f"[green]✓[/] {escape(note)}")
+    for warning in getattr(ver, "warnings", []):
+        console.warn(warning)
     rows = []
     for c in ver.checks:
         frames = "all (pooled)" if c.frames is None else f"{c.frames.lo}..{c.frames.hi} of {c.frames.length}"
@@ -24,7 +26,8 @@ def render_verification(console: Console, ver) -> None:
 
 
 def verification_json(ver) -> dict:
-    return {"passed": ver.passed, "method": ver.method, "notes": ver.notes, "checks": [
+    return {"passed": ver.passed, "method": ver.method, "notes": ver.notes,
+            "warnings": getattr(ver, "warnings", []), "checks": [
         {"name": c.name, "frames": None if c.frames is None else
          {"length": c.frames.length, "first": c.frames.lo, "last": c.frames.hi},
          "max_abs": c.max_abs, "max_rel": c.max_rel, "tol": c.tol, "passed": c.passed}
@@ -32,7 +35,7 @@ def verification_json(ver) -> dict:
 
 
 def run(console: Console, checkpoint: str, source: str, arch: str | None, method: str | None,
-        verify_size: int, trust_pickle: bool) -> int:
+        verify_size: int, trust_pickle: bool, frames: int | None = None) -> int:
     from .. import families
     from ..inflate.sources import resolve_source
     from ..io.load import load_checkpoint
@@ -53,8 +56,11 @@ def run(console: Console, checkpoint: str, source: str, arch: str | None, method
         with console.status("verifying"):
             ver = families.hook(family, "verify", "verification")(
                 ckpt.tensors, arch_obj, source, method=method or meta.get("method"), origin=checkpoint,
-                size=verify_size, metadata=meta, trust_pickle=trust_pickle)
+                size=verify_size, metadata=meta, trust_pickle=trust_pickle,
+                **({"frames": frames} if frames else {}))
         return _report(console, checkpoint, arch_obj, ver)
+    if frames:
+        raise Inflate3dError("--frames applies to Video Swin checkpoints; ResNet clips are chosen from the architecture")
     tensors = native_tensors(ckpt.tensors, checkpoint)
     src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle)
     identity = source_identity(meta, src, source, checkpoint)

@@ -22,6 +22,7 @@ class Verification:
     method: str
     checks: list[StageCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # true but worth knowing (e.g. inexact clip lengths)
 
     @property
     def passed(self) -> bool:
