@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 # One line per family package; each has a ``family`` module implementing FamilyHooks.
-FAMILY_PACKAGES: tuple[str, ...] = ()
+FAMILY_PACKAGES: tuple[str, ...] = ("inflate3d.vit",)
 
 _LOADED: dict[str, ModuleType] = {}
 
@@ -80,7 +80,10 @@ def for_keys(keys: Iterable[str]) -> tuple[ModuleType, str] | None:
 
 
 def for_scheme(name: str) -> ModuleType | None:
-    """The family module that converts to or from scheme ``name`` (``None``: a ResNet scheme)."""
+    """The family module that converts to or from scheme ``name`` (``None``: a ResNet scheme, or the
+    native name ``mmaction2``, which every family shares)."""
+    if name == "mmaction2":
+        return None
     return next((m for m in load_all() if name in getattr(m, "SCHEMES", ())), None)
 
 
