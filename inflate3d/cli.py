@@ -71,12 +71,15 @@ def archs(json_mode: bool, debug: bool) -> None:
 @main.command()
 @click.argument("source", required=False)
 @click.option("--arch", default=ARCH_DEFAULT, show_default=True, help="Target architecture (see `inflate3d archs`).")
-@click.option("--method", type=click.Choice(["mean", "center"]), default="mean", show_default=True,
-              help="mean: w/T on every tap (I3D); center: w on the centre tap, zeros elsewhere.")
+@click.option("--method", type=click.Choice(["mean", "center", "arp"]), default="mean", show_default=True,
+              help="mean: w/T on every tap (I3D); center: w on the centre tap, zeros elsewhere; "
+                   "arp: approximate rank pooling (ViViT tubelets only).")
 @click.option("--head", default="none", show_default=True, help="none | imagenet (keep the 2D fc) | N (fresh head, N classes).")
 @click.option("-o", "--output", help="Output file [default: checkpoints/<arch>_<method>_<source>.<ext>].")
 @click.option("--format", "fmt", type=click.Choice(["safetensors", "pth"]), default="safetensors", show_default=True,
               help="pth writes mmaction2's {'state_dict', 'meta'} container.")
+@click.option("--to", type=click.Choice(["mmaction2", "huggingface"]), default="mmaction2", show_default=True,
+              help="huggingface: a folder (config.json + model.safetensors) for from_pretrained (timesformer_*, vivit_*).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--no-verify", is_flag=True, help="Skip the strict-load and boring-video checks.")
 @click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512), help="Frame size of the verification clip.")
@@ -86,9 +89,10 @@ def archs(json_mode: bool, debug: bool) -> None:
 @json_option
 @debug_option
 def inflate(json_mode: bool, debug: bool, **opts) -> None:
-    """Inflate a 2D ResNet into a 3D network and verify it.
+    """Inflate a 2D ResNet (or ViT) into a 3D network and verify it.
 
-    SOURCE is a torchvision-style ResNet state dict (.safetensors, .pth, .pt), or
+    SOURCE is a torchvision-style ResNet state dict (.safetensors, .pth, .pt), a 2D ViT (timm,
+    torchvision or Hugging Face weights or folder) for timesformer_* / vivit_*, or
     torchvision:resnetNN[:IMAGENET1K_V1|IMAGENET1K_V2] from the torch hub cache. Without SOURCE:
     torchvision's ImageNet weights if cached, else a seeded initialisation (said loudly).
     """
@@ -101,7 +105,7 @@ def inflate(json_mode: bool, debug: bool, **opts) -> None:
 @click.argument("checkpoint")
 @click.option("--against", "source", required=True, help="The 2D source it was inflated from (path or torchvision:...).")
 @click.option("--arch", default=None, help="Architecture [default: from the checkpoint's metadata].")
-@click.option("--method", type=click.Choice(["mean", "center"]), default=None,
+@click.option("--method", type=click.Choice(["mean", "center", "arp"]), default=None,
               help="[default: from the metadata, else detected from the kernels]")
 @click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512))
 @click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
@@ -114,7 +118,8 @@ def verify(json_mode: bool, debug: bool, **opts) -> None:
     _run(json_mode, debug, cmd.run, **opts)
 
 
-SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision", "tsm"]
+SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision", "tsm",
+                "huggingface", "timesformer"]
 
 
 @main.command()

@@ -13,7 +13,8 @@ from ..errors import CHECK_FAILED, Inflate3dError
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 CONTAINERS = {"mmaction2": "{'state_dict', 'meta'}", "pyslowfast": "{'model_state', 'epoch'}",
               "pytorchvideo": "{'model_state'}", "torchvision3d": "a plain state dict",
-              "torchvision": "a plain state dict", "tsm": "{'state_dict' with module. keys, 'epoch'}"}
+              "torchvision": "a plain state dict", "tsm": "{'state_dict' with module. keys, 'epoch'}",
+              "timesformer": "{'model_state' with model. keys, 'epoch'}"}
 
 
 def run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
@@ -33,9 +34,13 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
             raise Inflate3dError("--format pkl writes Caffe2 blobs; use it with --to caffe2")
         if target_scheme == "caffe2" and fmt == "pth":
             raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
-        check_output(Path(output), force=force, inputs=[path])
+        folder = _folder_family(target_scheme)
+        if folder is not None:  # Hugging Face names: a folder for from_pretrained
+            folder.check_folder(Path(output), force=force)
+        else:
+            check_output(Path(output), force=force, inputs=[path])
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
-    source_sha256 = sha256_in_background(path)  # overlaps with the conversion below
+    source_sha256 = sha256_in_background(ckpt.path)  # a folder's weights file  # overlaps with the conversion below
     tensors = ckpt.tensors
     if dtype:
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
@@ -54,12 +59,15 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     meta = {"format": "inflate3d", "inflate3d_version": _version(), "source": path.name,
             "source_sha256": source_sha256(), "source_scheme": conv.source_scheme,
             "target_scheme": conv.target_scheme, "arch": conv.arch_name or ""}
-    proof = _write_proven(out, conv, meta, tensors, fmt=fmt, force=force, inputs=[path],
-                          trust_pickle=trust_pickle)
+    if (folder := _folder_family(conv.target_scheme)) is not None:
+        proof, fmt = folder.write_folder(out, conv, meta, force=force), "huggingface folder"
+    else:
+        proof = _write_proven(out, conv, meta, tensors, fmt=fmt, force=force, inputs=[path],
+                              trust_pickle=trust_pickle)
     _render_notes(console, conv, arch_text)
     for line in proof:
         console.info(f"[green]✓[/] {escape(line)}")
-    size = out.stat().st_size
+    size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
     console.info(f"[bold green]wrote[/] {escape(str(out))} ({human_bytes(size)}, {fmt}, {conv.target_scheme}"
                  f"{', ' + escape(CONTAINERS.get(conv.target_scheme, '')) if fmt == 'pth' else ''})")
     console.emit_json({"ok": True, "output": str(out), "format": fmt, "bytes": size, **_json(conv),
@@ -80,6 +88,14 @@ def convert_any(tensors, *, source: str | None, target: str, origin: str, arch: 
     from ..inflate.convert import convert
 
     return convert(tensors, source=source, target=target, origin=origin, arch=arch)
+
+
+def _folder_family(target: str):
+    """The family that writes ``target`` as a folder (Hugging Face names), else None."""
+    from .. import families
+
+    family = families.for_scheme(target)
+    return family if family is not None and hasattr(family, "write_folder") and target == "huggingface" else None
 
 
 def format_overrides(overrides: dict) -> str:
@@ -125,6 +141,8 @@ def container(scheme: str, tensors: dict, meta: dict) -> object:
         return {"epoch": 0, "model_state": tensors, "inflate3d": meta}
     if scheme == "pytorchvideo":
         return {"model_state": tensors, "inflate3d": meta}
+    if scheme == "timesformer":  # facebookresearch/TimeSformer: PySlowFast's wrapper holds the net as 'model'
+        return {"epoch": 0, "model_state": {f"model.{k}": v for k, v in tensors.items()}, "inflate3d": meta}
     if scheme == "tsm":  # the TSM code saves its DataParallel model
         return {"epoch": 0, "state_dict": {f"module.{k}": v for k, v in tensors.items()}, "inflate3d": meta}
     return tensors

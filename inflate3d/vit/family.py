@@ -59,17 +59,24 @@ def verify(tensors, arch: Arch, source, *, method: str | None, origin: str, size
 
     metadata = dict(metadata or {})
     src = source if isinstance(source, ViTSource) else load_source(source, trust_pickle=trust_pickle)
-    recorded = metadata.get("source_sha256")
+    recorded = metadata.get("source_sha256") if "source_kind" in metadata else None  # an inflation's record
     if recorded and recorded != src.sha256:
         raise Inflate3dError(f"{src.label}: sha256 {src.sha256[:12]}... differs from the {recorded[:12]}... "
                              f"recorded in {origin}; this is not its source", exit_code=CHECK_FAILED)
     if "arch_overrides" in metadata:
         overrides = json.loads(metadata["arch_overrides"])
+    elif "hf_config" in metadata:
+        from .hf import settings_from_config
+
+        overrides = {**dict(arch.backbone), **settings_from_config(json.loads(metadata["hf_config"]))[1]}
     else:
         overrides = {**dict(arch.backbone), **source_overrides(src.info, arch)}
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     tensors = dict(tensors)
-    if not any(k.startswith(("backbone.", "cls_head.")) for k in tensors):
+    scheme = detect_scheme(tensors)
+    if scheme not in (None, "mmaction2"):  # e.g. a Hugging Face folder: to native names first
+        tensors = {n: tensors[k] for n, k in native_names(tensors, scheme, origin).items()}
+    elif not any(k.startswith(("backbone.", "cls_head.")) for k in tensors):
         tensors = {f"backbone.{k}": v for k, v in tensors.items()}
     method = method or metadata.get("method") or _tubelet_method(tensors, src, arch)
     ver = verify_vit(tensors, arch, src, method=method, overrides=overrides, origin=origin)
@@ -292,6 +299,13 @@ def _record(origin: str) -> dict[str, str]:
     except Exception:  # noqa: BLE001 - not a path (in-memory use): nothing recorded
         return {}
     return dict(tf.metadata) if tf.format == "safetensors" else {}
+
+
+def check_folder(out, *, force: bool) -> None:
+    """Refuse a folder output before any work (exists without --force, not a folder, no parent)."""
+    from .hf import check_folder as check
+
+    check(Path(out), force=force)
 
 
 def write_folder(out, conv_or_inflation, meta: dict, *, force: bool) -> list[str]:

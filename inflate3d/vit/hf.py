@@ -99,6 +99,9 @@ def write_folder(out: Path, native: dict[str, torch.Tensor], family: str, settin
     cfg = config(family, settings, {**facts, "dtype": dtype}, None if head is None else int(head.shape[0]))
     hf = to_hf(native, family, divided, origin)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; give the usual permissions
     try:
         with open(tmp / CONFIG, "w") as f:
             f.write(json.dumps(cfg, indent=2) + "\n")

@@ -7,7 +7,9 @@ Hugging Face ``VivitModel``'s under ``backbone.``, with the head at ``cls_head.f
 
 Schemes: ``huggingface`` (``TimesformerModel`` / ``VivitModel`` names; with a head
 ``TimesformerForVideoClassification`` / ``VivitForVideoClassification``: ``timesformer.`` / ``vivit.``
-prefix and ``classifier``) and ``timesformer`` (facebookresearch/TimeSformer: ``model.blocks.i.temporal_attn``).
+prefix and ``classifier``) and ``timesformer`` (facebookresearch/TimeSformer: ``model.blocks.i.temporal_attn``; the loader strips
+the ``model.`` of its PySlowFast wrapper, so tables and safetensors outputs go without it, and
+``--format pth`` puts it back inside ``{'model_state'}``).
 """
 from __future__ import annotations
 
@@ -45,30 +47,30 @@ HF_PLAIN = KeyTable.of("huggingface", _EMBED + [
 ] + _HF_FFN)
 
 _ORIG_EMBED = [
-    ("model.cls_token",            "backbone.cls_token"),
-    ("model.pos_embed",            "backbone.pos_embed"),
-    ("model.time_embed",           "backbone.time_embed"),
-    ("model.patch_embed.proj.{t*}", "backbone.patch_embed.projection.{t*}"),
-    ("model.norm.{t*}",            "backbone.norm.{t*}"),
-    ("model.head.{t*}",            "cls_head.fc_cls.{t*}"),
-    ("model.blocks.{i}.mlp.fc1.{t*}", f"{L}.ffns.0.layers.0.0.{{t*}}"),
-    ("model.blocks.{i}.mlp.fc2.{t*}", f"{L}.ffns.0.layers.1.{{t*}}"),
+    ("cls_token",            "backbone.cls_token"),
+    ("pos_embed",            "backbone.pos_embed"),
+    ("time_embed",           "backbone.time_embed"),
+    ("patch_embed.proj.{t*}", "backbone.patch_embed.projection.{t*}"),
+    ("norm.{t*}",            "backbone.norm.{t*}"),
+    ("head.{t*}",            "cls_head.fc_cls.{t*}"),
+    ("blocks.{i}.mlp.fc1.{t*}", f"{L}.ffns.0.layers.0.0.{{t*}}"),
+    ("blocks.{i}.mlp.fc2.{t*}", f"{L}.ffns.0.layers.1.{{t*}}"),
 ]
 ORIGINAL_DIVIDED = KeyTable.of("timesformer", _ORIG_EMBED + [
-    ("model.blocks.{i}.temporal_norm1.{t*}",      f"{L}.attentions.0.norm.{{t*}}"),
-    ("model.blocks.{i}.temporal_attn.qkv.{t*}",   f"{L}.attentions.0.attn.in_proj_{{t*}}"),
-    ("model.blocks.{i}.temporal_attn.proj.{t*}",  f"{L}.attentions.0.attn.out_proj.{{t*}}"),
-    ("model.blocks.{i}.temporal_fc.{t*}",         f"{L}.attentions.0.temporal_fc.{{t*}}"),
-    ("model.blocks.{i}.norm1.{t*}",               f"{L}.attentions.1.norm.{{t*}}"),
-    ("model.blocks.{i}.attn.qkv.{t*}",            f"{L}.attentions.1.attn.in_proj_{{t*}}"),
-    ("model.blocks.{i}.attn.proj.{t*}",           f"{L}.attentions.1.attn.out_proj.{{t*}}"),
-    ("model.blocks.{i}.norm2.{t*}",               f"{L}.ffns.0.norm.{{t*}}"),
+    ("blocks.{i}.temporal_norm1.{t*}",      f"{L}.attentions.0.norm.{{t*}}"),
+    ("blocks.{i}.temporal_attn.qkv.{t*}",   f"{L}.attentions.0.attn.in_proj_{{t*}}"),
+    ("blocks.{i}.temporal_attn.proj.{t*}",  f"{L}.attentions.0.attn.out_proj.{{t*}}"),
+    ("blocks.{i}.temporal_fc.{t*}",         f"{L}.attentions.0.temporal_fc.{{t*}}"),
+    ("blocks.{i}.norm1.{t*}",               f"{L}.attentions.1.norm.{{t*}}"),
+    ("blocks.{i}.attn.qkv.{t*}",            f"{L}.attentions.1.attn.in_proj_{{t*}}"),
+    ("blocks.{i}.attn.proj.{t*}",           f"{L}.attentions.1.attn.out_proj.{{t*}}"),
+    ("blocks.{i}.norm2.{t*}",               f"{L}.ffns.0.norm.{{t*}}"),
 ])
 ORIGINAL_PLAIN = KeyTable.of("timesformer", _ORIG_EMBED + [
-    ("model.blocks.{i}.norm1.{t*}",               f"{L}.norms.0.{{t*}}"),
-    ("model.blocks.{i}.attn.qkv.{t*}",            f"{L}.attentions.0.attn.in_proj_{{t*}}"),
-    ("model.blocks.{i}.attn.proj.{t*}",           f"{L}.attentions.0.attn.out_proj.{{t*}}"),
-    ("model.blocks.{i}.norm2.{t*}",               f"{L}.norms.1.{{t*}}"),
+    ("blocks.{i}.norm1.{t*}",               f"{L}.norms.0.{{t*}}"),
+    ("blocks.{i}.attn.qkv.{t*}",            f"{L}.attentions.0.attn.in_proj_{{t*}}"),
+    ("blocks.{i}.attn.proj.{t*}",           f"{L}.attentions.0.attn.out_proj.{{t*}}"),
+    ("blocks.{i}.norm2.{t*}",               f"{L}.norms.1.{{t*}}"),
 ])
 
 VIVIT_HF = KeyTable.of("huggingface", [
@@ -97,8 +99,8 @@ def to_native_key(family: str, scheme: str, key: str, divided: bool) -> tuple[bo
     if scheme == "huggingface":
         prefix = HF_PREFIX[family]
         key = key[len(prefix):] if key.startswith(prefix) else key
-    elif scheme == "timesformer" and not key.startswith("model."):
-        key = f"model.{key}"  # the loader strips PySlowFast's 'model.' wrapper
+    elif scheme == "timesformer" and key.startswith("model."):
+        key = key[len("model."):]  # PySlowFast's wrapper (the loader strips it from whole files)
     return table(family, scheme, divided).to_native(key)
 
 

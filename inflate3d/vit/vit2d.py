@@ -216,5 +216,3 @@ class ViT2d(nn.Module):
         return out
 
 
-def read_record(path: Path | None, metadata: Mapping[str, str]) -> dict[str, str]:
-    return dict(metadata)
