@@ -101,13 +101,17 @@ def to_native_key(family: str, scheme: str, key: str, divided: bool) -> tuple[bo
         key = key[len(prefix):] if key.startswith(prefix) else key
     elif scheme == "timesformer" and key.startswith("model."):
         key = key[len("model."):]  # PySlowFast's wrapper (the loader strips it from whole files)
-    return table(family, scheme, divided).to_native(key)
+    tbl = table(family, scheme, divided)
+    return (False, None) if tbl is None else tbl.to_native(key)
 
 
 def from_native_key(family: str, scheme: str, key: str, divided: bool, with_head: bool) -> tuple[bool, str | None]:
     if scheme == "mmaction2":
         return True, key
-    ok, out = table(family, scheme, divided).from_native(key)
+    tbl = table(family, scheme, divided)
+    if tbl is None:
+        return False, None
+    ok, out = tbl.from_native(key)
     if ok and out and scheme == "huggingface" and with_head and not out.startswith("classifier."):
         out = HF_PREFIX[family] + out
     return ok, out
