@@ -161,6 +161,7 @@ def _report_json(inflation) -> dict:
         "zero_padded": [e.key for e in inflation.plan.entries if e.padded],
         "fresh_units": inflation.plan.fresh_units,
         "unused_2d": inflation.plan.unused,
+        "notes": list(getattr(inflation, "notes", [])),
     }
 
 
@@ -182,6 +183,8 @@ def _render_report(console: Console, inflation) -> None:
                      f"{inflation.seed}): {', '.join(inflation.plan.fresh_units)}")
     if inflation.plan.unused:
         console.note(f"2D tensors not used: {', '.join(inflation.plan.unused)}")
+    for note in getattr(inflation, "notes", []):  # assumptions about the source (a family's)
+        console.note(f"note: {note}")
 
 
 def _render_plan(console: Console, inflation) -> int:

@@ -173,6 +173,11 @@ class ViTInflation:
     plan: Plan
     seed: int
 
+    @property
+    def notes(self) -> list[str]:
+        """What the source does not record and was assumed (heads, eps), and what was left out."""
+        return self.source.info.notes
+
     def dtype_of(self, entry: Entry) -> torch.dtype:
         return self.source.tensors[entry.source].dtype if entry.source else self.source.tensors["cls_token"].dtype
 
