@@ -12,7 +12,8 @@ from inflate3d.cli import main
 timm = pytest.importorskip("timm")
 pytest.importorskip("transformers")
 
-DIMS, DEPTH, HEADS, PATCH, IMG, CLASSES = 48, 2, 4, 16, 224, 10
+DIMS, DEPTH, HEADS, PATCH, IMG, CLASSES = 48, 2, 4, 32, 224, 10  # 7x7 patches: fast
+GRID = (IMG // PATCH) ** 2
 
 
 def perturb(module: torch.nn.Module, seed: int) -> torch.nn.Module:
