@@ -22,6 +22,7 @@ class Verification:
     method: str
     checks: list[StageCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)  # what the checks do not prove
 
     @property
     def passed(self) -> bool:

@@ -74,7 +74,7 @@ def verify_vit(tensors, arch: Arch, source, *, method: str, overrides: dict, ori
                 logits = torch.nn.functional.linear(want["cls"], ref.p["head.weight"], ref.p["head.bias"])
                 if backbone.attention_type != "joint_space_time":
                     result.checks.append(_check("logits", model.cls_head(model.backbone(clip)), logits, None))
-    result.notes += notes
+    result.caveats += notes
     return result
 
 

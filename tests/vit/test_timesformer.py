@@ -116,4 +116,4 @@ def test_jointST_says_what_is_not_proven(vit_file, tmp_path):
     result = run("inflate", path, "--arch", "timesformer_b_jointST", "-o", tmp_path / "j.safetensors", "--json")
     ver = json.loads(result.stdout)["verification"]
     assert [c["name"] for c in ver["checks"]] == ["embedding"] and ver["passed"]
-    assert any(n.startswith("NOT proven: joint space-time") for n in ver["notes"])
+    assert any(n.startswith("NOT proven: joint space-time") for n in ver["caveats"])
