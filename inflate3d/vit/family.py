@@ -27,6 +27,7 @@ for _name, _attn, _what in (("timesformer_b", "divided_space_time", "divided spa
     if _name not in ARCHS:
         register(Arch(_name, "timesformer", 12, MappingProxyType(dict(
             num_frames=8, img_size=224, patch_size=16, embed_dims=768, num_heads=12, num_transformer_layers=12,
+            feedforward_channels=3072,
             attention_type=_attn, norm_eps=1e-6)), (8, 224, 224), _ST.format(_what)))
 if "vivit_b" not in ARCHS:
     register(Arch("vivit_b", "vivit", 12, MappingProxyType(dict(
