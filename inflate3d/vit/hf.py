@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..errors import CHECK_FAILED, Inflate3dError
 from .schemes import from_native_key, to_native_key
 
@@ -143,6 +142,3 @@ def _commit(tmp: Path, out: Path, force: bool) -> None:
         os.fsync(fd)
         os.close(fd)
 
-
-def version() -> str:
-    return __version__

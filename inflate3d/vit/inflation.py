@@ -9,7 +9,6 @@ embedding tiled over the tubelet steps, q / k / v split from the ViT's fused ``q
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -229,10 +228,6 @@ def _grid(n: int) -> int:
     return g
 
 
-def methods_for(arch: Arch) -> tuple[str, ...]:
-    return TUBELET_METHODS if arch.family == "vivit" else ("copy",)
-
-
 def prepare_vit(source: ViTSource, arch: Arch, *, method: str, head, seed: int, **overrides) -> ViTInflation:
     from ..inflate.inflater import parse_head
 
@@ -263,12 +258,3 @@ def prepare_vit(source: ViTSource, arch: Arch, *, method: str, head, seed: int, 
 def _jsonable(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
-
-def digest(tensors: dict[str, torch.Tensor]) -> str:
-    from ..io.save import tensor_bytes
-
-    h = hashlib.sha256()
-    for k, t in tensors.items():
-        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(tensor_bytes(t))
-    return h.hexdigest()

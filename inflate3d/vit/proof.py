@@ -18,7 +18,6 @@ from dataclasses import replace
 
 import torch
 
-from ..errors import CHECK_FAILED, Inflate3dError
 from ..slowfast.archs import Arch, build_model
 from ..verify import StageCheck, Verification, strict_load
 from ..verify.temporal import Frames
@@ -128,7 +127,3 @@ def _vivit_checks(net, clip, want, img, ref, method: str):
                          Frames(steps, 0, steps - 1))]
     return checks, notes
 
-
-def require_passed(ver: Verification, origin: str) -> None:
-    if not ver.passed:
-        raise Inflate3dError(f"{origin}: verification failed", exit_code=CHECK_FAILED)

@@ -91,3 +91,20 @@ def test_same_weights_in_three_formats_give_the_same_bytes(tmp_path):
             assert a.dtype == other[key].dtype and a.shape == other[key].shape
             assert bytes(a.contiguous().view(torch.uint8).flatten().tolist()) == \
                 bytes(other[key].contiguous().view(torch.uint8).flatten().tolist()), key
+
+
+def test_vit_for_image_classification_keeps_its_head(tmp_path):
+    from transformers import ViTForImageClassification
+
+    hf = _hf_vit()
+    torch.manual_seed(3)
+    clf = ViTForImageClassification(hf.config.__class__(**{**hf.config.to_dict(), "num_labels": CLASSES}))
+    perturb(clf, 3).save_pretrained(tmp_path / "clf")
+    src = family.prepare(str(tmp_path / "clf"), get_arch("timesformer_b"), method="mean", head="imagenet",
+                         seed=0).source
+    assert src.info.num_classes == CLASSES
+    vit = timm_vit()
+    vit.load_state_dict(src.tensors, strict=True)
+    img = torch.randn(1, 3, IMG, IMG)
+    with torch.no_grad():
+        assert rel(vit(img), clf(img).logits) < 1e-5

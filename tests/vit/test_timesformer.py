@@ -117,3 +117,14 @@ def test_jointST_says_what_is_not_proven(vit_file, tmp_path):
     ver = json.loads(result.stdout)["verification"]
     assert [c["name"] for c in ver["checks"]] == ["embedding"] and ver["passed"]
     assert any(n.startswith("NOT proven: joint space-time") for n in ver["caveats"])
+
+
+def test_classifier_folder_converts_back_to_native(vit_file, tmp_path):
+    _, path = vit_file
+    native, hf, back = tmp_path / "n.safetensors", tmp_path / "hf", tmp_path / "b.safetensors"
+    run("inflate", path, "--arch", "timesformer_b", "--head", "imagenet", "-o", native)
+    run("convert", native, "--to", "huggingface", "-o", hf)
+    keys = set(load_file(hf / "model.safetensors"))
+    assert "timesformer.encoder.layer.0.temporal_dense.weight" in keys and "classifier.weight" in keys
+    run("convert", hf, "-o", back)
+    assert "equal" in run("diff", native, back).output

@@ -68,3 +68,23 @@ def test_vivit_has_no_mmaction2_names(vit_file, tmp_path):
     run("inflate", path, "--arch", "vivit_b", "-o", native)
     result = run("convert", native, "--to", "timesformer", "-o", tmp_path / "x.safetensors", ok=(2,))
     assert "Hugging Face names only" in result.output
+
+
+def test_verify_reads_the_folder_and_fails_on_a_two_percent_tubelet_error(vit_file, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    _, path = vit_file
+    out = tmp_path / "mean"
+    run("inflate", path, "--arch", "vivit_b", "--method", "mean", "--to", "huggingface", "-o", out)
+    assert "verified" in run("verify", out, "--against", path).output
+    weights = out / "model.safetensors"
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(weights)
+    key = "embeddings.patch_embeddings.projection.weight"
+    tensors[key] = tensors[key].clone()
+    tensors[key][:, :, 0] *= 1.02
+    save_file(tensors, weights, metadata=meta)
+    result = run("verify", out, "--against", path, "--json", ok=(1,))
+    assert json.loads(result.stdout)["ok"] is False

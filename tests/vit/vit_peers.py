@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import save_file
 
 from inflate3d.cli import main
 
