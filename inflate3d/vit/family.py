@@ -248,8 +248,11 @@ def convert(tensors, *, source: str | None, target: str, origin: str, arch: str 
     from .schemes import from_native_key
 
     detected = detect_scheme(tensors.keys())
-    if detected is None or detected.endswith("-vit"):
-        raise Inflate3dError(f"{origin}: a 2D ViT ({detected}); make a video network from it with "
+    if detected is None:
+        raise Inflate3dError(f"{origin}: not a TimeSformer or ViViT checkpoint, and {target} names only video "
+                             "transformers; choose another --to")
+    if detected.endswith("-vit") or _is_2d_hf(tensors):
+        raise Inflate3dError(f"{origin}: a 2D ViT; make a video network from it with "
                              "`inflate3d inflate SOURCE --arch timesformer_b` (or vivit_b)")
     if source and source != detected:
         raise Inflate3dError(f"{origin}: --from {source}, but its keys are {detected}'s; drop --from or fix it")
@@ -333,10 +336,14 @@ def shapes(arch_name: str, num_classes, overrides) -> dict:
     return state_dict_shapes(arch_name, num_classes=num_classes, **overrides)
 
 
+def _is_2d_hf(tensors) -> bool:
+    """Hugging Face ViT and ViViT share their names; the patch kernel's rank tells them apart."""
+    w = next((v for k, v in tensors.items() if k.endswith("embeddings.patch_embeddings.projection.weight")), None)
+    return w is not None and w.dim() == 4 and not any(".attention.attention.qkv." in k for k in tensors)
+
+
 def describe(tensors, scheme: str, origin: str) -> dict:
-    if scheme.endswith("-vit") or (scheme == "huggingface" and any(
-            k.endswith("patch_embeddings.projection.weight") and v.dim() == 4 and "qkv" not in " ".join(tensors)
-            for k, v in tensors.items())):
+    if scheme.endswith("-vit") or (scheme == "huggingface" and _is_2d_hf(tensors)):
         from .vit2d import canonical, describe as describe2d
 
         canon, fmt, notes = canonical(tensors, origin)
