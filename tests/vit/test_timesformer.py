@@ -128,3 +128,18 @@ def test_classifier_folder_converts_back_to_native(vit_file, tmp_path):
     assert "timesformer.encoder.layer.0.temporal_dense.weight" in keys and "classifier.weight" in keys
     run("convert", hf, "-o", back)
     assert "equal" in run("diff", native, back).output
+
+
+def test_position_embedding_resampled_like_timm_when_the_grid_differs(vit_file):
+    from timm.layers import resample_abs_pos_embed
+
+    vit, path = vit_file
+    inf = family.prepare(str(path), get_arch("timesformer_b"), method="mean", head=None, seed=0, img_size=288)
+    entry = next(e for e in inf.plan.entries if e.key == "backbone.pos_embed")
+    assert entry.action == "resized (2D grid)" and entry.shape == (1, 82, 48)
+    got = inf.state_dict()["backbone.pos_embed"]
+    with torch.no_grad():
+        want = resample_abs_pos_embed(vit.pos_embed, (9, 9), num_prefix_tokens=1)
+    assert torch.allclose(got, want, rtol=0, atol=1e-6) and torch.equal(got[:, 0], vit.pos_embed[:, 0])
+    ver = family.verify(inf.state_dict(), inf.arch, inf.source, method=None, origin="x", metadata=inf.metadata())
+    assert ver.passed and any("resampled" in n for n in ver.notes)
