@@ -235,6 +235,9 @@ def prepare_vit(source: ViTSource, arch: Arch, *, method: str, head, seed: int, 
         if method not in TUBELET_METHODS:
             raise Inflate3dError(f"--method {method!r}: a ViViT tubelet kernel is made by "
                                  f"{', '.join(TUBELET_METHODS)}")
+    elif method in ("center", "arp"):
+        raise Inflate3dError(f"--method {method}: {arch.name} has no temporal kernel (the ViT's weights are "
+                             "copied, the temporal attention starts as a no-op); leave out --method")
     else:
         method = "copy"  # TimeSformer holds the 2D weights as they are
     head = parse_head(head)

@@ -143,3 +143,9 @@ def test_position_embedding_resampled_like_timm_when_the_grid_differs(vit_file):
     assert torch.allclose(got, want, rtol=0, atol=1e-6) and torch.equal(got[:, 0], vit.pos_embed[:, 0])
     ver = family.verify(inf.state_dict(), inf.arch, inf.source, method=None, origin="x", metadata=inf.metadata())
     assert ver.passed and any("resampled" in n for n in ver.notes)
+
+
+def test_tubelet_methods_are_refused_for_timesformer(vit_file, tmp_path):
+    _, path = vit_file
+    result = run("inflate", path, "--arch", "timesformer_b", "--method", "arp", "-o", tmp_path / "x.safetensors", ok=(2,))
+    assert "has no temporal kernel" in result.output and not (tmp_path / "x.safetensors").exists()
