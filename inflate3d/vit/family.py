@@ -53,7 +53,8 @@ def prepare(source, arch: Arch, *, method: str, head, seed: int, trust_pickle: b
 
 def verify(tensors, arch: Arch, source, *, method: str | None, origin: str, size: int = 32,
            metadata: Mapping[str, str] | None = None, trust_pickle: bool = False):
-    """Strict load + static-clip proof. ``source``: a path (``verify --against``) or a ``ViTSource``."""
+    """Strict load + static-clip proof. ``source``: a path (``verify --against``) or a ``ViTSource``.
+    ``size`` is not used: the clip has the network's own frame size (its position embedding fixes it)."""
     from ..errors import CHECK_FAILED
     from .inflation import ViTSource, load_source, source_overrides
     from .proof import verify_vit
