@@ -36,11 +36,13 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
             raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
         folder = _folder_family(target_scheme)
         if folder is not None:  # Hugging Face names: a folder for from_pretrained
+            if fmt != "safetensors":
+                raise Inflate3dError("--to huggingface writes a folder with model.safetensors; leave out --format")
             folder.check_folder(Path(output), force=force)
         else:
             check_output(Path(output), force=force, inputs=[path])
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
-    source_sha256 = sha256_in_background(ckpt.path)  # a folder's weights file  # overlaps with the conversion below
+    source_sha256 = sha256_in_background(ckpt.path)  # (a folder's weights file) overlaps with the conversion
     tensors = ckpt.tensors
     if dtype:
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
