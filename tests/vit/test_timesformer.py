@@ -149,3 +149,29 @@ def test_tubelet_methods_are_refused_for_timesformer(vit_file, tmp_path):
     _, path = vit_file
     result = run("inflate", path, "--arch", "timesformer_b", "--method", "arp", "-o", tmp_path / "x.safetensors", ok=(2,))
     assert "has no temporal kernel" in result.output and not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("attention", ["divided_space_time", "joint_space_time"])
+def test_native_network_is_hugging_faces_on_a_moving_clip(tmp_path, attention):
+    """Random weights everywhere (temporal ones included) and a random clip: the native network
+    run on what `convert` makes of a real TimesformerModel folder gives TimesformerModel's output."""
+    from transformers import TimesformerConfig
+
+    from vit_peers import perturb
+
+    cfg = TimesformerConfig(image_size=64, patch_size=16, num_frames=4, hidden_size=48, num_hidden_layers=2,
+                            num_attention_heads=4, intermediate_size=96, attention_type=attention)
+    torch.manual_seed(4)
+    hf = perturb(TimesformerModel(cfg), 4)
+    hf.save_pretrained(tmp_path / "hf")
+    native = tmp_path / "native.safetensors"
+    run("convert", tmp_path / "hf", "-o", native)
+    with safe_open(str(native), "pt") as f:
+        arch = f.metadata()["arch"]
+    model = build_model(arch, num_classes=None, img_size=64, num_frames=4, embed_dims=48, num_heads=4,
+                        num_transformer_layers=2, feedforward_channels=96).eval()
+    model.load_state_dict(load_file(native), strict=True)
+    clip = torch.randn(2, 3, 4, 64, 64, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        want = hf(clip.transpose(1, 2)).last_hidden_state[:, 0]
+        assert rel(model(clip), want) < 1e-5
