@@ -60,7 +60,8 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     out = Path(output)
     meta = {"format": "inflate3d", "inflate3d_version": _version(), "source": path.name,
             "source_sha256": source_sha256(), "source_scheme": conv.source_scheme,
-            "target_scheme": conv.target_scheme, "arch": conv.arch_name or ""}
+            "target_scheme": conv.target_scheme, "arch": conv.arch_name or "",
+            **getattr(conv, "metadata", {})}  # a family's record of what the weights do not carry
     if (folder := _folder_family(conv.target_scheme)) is not None:
         proof, fmt = folder.write_folder(out, conv, meta, force=force), "huggingface folder"
     else:

@@ -32,7 +32,7 @@ for _name, _attn, _what in (("timesformer_b", "divided_space_time", "divided spa
 if "vivit_b" not in ARCHS:
     register(Arch("vivit_b", "vivit", 12, MappingProxyType(dict(
         num_frames=32, image_size=224, tubelet_size=(2, 16, 16), hidden_size=768, num_hidden_layers=12,
-        num_attention_heads=12, intermediate_size=3072, layer_norm_eps=1e-6)), (32, 224, 224),
+        num_attention_heads=12, intermediate_size=3072, layer_norm_eps=1e-6, hidden_act="gelu")), (32, 224, 224),
         "ViViT-B/16x2 (joint space-time, tubelets 2x16x16), from ViT-B/16"))
     for _family in ARCH_FAMILIES:
         register_builder(_family, build)
@@ -173,6 +173,7 @@ class Conversion:
     notes: list[str] = field(default_factory=list)
     facts: dict = field(default_factory=dict)  # hidden_act, layer_norm_eps (for config.json)
     native: dict = field(default_factory=dict)  # the tensors in native names
+    metadata: dict = field(default_factory=dict)  # what the weights do not carry, for the output's record
 
 
 def infer(native: Mapping[str, torch.Tensor], record: Mapping[str, str], origin: str) -> tuple[Arch, dict, _ArchFacts]:
@@ -215,13 +216,14 @@ def _settings_from_shapes(family, shapes, record, notes, origin) -> dict:
         layers = len({k.split(".")[3] for k in shapes if k.startswith("backbone.encoder.layer.")})
         n = shapes["backbone.embeddings.position_embeddings"][1] - 1
         grid = 224 // tub[1]
-        if n % (grid * grid):
-            raise Inflate3dError(f"{origin}: {n} ViViT positions do not fit 224px frames; the frame size "
-                                 "and count are not in the weights (a Hugging Face folder's config.json has them)")
-        notes.append(f"frame size and count are not in the weights: assumed 224px, so {n // grid**2 * tub[0]} frames")
+        if n % (grid * grid):  # not 224px frames: the largest square grid that fits
+            grid = next(g for g in range(math.isqrt(n), 0, -1) if n % (g * g) == 0)
+        notes.append(f"frame size and count are not in the weights: assumed {grid * tub[1]}px, so "
+                     f"{n // grid**2 * tub[0]} frames (a Hugging Face folder's config.json records them)")
         s = {"hidden_size": dims, "num_hidden_layers": layers, "tubelet_size": tuple(tub),
              "intermediate_size": shapes["backbone.encoder.layer.0.intermediate.dense.weight"][0],
-             "num_frames": n // grid ** 2 * tub[0], "image_size": 224, "layer_norm_eps": eps}
+             "num_frames": n // grid ** 2 * tub[0], "image_size": grid * tub[1], "layer_norm_eps": eps,
+             "hidden_act": record.get("hidden_act", "gelu")}
         key = "num_attention_heads"
     else:
         dims = shapes["backbone.cls_token"][-1]
@@ -285,8 +287,14 @@ def convert(tensors, *, source: str | None, target: str, origin: str, arch: str 
                      "is per frame")
     conv = Conversion(detected, target, False, out, key_map, facts, arch_obj.name, overrides, notes)
     conv.facts = _facts(record, facts)
+    conv.metadata = {"arch_overrides": json.dumps(_jsonable(facts.settings), sort_keys=True),
+                     **{k: str(v) for k, v in conv.facts.items()}}
     conv.native = native
     return conv
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def _facts(record: Mapping[str, str], facts: _ArchFacts) -> dict:

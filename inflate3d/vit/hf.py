@@ -28,6 +28,7 @@ def config(family: str, settings: dict, facts: dict, num_classes: int | None) ->
               "initializer_range": 0.02, "qkv_bias": True, "hidden_act": facts["hidden_act"],
               "layer_norm_eps": float(facts["layer_norm_eps"]), "dtype": facts.get("dtype", "float32")}
     if family == "vivit":
+        common["hidden_act"] = settings.get("hidden_act", common["hidden_act"])
         cfg = {"model_type": "vivit", "image_size": settings["image_size"], "num_frames": settings["num_frames"],
                "tubelet_size": list(settings["tubelet_size"]), "hidden_size": settings["hidden_size"],
                "num_hidden_layers": settings["num_hidden_layers"],
@@ -55,7 +56,8 @@ def settings_from_config(cfg: dict) -> tuple[str, dict]:
                          "tubelet_size": list(cfg["tubelet_size"]), "hidden_size": cfg["hidden_size"],
                          "num_hidden_layers": cfg["num_hidden_layers"],
                          "num_attention_heads": cfg["num_attention_heads"],
-                         "intermediate_size": cfg["intermediate_size"], "layer_norm_eps": cfg["layer_norm_eps"]}
+                         "intermediate_size": cfg["intermediate_size"], "layer_norm_eps": cfg["layer_norm_eps"],
+                         "hidden_act": cfg.get("hidden_act", "gelu_fast")}  # VivitConfig's default
     return "timesformer", {"img_size": cfg["image_size"], "patch_size": cfg["patch_size"],
                            "num_frames": cfg["num_frames"], "embed_dims": cfg["hidden_size"],
                            "num_transformer_layers": cfg["num_hidden_layers"], "num_heads": cfg["num_attention_heads"],

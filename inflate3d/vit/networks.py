@@ -191,9 +191,10 @@ class TimeSformer(nn.Module):
 class VivitLayer(nn.Module):
     """Hugging Face's ViViT layer (pre-norm), with its on-disk names."""
 
-    def __init__(self, dims: int, heads: int, hidden: int, eps: float) -> None:
+    def __init__(self, dims: int, heads: int, hidden: int, eps: float, act: str = "gelu") -> None:
         super().__init__()
         self.heads = heads
+        self.approximate = "none" if act == "gelu" else "tanh"  # gelu_fast / gelu_pytorch_tanh: tanh form
         self.attention = nn.Module()
         self.attention.attention = nn.Module()
         for name in ("query", "key", "value"):
@@ -215,7 +216,8 @@ class VivitLayer(nn.Module):
                    for name in ("query", "key", "value"))
         h = nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
         x = x + self.attention.output.dense(h)
-        return x + self.output.dense(nn.functional.gelu(self.intermediate.dense(self.layernorm_after(x))))
+        h = nn.functional.gelu(self.intermediate.dense(self.layernorm_after(x)), approximate=self.approximate)
+        return x + self.output.dense(h)
 
 
 class ViViT(nn.Module):
@@ -224,8 +226,11 @@ class ViViT(nn.Module):
 
     def __init__(self, *, num_frames: int = 32, image_size: int = 224, tubelet_size=(2, 16, 16),
                  hidden_size: int = 768, num_hidden_layers: int = 12, num_attention_heads: int = 12,
-                 intermediate_size: int = 3072, layer_norm_eps: float = 1e-6, in_channels: int = 3) -> None:
+                 intermediate_size: int = 3072, layer_norm_eps: float = 1e-6, in_channels: int = 3,
+                 hidden_act: str = "gelu") -> None:
         super().__init__()
+        if hidden_act not in ("gelu", "gelu_fast", "gelu_pytorch_tanh"):
+            raise ValueError(f"hidden_act must be gelu, gelu_fast or gelu_pytorch_tanh, got {hidden_act!r}")
         tt, ph, pw = tubelet_size
         self.num_frames, self.image_size, self.tubelet_size = num_frames, image_size, tuple(tubelet_size)
         tokens = (num_frames // tt) * (image_size // ph) * (image_size // pw)
@@ -237,7 +242,7 @@ class ViViT(nn.Module):
                                                                 stride=tubelet_size)
         self.encoder = nn.Module()
         self.encoder.layer = nn.ModuleList([VivitLayer(hidden_size, num_attention_heads, intermediate_size,
-                                                       layer_norm_eps) for _ in range(num_hidden_layers)])
+                                                       layer_norm_eps, hidden_act) for _ in range(num_hidden_layers)])
         self.layernorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     @torch.no_grad()

@@ -88,3 +88,34 @@ def test_verify_reads_the_folder_and_fails_on_a_two_percent_tubelet_error(vit_fi
     save_file(tensors, weights, metadata=meta)
     result = run("verify", out, "--against", path, "--json", ok=(1,))
     assert json.loads(result.stdout)["ok"] is False
+
+
+def test_native_vivit_is_hugging_faces_on_a_moving_clip(tmp_path):
+    """A real VivitModel (random weights, its default gelu_fast) -> convert -> the native network."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from transformers import VivitConfig
+
+    from inflate3d.slowfast.archs import build_model
+    from vit_peers import perturb
+
+    cfg = VivitConfig(image_size=64, num_frames=4, tubelet_size=[2, 16, 16], hidden_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, intermediate_size=96)
+    torch.manual_seed(5)
+    hf = perturb(VivitModel(cfg, add_pooling_layer=False), 5)
+    hf.save_pretrained(tmp_path / "hf")
+    native = tmp_path / "native.safetensors"
+    run("convert", tmp_path / "hf", "-o", native)
+    with safe_open(str(native), "pt") as f:
+        assert f.metadata()["arch"] == "vivit_b"
+    model = build_model("vivit_b", num_classes=None, image_size=64, num_frames=4, hidden_size=48,
+                        num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
+                        hidden_act="gelu_fast").eval()
+    model.load_state_dict(load_file(native), strict=True)
+    clip = torch.randn(2, 3, 4, 64, 64, generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        assert rel(model(clip), hf(clip.transpose(1, 2)).last_hidden_state[:, 0]) < 1e-5
+    back = tmp_path / "back"  # the native file records the geometry and activation its weights lack
+    run("convert", native, "--to", "huggingface", "-o", back)
+    config = json.loads((back / "config.json").read_text())
+    assert (config["num_frames"], config["image_size"], config["hidden_act"]) == (4, 64, "gelu_fast")
