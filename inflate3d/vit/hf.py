@@ -58,6 +58,9 @@ def settings_from_config(cfg: dict) -> tuple[str, dict]:
                          "num_attention_heads": cfg["num_attention_heads"],
                          "intermediate_size": cfg["intermediate_size"], "layer_norm_eps": cfg["layer_norm_eps"],
                          "hidden_act": cfg.get("hidden_act", "gelu_fast")}  # VivitConfig's default
+    if cfg.get("hidden_act", "gelu") != "gelu":  # mmaction2's TimeSformer computes exact GELU
+        raise Inflate3dError(f"a TimeSformer with hidden_act {cfg['hidden_act']!r}: the native network (mmaction2's) "
+                             "computes exact GELU only")
     return "timesformer", {"img_size": cfg["image_size"], "patch_size": cfg["patch_size"],
                            "num_frames": cfg["num_frames"], "embed_dims": cfg["hidden_size"],
                            "num_transformer_layers": cfg["num_hidden_layers"], "num_heads": cfg["num_attention_heads"],
