@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,7 +186,7 @@ def infer(native: Mapping[str, torch.Tensor], record: Mapping[str, str], origin:
     hf = json.loads(record["hf_config"]) if "hf_config" in record else None
     notes: list[str] = []
     if hf:
-        family_hf, settings = settings_from_config(hf)
+        _, settings = settings_from_config(hf)
     elif "arch_overrides" in record:
         settings = json.loads(record["arch_overrides"])
     else:
