@@ -80,12 +80,15 @@ def archs(json_mode: bool, debug: bool) -> None:
 @click.option("--strict", is_flag=True, help="With --into: fail if any conv / norm of the model has no 2D counterpart.")
 @click.option("--input-shape", default=None, metavar="JSON",
               help="With --into: the input shape its forward takes, if not a usual clip, e.g. [[1,3,8,224,224],[1,3,32,224,224]].")
-@click.option("--method", type=click.Choice(["mean", "center"]), default="mean", show_default=True,
-              help="mean: w/T on every tap (I3D); center: w on the centre tap, zeros elsewhere.")
+@click.option("--method", type=click.Choice(["mean", "center", "arp"]), default="mean", show_default=True,
+              help="mean: w/T on every tap (I3D); center: w on the centre tap, zeros elsewhere; "
+                   "arp: approximate rank pooling (ViViT tubelets only).")
 @click.option("--head", default="none", show_default=True, help="none | imagenet (keep the 2D fc) | N (fresh head, N classes).")
 @click.option("-o", "--output", help="Output file [default: checkpoints/<arch>_<method>_<source>.<ext>].")
 @click.option("--format", "fmt", type=click.Choice(["safetensors", "pth"]), default=None,
               help="[default: from the -o extension, else safetensors] pth writes mmaction2's {'state_dict', 'meta'}.")
+@click.option("--to", type=click.Choice(["mmaction2", "huggingface"]), default="mmaction2", show_default=True,
+              help="huggingface: a folder (config.json + model.safetensors) for from_pretrained (timesformer_*, vivit_*).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--no-verify", is_flag=True, help="Skip the strict-load and boring-video checks.")
 @click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512), help="Frame size of the verification clip.")
@@ -95,9 +98,10 @@ def archs(json_mode: bool, debug: bool) -> None:
 @json_option
 @debug_option
 def inflate(json_mode: bool, debug: bool, **opts) -> None:
-    """Inflate a 2D ResNet into a 3D network and verify it.
+    """Inflate a 2D ResNet (or ViT) into a 3D network and verify it.
 
-    SOURCE is a torchvision-style ResNet state dict (.safetensors, .pth, .pt), or
+    SOURCE is a torchvision-style ResNet state dict (.safetensors, .pth, .pt), a 2D ViT (timm,
+    torchvision or Hugging Face weights or folder) for timesformer_* / vivit_*, or
     torchvision:resnetNN[:IMAGENET1K_V1|IMAGENET1K_V2] from the torch hub cache. Without SOURCE:
     torchvision's ImageNet weights if cached, else a seeded initialisation (said loudly).
 
@@ -131,7 +135,7 @@ def inflate(json_mode: bool, debug: bool, **opts) -> None:
 @click.argument("checkpoint")
 @click.option("--against", "source", required=True, help="The 2D source it was inflated from (path or torchvision:...).")
 @click.option("--arch", default=None, help="Architecture [default: from the checkpoint's metadata].")
-@click.option("--method", type=click.Choice(["mean", "center"]), default=None,
+@click.option("--method", type=click.Choice(["mean", "center", "arp"]), default=None,
               help="[default: from the metadata, else detected from the kernels]")
 @click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512))
 @click.option("--frames", type=click.IntRange(1, 512), default=None,
@@ -146,7 +150,8 @@ def verify(json_mode: bool, debug: bool, **opts) -> None:
     _run(json_mode, debug, cmd.run, **opts)
 
 
-SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision", "tsm"]
+SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision", "tsm",
+                "huggingface", "timesformer"]
 
 
 @main.command()

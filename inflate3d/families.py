@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 # One line per family package; each has a ``family`` module implementing FamilyHooks.
-FAMILY_PACKAGES: tuple[str, ...] = ("inflate3d.x3d", "inflate3d.swin")
+FAMILY_PACKAGES: tuple[str, ...] = ("inflate3d.x3d", "inflate3d.swin", "inflate3d.vit")
 
 _LOADED: dict[str, ModuleType] = {}
 
@@ -51,6 +51,9 @@ class FamilyHooks(Protocol):
     - ``native_names(keys, scheme, origin)``: {native key: file key} (``diff`` across schemes).
     - ``diff_inflated(a_path, b_path, *, keys, trust_pickle)``: like ``diff.diff_inflated``.
     - ``describe(tensors, scheme, origin)``: a dict for ``inspect`` (``family``, ``matches``, facts).
+    - ``check_folder(out, force)`` and ``write_folder(out, conversion_or_inflation, meta, force)``:
+      outputs that are folders (``--to huggingface``); the writer proves the folder and returns the
+      proof lines. Inflations may carry ``notes`` (what the source did not record and was assumed).
     """
 
     NAME: str

@@ -33,14 +33,21 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     if not dry_run:  # refuse before any work; the commit checks again
         if output is None:
             raise Inflate3dError("convert: give an output path with -o (or use --dry-run)")
-        fmt = output_format(Path(output), fmt)
-        if fmt == "pkl" and target_scheme != "caffe2":
-            raise Inflate3dError(f"{output}: .pkl (--format pkl) holds Caffe2 blobs; use it with --to caffe2")
-        if target_scheme == "caffe2" and fmt == "pth":
-            raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
-        check_output(Path(output), force=force, inputs=[path])
+        folder = _folder_family(target_scheme)
+        if folder is not None:  # Hugging Face names: a folder for from_pretrained
+            if fmt not in (None, "safetensors"):
+                raise Inflate3dError("--to huggingface writes a folder with model.safetensors; leave out --format")
+            fmt = "safetensors"
+            folder.check_folder(Path(output), force=force)
+        else:
+            fmt = output_format(Path(output), fmt)
+            if fmt == "pkl" and target_scheme != "caffe2":
+                raise Inflate3dError(f"{output}: .pkl (--format pkl) holds Caffe2 blobs; use it with --to caffe2")
+            if target_scheme == "caffe2" and fmt == "pth":
+                raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
+            check_output(Path(output), force=force, inputs=[path])
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
-    source_sha256 = sha256_in_background(path)  # overlaps with the conversion below
+    source_sha256 = sha256_in_background(ckpt.path)  # (a folder's weights file) overlaps with the conversion
     tensors = ckpt.tensors
     if dtype:
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
@@ -57,14 +64,18 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
             {"source": s, "native": n, "target": t} for s, n, t in conv.key_map]})
         return 0
     out = Path(output)
-    meta = provenance(ckpt.metadata, conv, source=path.name, source_sha256=source_sha256())
+    meta = {**provenance(ckpt.metadata, conv, source=path.name, source_sha256=source_sha256()),
+            **getattr(conv, "metadata", {})}  # a family's record of what the weights do not carry
     state = carried_state(ckpt)
     conv.notes.extend(_state_notes(ckpt, state, conv.target_scheme, fmt))
-    proof = _write_proven(out, conv, meta, state, tensors, fmt=fmt, force=force, inputs=[path])
+    if (folder := _folder_family(conv.target_scheme)) is not None:
+        proof, fmt = folder.write_folder(out, conv, meta, force=force), "huggingface folder"
+    else:
+        proof = _write_proven(out, conv, meta, state, tensors, fmt=fmt, force=force, inputs=[path])
     _render_notes(console, conv, arch_text)
     for line in proof:
         console.info(f"[green]✓[/] {escape(line)}")
-    size = out.stat().st_size
+    size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
     console.info(f"[bold green]wrote[/] {escape(str(out))} ({human_bytes(size)}, {fmt}, {conv.target_scheme}"
                  f"{', ' + escape(_layout(conv.target_scheme, state)) if fmt == 'pth' else ''})")
     console.emit_json({"ok": True, "output": str(out), "format": fmt, "bytes": size, **_json(conv),
@@ -139,6 +150,12 @@ def _state_notes(ckpt, state: dict, target: str, fmt: str) -> list[str]:
 
 
 PLAIN = ("torchvision3d", "torchvision")
+def _folder_family(target: str):
+    """The family that writes ``target`` as a folder (Hugging Face names), else None."""
+    from .. import families
+
+    family = families.for_scheme(target)
+    return family if family is not None and hasattr(family, "write_folder") and target == "huggingface" else None
 
 
 def format_overrides(overrides: dict) -> str:
@@ -190,6 +207,9 @@ def container(scheme: str, tensors: dict, meta: dict, state: dict | None = None)
                 **({"cfg": state["cfg"]} if "cfg" in state else {}), "inflate3d": record}
     if scheme == "pytorchvideo":
         return {"model_state": tensors, "inflate3d": record}
+    if scheme == "timesformer":  # facebookresearch/TimeSformer: PySlowFast's wrapper holds the net as 'model'
+        return {**({"epoch": state["epoch"]} if "epoch" in state else {"epoch": 0}),
+                "model_state": {f"model.{k}": v for k, v in tensors.items()}, "inflate3d": record}
     if scheme == "tsm":  # the TSM code saves its DataParallel model
         return {**({"epoch": state["epoch"]} if "epoch" in state else {}),
                 "state_dict": {f"module.{k}": v for k, v in tensors.items()}, "inflate3d": record}

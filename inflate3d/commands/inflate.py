@@ -24,7 +24,7 @@ def default_output(arch: str, method: str, label: str, fmt: str) -> Path:
 
 def run(console: Console, source: str | None, arch: str, method: str, head: str, output: str | None,
         fmt: str, force: bool, no_verify: bool, verify_size: int, seed: int, dry_run: bool,
-        trust_pickle: bool) -> int:
+        trust_pickle: bool, to: str = "mmaction2") -> int:
     from .. import families
     from ..inflate import prepare, resolve_source
     from ..inflate.sources import SEEDED
@@ -37,13 +37,19 @@ def run(console: Console, source: str | None, arch: str, method: str, head: str,
     except KeyError as e:
         raise Inflate3dError(f"--arch: {e.args[0]}") from None
     inputs = [Path(source)] if source and Path(source).exists() else []
-    fmt = output_format(Path(output), fmt) if output else fmt or "safetensors"
-    if fmt == "pkl":
-        raise Inflate3dError(f"{output}: .pkl is PySlowFast's Caffe2 blob format and inflate writes mmaction2 "
-                             "names; write .safetensors or .pth, then `inflate3d convert --to caffe2 -o x.pkl`")
+    family = families.for_arch(arch_obj)
+    if to == "huggingface":
+        if family is None or not hasattr(family, "write_folder"):
+            raise Inflate3dError(f"--to huggingface: {arch_obj.name} has no Hugging Face counterpart; "
+                                 "choose a timesformer_* or vivit_* arch")
+        check_output = _check_folder(family)
+    else:
+        fmt = output_format(Path(output), fmt) if output else fmt or "safetensors"
+        if fmt == "pkl":
+            raise Inflate3dError(f"{output}: .pkl is PySlowFast's Caffe2 blob format and inflate writes mmaction2 "
+                                 "names; write .safetensors or .pth, then `inflate3d convert --to caffe2 -o x.pkl`")
     if output and not dry_run:  # refuse before any work; the commit checks again
         check_output(Path(output), force=force, inputs=inputs)
-    family = families.for_arch(arch_obj)
     with console.status("loading the 2D source"):
         if family is not None:
             inflation = families.hook(family, "prepare", "inflation")(
@@ -54,6 +60,8 @@ def run(console: Console, source: str | None, arch: str, method: str, head: str,
     if src.kind == SEEDED:
         console.warn(f"no ImageNet weights in the torch hub cache: using a {src.description}")
     out = Path(output) if output else default_output(arch_obj.name, method, src.label, fmt)
+    if to == "huggingface":
+        out, fmt = (out if output else out.with_suffix("")), "huggingface folder"
     if not output and not dry_run:
         out.parent.mkdir(parents=True, exist_ok=True)
         check_output(out, force=force, inputs=inputs)
@@ -61,8 +69,11 @@ def run(console: Console, source: str | None, arch: str, method: str, head: str,
         inflation = prepare(src, arch_obj, method=method, head=head, seed=seed)
     if dry_run:
         return _render_plan(console, inflation)
-    ver = _write(console, inflation, out, fmt=fmt, force=force, verify=not no_verify, verify_size=verify_size)
-    size = out.stat().st_size
+    if to == "huggingface":
+        ver = _write_folder(console, family, inflation, out, force=force, verify=not no_verify)
+    else:
+        ver = _write(console, inflation, out, fmt=fmt, force=force, verify=not no_verify, verify_size=verify_size)
+    size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
     _render_report(console, inflation)
     if ver is not None:
         render_verification(console, ver)
@@ -115,6 +126,30 @@ def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, ver
     return ver
 
 
+def _check_folder(family):
+    """check_output for a folder (``--to huggingface``), by the family's own rule."""
+    return lambda path, *, force, inputs=(): family.check_folder(path, force=force)
+
+
+def _write_folder(console: Console, family, inflation, out: Path, *, force: bool, verify: bool):
+    """Verify the tensors, then write the folder, which is proven to hold them bit for bit."""
+    from .. import families
+
+    ver = None
+    if verify:
+        with console.status("verifying"):
+            ver = families.hook(family, "verify", "verification")(
+                inflation.state_dict(), inflation.arch, inflation.source, method=inflation.method,
+                origin=str(out), metadata=inflation.metadata())
+        if not ver.passed:
+            render_verification(console, ver)
+            raise Inflate3dError(f"{out}: verification failed; nothing was written", exit_code=CHECK_FAILED)
+    with console.status(f"writing {out}"):
+        for line in family.write_folder(out, inflation, inflation.metadata(), force=force):
+            console.info(f"[green]✓[/] {escape(line)}")
+    return ver
+
+
 def _summary(inflation) -> dict[str, dict[str, int]]:
     import math
 
@@ -135,12 +170,14 @@ def _report_json(inflation) -> dict:
         "zero_padded": [e.key for e in inflation.plan.entries if e.padded],
         "fresh_units": inflation.plan.fresh_units,
         "unused_2d": inflation.plan.unused,
+        "notes": list(getattr(inflation, "notes", [])),
     }
 
 
 def _render_report(console: Console, inflation) -> None:
     src = inflation.source
-    how = "2D weights copied (TSM)" if inflation.method == "copy" else f"method {inflation.method}"
+    how = (f"2D weights copied ({'TSM' if inflation.arch.family == 'tsm' else 'no temporal kernel to inflate'})"
+           if inflation.method == "copy" else f"method {inflation.method}")
     console.note(f"{inflation.arch.name} from {src.description}, {how}")
     padded = [e for e in inflation.plan.entries if e.padded]
     rows = [[action, f"{n['tensors']:,}", f"{n['values']:,}"] for action, n in _summary(inflation).items()
@@ -155,6 +192,8 @@ def _render_report(console: Console, inflation) -> None:
                      f"{inflation.seed}): {', '.join(inflation.plan.fresh_units)}")
     if inflation.plan.unused:
         console.note(f"2D tensors not used: {', '.join(inflation.plan.unused)}")
+    for note in getattr(inflation, "notes", []):  # assumptions about the source (a family's)
+        console.note(f"note: {note}")
 
 
 def _render_plan(console: Console, inflation) -> int:

@@ -12,8 +12,10 @@ from ..errors import CHECK_FAILED, Inflate3dError
 def render_verification(console: Console, ver) -> None:
     for note in ver.notes:
         console.info(f"[green]✓[/] {escape(note)}")
-    for warning in getattr(ver, "warnings", []):
+    for warning in ver.warnings:
         console.warn(warning)
+    for caveat in ver.caveats:
+        console.info(f"[yellow]![/] {escape(caveat)}")
     rows = []
     for c in ver.checks:
         frames = "all (pooled)" if c.frames is None else f"{c.frames.lo}..{c.frames.hi} of {c.frames.length}"
@@ -26,8 +28,8 @@ def render_verification(console: Console, ver) -> None:
 
 
 def verification_json(ver) -> dict:
-    return {"passed": ver.passed, "method": ver.method, "notes": ver.notes,
-            "warnings": getattr(ver, "warnings", []), "checks": [
+    return {"passed": ver.passed, "method": ver.method, "notes": ver.notes, "warnings": ver.warnings,
+            "caveats": ver.caveats, "checks": [
         {"name": c.name, "frames": None if c.frames is None else
          {"length": c.frames.length, "first": c.frames.lo, "last": c.frames.hi},
          "max_abs": c.max_abs, "max_rel": c.max_rel, "tol": c.tol, "passed": c.passed}

@@ -64,14 +64,15 @@ class TensorFile:
     """``keys()``, ``shape(k)``, ``dtype(k)`` without reading data; ``get(k)`` reads one tensor."""
 
     def __init__(self, path: str | os.PathLike, *, trust_pickle: bool = False) -> None:
-        from .load import load_checkpoint, sniff_format
+        from .load import hf_folder, load_checkpoint, sniff_format
 
-        self.path = Path(path)
+        self.path, record = hf_folder(Path(path))
         self.format = sniff_format(self.path)
         self._tensors: dict[str, torch.Tensor] | None = None
-        self.container = None
+        self.container = "huggingface folder" if record else None
         if self.format == "safetensors":
             self._header, self.metadata, self._start = read_header(self.path)
+            self.metadata.update(record)
         else:
             ckpt = load_checkpoint(self.path, trust_pickle=trust_pickle)
             self.format, self._tensors, self.metadata = ckpt.format, ckpt.tensors, ckpt.metadata

@@ -87,12 +87,27 @@ def _check_readable(path: Path) -> None:
         raise Inflate3dError(f"{path}: permission denied; make the file readable")
 
 
+def hf_folder(path: Path) -> tuple[Path, dict[str, str]]:
+    """A Hugging Face folder (config.json + model.safetensors) -> (its weights file, {'hf_config':
+    the config as compact JSON}); any other path -> (path, {})."""
+    if not (path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file()):
+        return path, {}
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise Inflate3dError(f"{path / 'config.json'}: unreadable ({e})") from None
+    return path / "model.safetensors", {"hf_config": json.dumps(config, sort_keys=True, separators=(",", ":"))}
+
+
 def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> Checkpoint:
-    path = Path(path)
+    path, record = hf_folder(Path(path))
     fmt = sniff_format(path)
     if fmt == "safetensors":
         tensors, metadata = _load_safetensors(path)
-        ckpt = Checkpoint(path, fmt, tensors, metadata=metadata)
+        ckpt = Checkpoint(path, fmt, tensors, container="huggingface folder" if record else None,
+                          metadata={**metadata, **record})
     elif fmt == "torch-pickle" and (blobs := _caffe2_blobs(path, trust_pickle)) is not None:
         ckpt = Checkpoint(path, "caffe2-pickle", blobs[0], container="blobs", metadata=blobs[1])
     else:

@@ -23,6 +23,7 @@ class Verification:
     checks: list[StageCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # true but worth knowing (e.g. inexact clip lengths)
+    caveats: list[str] = field(default_factory=list)  # what the checks do not prove
 
     @property
     def passed(self) -> bool:
