@@ -78,7 +78,7 @@ def run(console: Console, source: str | None, into: str, kwargs: str | None, met
         output: str | None, fmt: str, force: bool, strict: bool, hints, input_shape: str | None,
         no_verify: bool, dry_run: bool, trust_pickle: bool, verify_size: int = 32) -> int:
     from ..inflate.into import inflate_into
-    from ..io.save import check_output
+    from ..io.save import check_output, output_format
 
     if source is None:
         raise Inflate3dError("--into needs a SOURCE: a file, torchvision:resnetNN or seeded:resnetNN:SEED")
@@ -87,6 +87,9 @@ def run(console: Console, source: str | None, into: str, kwargs: str | None, met
     out = Path(output) if output else None
     inputs = [Path(source)] if Path(source).exists() else []
     if out is not None and not dry_run:
+        fmt = output_format(out, fmt)
+        if fmt == "pkl":
+            raise Inflate3dError(f"{out}: --into writes the model's own state dict; use .safetensors or .pth")
         check_output(out, force=force, inputs=inputs)  # refuse before any work
     shape, hint_map = parse_input_shape(input_shape), parse_hints(hints)
     with console.status(f"building {into}"):

@@ -84,7 +84,8 @@ SOURCES_2D = {t.name: t for t in (MICROSOFT, TIMM, TORCHVISION2D, HUGGINGFACE, M
 def detect_2d(keys: Iterable[str]) -> str | None:
     """Which 2D Swin codebase wrote these keys, or ``None``."""
     keys = set(keys)
-    if any("embeddings.patch_embeddings.projection" in k for k in keys):
+    if any("embeddings.patch_embeddings.projection" in k for k in keys) \
+            and any("relative_position_bias_table" in k for k in keys):  # a ViT's names have no bias table
         return "huggingface"
     if any(k.startswith("backbone.stages.") and ".attn.w_msa." in k for k in keys):
         return "mmpretrain"
