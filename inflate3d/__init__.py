@@ -12,4 +12,12 @@ def build_model(name, **kwargs):
     return _build(name, **kwargs)
 
 
-__all__ = ["__version__", "build_model"]
+def load_model(path, **kwargs):
+    """Any checkpoint -> its network, loaded strictly, eval mode; see
+    :func:`inflate3d.inflate.load_model.load_model`."""
+    from .inflate.load_model import load_model as _load
+
+    return _load(path, **kwargs)
+
+
+__all__ = ["__version__", "build_model", "load_model"]

@@ -3,6 +3,7 @@ target scheme -> save (atomically) -> prove it: the output converts back to the 
 and loads strictly into the native network."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.markup import escape
@@ -18,14 +19,16 @@ CONTAINERS = {"mmaction2": "{'state_dict', 'meta'}", "pyslowfast": "{'model_stat
 
 def run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
         target_scheme: str, arch: str | None, fmt: str | None, dtype: str | None, force: bool,
-        dry_run: bool, trust_pickle: bool) -> int:
+        dry_run: bool, trust_pickle: bool, settings: tuple[str, ...] = ()) -> int:
     import torch
 
     from ..inflate.convert import convert
+    from ..inflate.settings import parse_settings
     from ..io.load import load_checkpoint, sha256_in_background
     from ..io.save import check_output
 
     path = Path(checkpoint)
+    overrides = parse_settings(settings)
     if not dry_run:  # refuse before any work; the commit checks again
         if output is None:
             raise Inflate3dError("convert: give an output path with -o (or use --dry-run)")
@@ -41,7 +44,8 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     if dtype:
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
                    for k, v in tensors.items()}
-    conv = convert(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch)
+    conv = convert(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch,
+                   config=ckpt.config, metadata=ckpt.metadata, settings=overrides)
     arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
     if dry_run:
         console.table(f"Key map {conv.source_scheme} -> mmaction2 -> {conv.target_scheme} (dry run)",
@@ -54,7 +58,8 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     out = Path(output)
     meta = {"format": "inflate3d", "inflate3d_version": _version(), "source": path.name,
             "source_sha256": source_sha256(), "source_scheme": conv.source_scheme,
-            "target_scheme": conv.target_scheme, "arch": conv.arch_name or ""}
+            "target_scheme": conv.target_scheme, "arch": conv.arch_name or "",
+            "arch_settings": json.dumps(conv.arch_overrides)}
     proof = _write_proven(out, conv, meta, tensors, fmt=fmt, force=force, inputs=[path],
                           trust_pickle=trust_pickle)
     _render_notes(console, conv, arch_text)
@@ -127,10 +132,12 @@ def _prove(path: Path, out: Path, conv, source_tensors, fmt: str, trust_pickle: 
 
     written = _written(path, out, conv, fmt, trust_pickle)
     native = written if conv.target_scheme == "mmaction2" else \
-        convert(written, source=conv.target_scheme, target="mmaction2", origin=str(out)).tensors
+        convert(written, source=conv.target_scheme, target="mmaction2", origin=str(out), arch=conv.arch_name,
+                settings=conv.arch_overrides).tensors
     check_shapes(state_dict_shapes(conv.arch_name, num_classes=conv.arch.num_classes, **conv.arch_overrides),
                  native, str(out))
-    back = convert(written, source=conv.target_scheme, target=conv.source_scheme, origin=str(out)).tensors
+    back = convert(written, source=conv.target_scheme, target=conv.source_scheme, origin=str(out),
+                   arch=conv.arch_name, settings=conv.arch_overrides).tensors
     caffe2_counters = conv.target_scheme == "caffe2"  # Caffe2 cannot store BN batch counters
     expected = {k: v for k, v in source_tensors.items() if k in back
                 and not (caffe2_counters and k.endswith("num_batches_tracked"))}

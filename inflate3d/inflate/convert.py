@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import Inflate3dError
-from ..slowfast.archs import ARCHS, Arch, state_dict_shapes
+from ..slowfast.archs import ARCHS, Arch, setting_of, state_dict_shapes
 from .detect import ArchInfo, detect_scheme, infer_arch, strip_net
+from .facts import facts_for
 from .schemes import SCHEMES, Scheme
 
 HEAD_W = "cls_head.fc_cls.weight"
@@ -44,7 +45,7 @@ def native_names(keys, src: Scheme, two: bool, origin: str):
     names only, so a lazy reader can map a file without loading it."""
     keys = list(keys)
     bare = src.name == "mmaction2" and not any(k.startswith(("backbone.", "cls_head.")) for k in keys)
-    table = src.table(two)
+    table = src.table(two, pooled=not two and src.pooled_names(keys))
     if table is None:
         raise Inflate3dError(f"{origin}: {src.name} has no {'two' if two else 'one'}-pathway naming")
     # a backbone-only mmaction2 file lacks the recognizer's 'backbone.' prefix
@@ -66,8 +67,11 @@ def to_native(tensors: Mapping[str, torch.Tensor], src: Scheme, two: bool, origi
     return native, pairs, notes
 
 
-def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, origin: str):
-    table = dst.table(two)
+def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, origin: str,
+                pooled: bool = False):
+    """``pooled``: the network pools time after its first stage (pytorchvideo numbers its blocks
+    around that pool)."""
+    table = dst.table(two, pooled)
     if table is None:
         raise Inflate3dError(f"{origin}: {dst.name} has no {'two' if two else 'one'}-pathway naming; "
                              "choose another --to")
@@ -148,15 +152,23 @@ def _last_blocks(native: Mapping[str, torch.Tensor]) -> dict[int, int]:
 
 def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
                name: str | None = None) -> tuple[Arch, dict]:
-    """The named architecture (plus the fewest overrides) whose keys and shapes are exactly these.
+    """The named architecture (plus the fewest overrides) whose keys and shapes are exactly these,
+    and whose settings agree with the facts the file states (``info.facts``).
 
-    With ``name`` given, only that one is tried, and a mismatch is an error with its reason."""
+    With ``name`` given (or named by the file's metadata), only that one is tried, and a mismatch is
+    an error with its reason. Facts that no candidate has become overrides; when several named
+    architectures fit and nothing in the file tells them apart, the choice is a stated convention
+    (a note on ``info``)."""
     shapes = {k: tuple(v.shape) for k, v in native.items()}
     head = {"num_classes": info.num_classes}
+    named_by = "--arch"
+    if not name and "arch" in info.facts and info.facts["arch"].value in ARCHS:
+        name, named_by = info.facts["arch"].value, info.facts["arch"].source
     if name and name not in ARCHS:
         raise Inflate3dError(f"--arch: unknown architecture {name!r}; see `inflate3d archs`")
     candidates = [ARCHS[name]] if name else \
         [a for a in ARCHS.values() if a.family == info.family and a.depth == info.depth]
+    required = {k: f.value for k, f in info.facts.items() if k != "arch"}
     if info.family == "tsm":  # compare without shift wrappers: 2D names have none
         plain = {strip_net(k): v for k, v in shapes.items()}
         place = info.pathways["backbone"]["shift_place"]
@@ -167,7 +179,10 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
         raise Inflate3dError(f"{origin}: keys and shapes match no TSM architecture of depth {info.depth}")
     if info.family == "slowfast":
         # a named arch is taken as it is: fusion with BN onto one without is refused below
-        options = [{"slow_pathway": {"lateral_norm": True}}] if info.lateral_norm and not name else [{}]
+        norm = {"lateral_norm": True} if info.lateral_norm and not (name and named_by == "--arch") else {}
+        slow, fast = info.pathways["slow"], info.pathways["fast"]
+        options = [{"slow_pathway": norm} if norm else {},
+                   {"slow_pathway": {**norm, "inflate": slow["inflate"]}, "fast_pathway": {"inflate": fast["inflate"]}}]
         candidates = [a for a in candidates if name or info.fusion_kernel is None
                       or a.backbone["slow_pathway"]["fusion_kernel"] == info.fusion_kernel]
     else:
@@ -178,13 +193,26 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
                    {"conv1_kernel": single["conv1_kernel"], "inflate": single["inflate"],
                     "inflate_style": style, **width}]
     for overrides in options:  # fewest overrides first
+        fits = []
         for arch in candidates:
             stem = overrides.get("conv1_kernel", arch.backbone.get("conv1_kernel"))
             if info.family == "resnet3d" and tuple(stem) != tuple(single["conv1_kernel"]):
                 continue  # cannot match: skip the build
-            if state_dict_shapes(arch, **head, **overrides) == shapes:
-                return arch, overrides
-    if name and info.family == "slowfast" and info.lateral_norm:
+            extra = {k: v for k, v in required.items() if setting_of(arch, k, overrides) != v}
+            full = merge_settings(overrides, extra)
+            if state_dict_shapes(arch, **head, **full) != shapes:
+                continue
+            fits.append((len(extra), arch, full))
+        if fits:
+            best = min(n for n, _, _ in fits)
+            chosen = [(a, o) for n, a, o in fits if n == best]
+            if len(chosen) > 1 and not name:
+                info.notes.append(
+                    f"the weights fit {', '.join(a.name for a, _ in chosen)} alike, and nothing in the file "
+                    f"tells them apart (they differ in temporal strides or pools, which weights do not carry); "
+                    f"convention: {chosen[0][0].name}, the first registered; override with --arch")
+            return chosen[0]
+    if name and named_by == "--arch" and info.family == "slowfast" and info.lateral_norm:
         raise Inflate3dError(f"{origin}: its laterals have BN (fast->slow fusion is conv+BN+ReLU, as in "
                              f"PySlowFast and pytorchvideo), which {name} does not have; leave out --arch "
                              "to let inflate3d infer the lateral-norm variant")
@@ -192,8 +220,28 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
                          f"{' ' + name if name else ''} (depth {info.depth}, {info.family})")
 
 
+def merge_settings(base: Mapping, extra: Mapping) -> dict:
+    """Overrides plus dotted settings (``slow_pathway.lateral_norm``) nested into their pathway."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for key, value in extra.items():
+        head, _, leaf = key.partition(".")
+        if leaf:
+            out[head] = {**out.get(head, {}), leaf: value}
+        else:
+            out[key] = value
+    return out
+
+
+def pools_after_first_stage(arch: Arch, overrides: Mapping) -> bool:
+    """Does this one-pathway network pool time after layer1 (pytorchvideo's ``blocks.2``)?"""
+    return arch.family == "resnet3d" and bool(setting_of(arch, "with_pool2", overrides))
+
+
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str,
-            origin: str, arch: str | None = None) -> Conversion:
+            origin: str, arch: str | None = None, config: str | None = None,
+            metadata: Mapping[str, str] | None = None, settings: Mapping | None = None) -> Conversion:
+    """``config``: the training config the file carries (PySlowFast's ``cfg``); ``metadata``: its
+    inflate3d metadata; ``settings``: ``--set`` values. They state what the weights cannot."""
     detected, two = detect_scheme(tensors.keys(), origin)
     if detected == "torchvision3d" and tensors["conv1.weight"].dim() == 4:
         detected = "torchvision"  # 2D names: a TSM network (TSN names)
@@ -204,7 +252,11 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
     dst = scheme(target)
     native, in_pairs, notes = to_native(tensors, src, two, origin)
     info = infer_arch(native, origin)
+    info.facts = facts_for(info, scheme=src.name, two=two,
+                           names_pool2=src.pooled_names(tensors) if src.single_pooled and not two else None,
+                           config=config, metadata=dict(metadata or {}), settings=dict(settings or {}))
     arch_obj, overrides = match_arch(native, info, origin, arch)
+    notes += [f"assumed {k}={f.value}: {f.source}" for k, f in info.facts.items() if f.assumed]
     # order as the native network does, so every target file is laid out like the model
     order = state_dict_shapes(arch_obj, num_classes=info.num_classes, **overrides)
     if info.family == "tsm":  # place the shift wrappers where the architecture has them
@@ -212,7 +264,8 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
         native = {k: by_plain[strip_net(k)] for k in order}
     else:
         native = {k: native[k] for k in order}
-    out, out_pairs, out_notes = from_native(native, dst, two, origin)
+    out, out_pairs, out_notes = from_native(native, dst, two, origin,
+                                            pooled=pools_after_first_stage(arch_obj, overrides))
     to_target = dict(out_pairs)
     key_map = [(s, n, to_target.get(n) if n else None) for s, n in in_pairs]
     return Conversion(src.name, dst.name, two, out, key_map, info, arch_obj.name, overrides,

@@ -45,6 +45,9 @@ class ArchInfo:
     channel_ratio: int | None = None
     num_classes: int | None = None
     notes: list[str] = field(default_factory=list)
+    # settings the weights do not carry, each with its source (see facts.py), and the file's record
+    facts: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
 
 
 _BLOCK = re.compile(r"layer([1-4])\.(\d+)\.")
@@ -98,8 +101,6 @@ def _infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
                         lateral_norm="backbone.slow_path.conv1_lateral.bn.weight" in native,
                         fusion_kernel=int(lat.shape[2]) if lat is not None else None,
                         channel_ratio=slow["base_channels"] // fast["base_channels"], num_classes=num_classes)
-        info.notes.append("alpha (the temporal stride of the laterals) is not stored in the weights; "
-                          "it follows the fusion kernel by convention (5: alpha 8, 7: alpha 4)")
         return info
     if native["backbone.conv1.conv.weight"].dim() == 4:
         return _tsm_info(native, origin, num_classes)

@@ -36,6 +36,7 @@ class Checkpoint:
     prefix: str | None = None  # the prefix stripped from every key, if any
     metadata: dict[str, str] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # non-weight entries left out
+    config: str | None = None  # the training config the file carries (PySlowFast's ``cfg`` YAML)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -212,8 +213,9 @@ def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:
     metadata = {}
     if container and isinstance(outer.get("meta"), dict):  # mmaction2 {'state_dict', 'meta'}
         metadata = {str(k): str(v) for k, v in outer["meta"].items()}
+    config = outer.get("cfg") if container and isinstance(outer.get("cfg"), str) else None
     return Checkpoint(path, fmt, {str(k): v for k, v in tensors.items()}, container=container,
-                      metadata=metadata, dropped=dropped)
+                      metadata=metadata, dropped=dropped, config=config)
 
 
 def _is_tensor_dict(obj: dict) -> bool:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .mmaction2 import MMACTION2
 from .pyslowfast import CAFFE2, CAFFE2_SINGLE, PYSLOWFAST, PYSLOWFAST_SINGLE
-from .pytorchvideo import PYTORCHVIDEO, PYTORCHVIDEO_SINGLE
+from .pytorchvideo import PYTORCHVIDEO, PYTORCHVIDEO_POOLED, PYTORCHVIDEO_SINGLE, has_pool_block
 from .table import KeyTable, Template
 from .torchvision3d import TORCHVISION3D
 from .tsm import TSM_ORIGINAL
@@ -24,9 +24,17 @@ class Scheme:
     head_slow_first: bool  # SlowFast head columns [slow, fast]; mmaction2's are [fast, slow]
     fuse_has_bn: bool  # fast->slow fusion is conv+BN+ReLU (native lateral_norm=True)
     description: str
+    # one pathway whose stage numbering shows the pool after the first stage (native with_pool2)
+    single_pooled: KeyTable | None = None
 
-    def table(self, two_pathways: bool) -> KeyTable | None:
-        return self.multi if two_pathways else self.single
+    def table(self, two_pathways: bool, pooled: bool = False) -> KeyTable | None:
+        if two_pathways:
+            return self.multi
+        return self.single_pooled if pooled and self.single_pooled is not None else self.single
+
+    def pooled_names(self, keys) -> bool:
+        """Do these (single-pathway) names number their stages around a pool block?"""
+        return self.single_pooled is not None and has_pool_block(keys)
 
 
 SCHEMES: dict[str, Scheme] = {s.name: s for s in (
@@ -37,7 +45,7 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme("caffe2", CAFFE2, CAFFE2_SINGLE, True, True,
            "PySlowFast's Caffe2 blobs (conv1_w, res2_0_branch2a_w, t_pool1_subsample_w, pred_w)"),
     Scheme("pytorchvideo", PYTORCHVIDEO, PYTORCHVIDEO_SINGLE, True, True,
-           "pytorchvideo create_slowfast / create_resnet (blocks.N...)"),
+           "pytorchvideo create_slowfast / create_resnet (blocks.N...)", PYTORCHVIDEO_POOLED),
     Scheme("torchvision3d", None, TORCHVISION3D, False, False,
            "torchvision names with 5-D kernels (conv1.weight, layer1.0.conv1.weight, fc)"),
     Scheme("torchvision", None, TORCHVISION3D, False, False,
