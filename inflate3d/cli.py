@@ -117,7 +117,8 @@ def verify(json_mode: bool, debug: bool, **opts) -> None:
     _run(json_mode, debug, cmd.run, **opts)
 
 
-SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision", "tsm"]
+SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision_video", "torchvision",
+                "tsm"]
 
 
 @main.command()

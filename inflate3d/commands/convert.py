@@ -14,6 +14,7 @@ from ..errors import CHECK_FAILED, Inflate3dError
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 CONTAINERS = {"mmaction2": "{'state_dict', 'meta'}", "pyslowfast": "{'model_state', 'epoch'}",
               "pytorchvideo": "{'model_state'}", "torchvision3d": "a plain state dict",
+              "torchvision_video": "a plain state dict",
               "torchvision": "a plain state dict", "tsm": "{'state_dict' with module. keys, 'epoch'}"}
 
 

@@ -242,7 +242,12 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
             metadata: Mapping[str, str] | None = None, settings: Mapping | None = None) -> Conversion:
     """``config``: the training config the file carries (PySlowFast's ``cfg``); ``metadata``: its
     inflate3d metadata; ``settings``: ``--set`` values. They state what the weights cannot."""
-    detected, two = detect_scheme(tensors.keys(), origin)
+    try:
+        detected, two = detect_scheme(tensors.keys(), origin)
+    except Inflate3dError:
+        if not source:
+            raise
+        detected, two = source, scheme(source).single is None  # --from, where the keys cannot tell
     if detected == "torchvision3d" and tensors["conv1.weight"].dim() == 4:
         detected = "torchvision"  # 2D names: a TSM network (TSN names)
     if source and source != detected:

@@ -27,6 +27,8 @@ def detect_scheme(keys, origin: str) -> tuple[str, bool]:
         return "pytorchvideo", any(".multipathway_blocks." in k for k in keys)
     if any(k.startswith("base_model.") for k in keys):
         return "tsm", False
+    if "stem.0.weight" in ks:
+        return "torchvision_video", False
     if "conv1.weight" in ks:
         return "torchvision3d", False  # or 2D "torchvision": the kernels' rank tells (convert does)
     raise Inflate3dError(f"{origin}: cannot tell the naming scheme from keys such as "

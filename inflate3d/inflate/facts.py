@@ -50,7 +50,7 @@ def pyslowfast_record(text: str) -> dict[str, Any]:
     return {k: v for k, v in picked.items() if v is not None}
 
 
-def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool,
+def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool, inflate=(),
                  fusion_kernel: int | None, depth: int, record: dict[str, Any],
                  metadata_arch: str | None, names_pool2: bool | None,
                  settings: dict[str, Any], metadata_settings: dict[str, Any] | None = None) -> dict[str, Fact]:
@@ -79,6 +79,14 @@ def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool,
             facts["with_pool2"] = Fact(kind != "Slow", f"convention: the kernels say {kind}, and "
                                        "PySlowFast pools time after res2 in I3D and C2D, not in Slow; "
                                        "override with --set with_pool2=True|False")
+    elif scheme == "torchvision_video" and not metadata_arch:
+        why = "torchvision video names: "
+        facts["conv1_stride_t"] = Fact(1, why + "its stem conv has stride (1, 2, 2)")
+        facts["with_pool1"] = Fact(False, why + "its stem has no max pool")
+        facts["with_pool2"] = Fact(False, why + "no pool between stages")
+        # a 3x3x3 conv (Conv3DSimple) strides time with space; a 1x3x3 one (Conv3DNoTemporal) does not
+        facts["temporal_strides"] = Fact((1,) + tuple(2 if stage and stage[0] else 1 for stage in inflate[1:]),
+                                         why + "stages whose convs are 3x3x3 stride time by 2")
     for key, value in flatten_settings(settings).items():
         facts[key] = Fact(value, "--set")
     return facts
@@ -117,6 +125,7 @@ def facts_for(info, *, scheme: str, two: bool, names_pool2: bool | None, config:
     inflated = any(any(stage) for stage in main.get("inflate", ()))
     stem = main.get("conv1_kernel")
     return gather_facts(scheme=scheme, two=two, stem_t=stem[0] if stem else None, inflated=inflated,
+                        inflate=main.get("inflate", ()),
                         fusion_kernel=info.fusion_kernel, depth=info.depth, record=record,
                         metadata_arch=metadata.get("arch") or None, names_pool2=names_pool2,
                         settings=settings or {}, metadata_settings=stored if isinstance(stored, dict) else {})

@@ -100,6 +100,19 @@ for _d in DEPTHS:
                 f"{_PYSF}SLOW_4x16_R50.yaml", _PTV + "slow_r50") if _d == 50 else ()))
 
 
+# torchvision's own video ResNets: no stem pool; a 3x3x3 stage strides time with space
+register(Arch("r3d_18", "resnet3d", 18, _frozen(dict(
+    depth=18, conv1_kernel=(3, 7, 7), with_pool1=False, with_pool2=False, inflate=1,
+    temporal_strides=(1, 2, 2, 2), zero_init_residual=False)), (16, 112, 112),
+    "R3D-18 (torchvision): 3x3x3 convs throughout, no stem pool",
+    origin=("torchvision.models.video.r3d_18",)))
+register(Arch("mc3_18", "resnet3d", 18, _frozen(dict(
+    depth=18, conv1_kernel=(3, 7, 7), with_pool1=False, with_pool2=False, inflate=(1, 0, 0, 0),
+    zero_init_residual=False)), (16, 112, 112),
+    "MC3-18 (torchvision): 3x3x3 convs in layer1, 1x3x3 after, no stem pool",
+    origin=("torchvision.models.video.mc3_18",)))
+
+
 def _slowfast(name: str, depth: int, resample: int, speed: int, fusion_kernel: int,
               origin: tuple[str, ...] = (), clip: int = 32, slow_inflate=(0, 0, 1, 1),
               fast_inflate=(1, 1, 1, 1), extra: str = "") -> Arch:

@@ -13,6 +13,7 @@ from .pyslowfast import CAFFE2, CAFFE2_SINGLE, PYSLOWFAST, PYSLOWFAST_SINGLE
 from .pytorchvideo import PYTORCHVIDEO, PYTORCHVIDEO_POOLED, PYTORCHVIDEO_SINGLE, has_pool_block
 from .table import KeyTable, Template
 from .torchvision3d import TORCHVISION3D
+from .torchvision_video import TORCHVISION_VIDEO
 from .tsm import TSM_ORIGINAL
 
 
@@ -48,6 +49,8 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
            "pytorchvideo create_slowfast / create_resnet (blocks.N...)", PYTORCHVIDEO_POOLED),
     Scheme("torchvision3d", None, TORCHVISION3D, False, False,
            "torchvision names with 5-D kernels (conv1.weight, layer1.0.conv1.weight, fc)"),
+    Scheme("torchvision_video", None, TORCHVISION_VIDEO, False, False,
+           "torchvision.models.video ResNets (stem.0.weight, layer1.0.conv1.0.weight, fc)"),
     Scheme("torchvision", None, TORCHVISION3D, False, False,
            "torchvision 2D names (TSN), for TSM networks"),
     Scheme("tsm", None, TSM_ORIGINAL, False, False,

@@ -1,0 +1,14 @@
+"""torchvision's own video ResNets (``torchvision.models.video``: r3d_18, mc3_18) against native
+names. Their convs sit in ``nn.Sequential`` units (conv, BN, ReLU), so a conv is ``.0`` and its BN
+``.1``; the stem is ``stem``, the classifier ``fc``."""
+from .table import KeyTable
+
+TORCHVISION_VIDEO = KeyTable.of("torchvision_video", [
+    ("stem.0.weight",                        "backbone.conv1.conv.weight"),
+    ("stem.1.{t*}",                          "backbone.conv1.bn.{t*}"),
+    ("layer{L}.{b}.conv{c}.0.weight",        "backbone.layer{L}.{b}.conv{c}.conv.weight"),
+    ("layer{L}.{b}.conv{c}.1.{t*}",          "backbone.layer{L}.{b}.conv{c}.bn.{t*}"),
+    ("layer{L}.{b}.downsample.0.weight",     "backbone.layer{L}.{b}.downsample.conv.weight"),
+    ("layer{L}.{b}.downsample.1.{t*}",       "backbone.layer{L}.{b}.downsample.bn.{t*}"),
+    ("fc.{t*}",                              "cls_head.fc_cls.{t*}"),
+])
