@@ -19,6 +19,7 @@ from .facts import facts_for
 from .schemes import SCHEMES, Scheme
 
 HEAD_W = "cls_head.fc_cls.weight"
+FACTORISED_STEM = "backbone.conv1.conv.conv_s.weight"
 
 
 @dataclass
@@ -45,7 +46,7 @@ def native_names(keys, src: Scheme, two: bool, origin: str):
     names only, so a lazy reader can map a file without loading it."""
     keys = list(keys)
     bare = src.name == "mmaction2" and not any(k.startswith(("backbone.", "cls_head.")) for k in keys)
-    table = src.table(two, pooled=not two and src.pooled_names(keys))
+    table = src.table(two, pooled=not two and src.pooled_names(keys), factorised=src.factorised_names(keys))
     if table is None:
         raise Inflate3dError(f"{origin}: {src.name} has no {'two' if two else 'one'}-pathway naming")
     # a backbone-only mmaction2 file lacks the recognizer's 'backbone.' prefix
@@ -71,7 +72,7 @@ def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, orig
                 pooled: bool = False):
     """``pooled``: the network pools time after its first stage (pytorchvideo numbers its blocks
     around that pool)."""
-    table = dst.table(two, pooled)
+    table = dst.table(two, pooled, factorised=FACTORISED_STEM in native)
     if table is None:
         raise Inflate3dError(f"{origin}: {dst.name} has no {'two' if two else 'one'}-pathway naming; "
                              "choose another --to")

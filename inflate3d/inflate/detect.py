@@ -104,6 +104,8 @@ def _infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
                         fusion_kernel=int(lat.shape[2]) if lat is not None else None,
                         channel_ratio=slow["base_channels"] // fast["base_channels"], num_classes=num_classes)
         return info
+    if "backbone.conv1.conv.conv_s.weight" in native:
+        return _r2plus1d_info(native, origin, num_classes)
     if native["backbone.conv1.conv.weight"].dim() == 4:
         return _tsm_info(native, origin, num_classes)
     single = _pathway_info(native, "backbone.", origin)
@@ -136,3 +138,24 @@ def _tsm_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> A
         info.notes.append("no temporal-shift wrappers in the names (2D / TSN names): the shifts are placed "
                           "as the TSM architecture places them")
     return info
+
+
+def _r2plus1d_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> ArchInfo:
+    """R(2+1)D: blocks per stage, the stem's kernel and whether each block's conv has a temporal tap,
+    read from the factorised convs (``conv_s`` 1 x k x k, ``conv_t`` t x 1 x 1)."""
+    blocks = [0, 0, 0, 0]
+    for k in native:
+        if k.startswith("backbone.") and (m := _BLOCK.match(k[len("backbone."):])):
+            blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
+                  if counts == tuple(blocks) and blk.expansion == 1), None)
+    if depth is None:
+        raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no R(2+1)D depth (18 or 34)")
+    conv_s, conv_t = native["backbone.conv1.conv.conv_s.weight"], native["backbone.conv1.conv.conv_t.weight"]
+    inflate = tuple(tuple(int(native[f"backbone.layer{s + 1}.{b}.conv1.conv.conv_t.weight"].shape[2] > 1)
+                          for b in range(n)) for s, n in enumerate(blocks))
+    return ArchInfo("r2plus1d", depth, {"backbone": {
+        "depth": depth, "stage_blocks": tuple(blocks), "base_channels": int(conv_t.shape[0]),
+        "conv1_kernel": (int(conv_t.shape[2]), int(conv_s.shape[3]), int(conv_s.shape[4])),
+        "inflate": inflate, "inflate_styles": tuple(("3x1x1",) * n for n in blocks), "inflate_style": "3x1x1"}},
+        num_classes=num_classes)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .heads import I3DHead, SlowFastHead
+from .r2plus1d import ResNet2Plus1d
 from .recognizer import Recognizer3D
 from .resnet3d import DEPTHS, STAGE_BLOCKS, ResNet3d
 from .slowfast import ResNet3dSlowFast
@@ -28,7 +29,7 @@ HEAD_SETTINGS = ("spatial_type", "dropout_ratio", "init_std", "multi_class", "la
 @dataclass(frozen=True)
 class Arch:
     name: str
-    family: str  # 'resnet3d' (I3D, Slow-only), 'slowfast' or 'tsm'
+    family: str  # 'resnet3d' (I3D, Slow-only, C2D), 'r2plus1d', 'slowfast' or 'tsm'
     depth: int
     backbone: Mapping[str, Any]
     clip: tuple[int, int, int]  # T, H, W of the clip the model is trained on
@@ -113,6 +114,18 @@ register(Arch("mc3_18", "resnet3d", 18, _frozen(dict(
     origin=("torchvision.models.video.mc3_18",)))
 
 
+register(Arch("r2plus1d_r34", "r2plus1d", 34, _frozen(dict(
+    depth=34, conv1_kernel=(3, 7, 7), inflate=1, temporal_strides=(1, 2, 2, 2), norm_eps=1e-3,
+    zero_init_residual=False)), (8, 112, 112),
+    "R(2+1)D-34 (mmaction2): every conv factorised, shortcuts too; BN eps 1e-3",
+    origin=(_MMA + "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb",)))
+register(Arch("r2plus1d_18", "r2plus1d", 18, _frozen(dict(
+    depth=18, conv1_kernel=(3, 7, 7), inflate=1, temporal_strides=(1, 2, 2, 2), with_pool1=False,
+    mid_rule="per_block", stem_mid_channels=45, factorised_shortcut=False, zero_init_residual=False)),
+    (16, 112, 112), "R(2+1)D-18 (torchvision): a block's convs share one middle width, plain shortcuts, "
+    "45-wide stem, no stem pool", origin=("torchvision.models.video.r2plus1d_18",)))
+
+
 def _slowfast(name: str, depth: int, resample: int, speed: int, fusion_kernel: int,
               origin: tuple[str, ...] = (), clip: int = 32, slow_inflate=(0, 0, 1, 1),
               fast_inflate=(1, 1, 1, 1), extra: str = "") -> Arch:
@@ -170,6 +183,8 @@ def build_backbone(arch: Arch, **overrides: Any) -> nn.Module:
     if arch.family == "tsm":
         return ResNetTSM(**cfg)
     depth = cfg.pop("depth")
+    if arch.family == "r2plus1d":
+        return ResNet2Plus1d(depth, **cfg)
     return ResNet3d(depth, **cfg)
 
 
@@ -260,7 +275,7 @@ def setting_of(arch: Arch, key: str, overrides: Mapping[str, Any] | None = None)
         for source in (overrides, arch.backbone):
             if key in source:
                 return source[key]
-        cls = {"slowfast": ResNet3dSlowFast, "tsm": ResNetTSM}.get(arch.family, ResNet3d)
+        cls = {"slowfast": ResNet3dSlowFast, "tsm": ResNetTSM, "r2plus1d": ResNet2Plus1d}.get(arch.family, ResNet3d)
     for klass in cls.__mro__:
         params = inspect.signature(klass.__init__).parameters if "__init__" in vars(klass) else {}
         if key in params and params[key].default is not inspect.Parameter.empty:

@@ -29,10 +29,14 @@ class ConvBN3d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride=1, padding=0,
-                 dilation=1, norm: bool = True, act: bool = True) -> None:
+                 dilation=1, norm: bool = True, act: bool = True, mid_channels: int | None = None) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(in_channels, out_channels, triple(kernel_size), stride=triple(stride),
-                              padding=triple(padding), dilation=triple(dilation), bias=False)
+        if mid_channels is not None:  # factorised: mmaction2's ConvModule with conv_cfg Conv2plus1d
+            self.conv = Conv2Plus1d(in_channels, out_channels, kernel_size, mid_channels, stride=stride,
+                                    padding=padding)
+        else:
+            self.conv = nn.Conv3d(in_channels, out_channels, triple(kernel_size), stride=triple(stride),
+                                  padding=triple(padding), dilation=triple(dilation), bias=False)
         self.bn = nn.BatchNorm3d(out_channels) if norm else None
         self.relu = nn.ReLU(inplace=True) if act else None
 
@@ -64,3 +68,29 @@ class DeConvBN3d(nn.Module):
         n, _, t, h, w = x.shape
         size = (t * self.stride[0], h * self.stride[1], w * self.stride[2])
         return self.relu(self.bn(self.conv(x, output_size=size)))
+
+
+def mid_channels_2plus1d(in_channels: int, out_channels: int, kernel_size) -> int:
+    """mmaction2's (and the R(2+1)D paper's) width between the spatial and the temporal conv: the
+    one that gives the factorised pair the parameters of a full t x k x k conv (t taken as 3)."""
+    _, kh, kw = triple(kernel_size)
+    return int(3 * in_channels * out_channels * kh * kw / (in_channels * kh * kw + 3 * out_channels))
+
+
+class Conv2Plus1d(nn.Module):
+    """A t x k x k conv factorised as 1 x k x k (``conv_s``) -> BN (``bn_s``) -> ReLU -> t x 1 x 1
+    (``conv_t``): mmaction2's ``Conv2plus1d``, torchvision's ``Conv2Plus1D``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, mid_channels: int, *,
+                 stride=1, padding=0) -> None:
+        super().__init__()
+        (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = triple(kernel_size), triple(stride), triple(padding)
+        self.conv_s = nn.Conv3d(in_channels, mid_channels, (1, kh, kw), stride=(1, sh, sw),
+                                padding=(0, ph, pw), bias=False)
+        self.bn_s = nn.BatchNorm3d(mid_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv_t = nn.Conv3d(mid_channels, out_channels, (kt, 1, 1), stride=(st, 1, 1),
+                                padding=(pt, 0, 0), bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_t(self.relu(self.bn_s(self.conv_s(x))))

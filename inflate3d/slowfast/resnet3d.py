@@ -92,9 +92,8 @@ class ResNet3d(nn.Module):
         styles = per_stage(inflate_style, num_stages) if not isinstance(inflate_style, str) \
             else (inflate_style,) * num_stages
 
-        self.conv1 = ConvBN3d(in_channels, base_channels, self.conv1_kernel,
-                              stride=(conv1_stride_t, conv1_stride_s, conv1_stride_s),
-                              padding=tuple((k - 1) // 2 for k in self.conv1_kernel))
+        self.conv1 = self._make_stem_conv(in_channels, base_channels,
+                                          stride=(conv1_stride_t, conv1_stride_s, conv1_stride_s))
         self.maxpool = nn.MaxPool3d((1, 3, 3), stride=(pool1_stride_t, pool1_stride_s, pool1_stride_s),
                                     padding=(0, 1, 1))
         self.pool2 = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1))
@@ -125,8 +124,7 @@ class ResNet3d(nn.Module):
         out = planes * self.block.expansion
         downsample = None
         if spatial_stride != 1 or inplanes != out:
-            downsample = ConvBN3d(inplanes, out, 1,
-                                  stride=(temporal_stride, spatial_stride, spatial_stride), act=False)
+            downsample = self._make_downsample(inplanes, out, (temporal_stride, spatial_stride, spatial_stride))
         layers = []
         for b in range(blocks):
             layers.append(self.block(
@@ -134,8 +132,19 @@ class ResNet3d(nn.Module):
                 spatial_stride=spatial_stride if b == 0 else 1,
                 temporal_stride=temporal_stride if b == 0 else 1,
                 dilation=dilation, downsample=downsample if b == 0 else None, style=self.style,
-                inflate=inflate[b], inflate_style=styles[b]))
+                inflate=inflate[b], inflate_style=styles[b], **self._block_settings()))
         return nn.Sequential(*layers)
+
+    # what a variant (R(2+1)D, CSN) changes: the stem conv, the shortcut conv, the blocks' settings
+    def _make_stem_conv(self, in_channels: int, out_channels: int, *, stride) -> nn.Module:
+        return ConvBN3d(in_channels, out_channels, self.conv1_kernel, stride=stride,
+                        padding=tuple((k - 1) // 2 for k in self.conv1_kernel))
+
+    def _make_downsample(self, inplanes: int, out: int, stride) -> nn.Module:
+        return ConvBN3d(inplanes, out, 1, stride=stride, act=False)
+
+    def _block_settings(self) -> dict:
+        return {}
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)

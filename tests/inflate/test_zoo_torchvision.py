@@ -12,7 +12,7 @@ import inflate3d.errors
 from inflate3d.cli import main
 from inflate3d.inflate.convert import convert
 
-EXPECTED = {"r3d_18": "r3d_18", "mc3_18": "mc3_18"}
+EXPECTED = {"r3d_18": "r3d_18", "mc3_18": "mc3_18", "r2plus1d_18": "r2plus1d_18"}
 
 
 def _randomise_bn(model: torch.nn.Module, seed: int) -> torch.nn.Module:

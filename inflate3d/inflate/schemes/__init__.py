@@ -13,7 +13,7 @@ from .pyslowfast import CAFFE2, CAFFE2_SINGLE, PYSLOWFAST, PYSLOWFAST_SINGLE
 from .pytorchvideo import PYTORCHVIDEO, PYTORCHVIDEO_POOLED, PYTORCHVIDEO_SINGLE, has_pool_block
 from .table import KeyTable, Template
 from .torchvision3d import TORCHVISION3D
-from .torchvision_video import TORCHVISION_VIDEO
+from .torchvision_video import TORCHVISION_R2PLUS1D, TORCHVISION_VIDEO
 from .tsm import TSM_ORIGINAL
 
 
@@ -27,11 +27,19 @@ class Scheme:
     description: str
     # one pathway whose stage numbering shows the pool after the first stage (native with_pool2)
     single_pooled: KeyTable | None = None
+    # one pathway of factorised (2+1)D convs, where the scheme nests them (torchvision r2plus1d_18)
+    single_factorised: KeyTable | None = None
 
-    def table(self, two_pathways: bool, pooled: bool = False) -> KeyTable | None:
+    def table(self, two_pathways: bool, pooled: bool = False, factorised: bool = False) -> KeyTable | None:
         if two_pathways:
             return self.multi
+        if factorised and self.single_factorised is not None:
+            return self.single_factorised
         return self.single_pooled if pooled and self.single_pooled is not None else self.single
+
+    def factorised_names(self, keys) -> bool:
+        """Do these names nest factorised convs (torchvision's r2plus1d stem: ``stem.3.weight``)?"""
+        return self.single_factorised is not None and "stem.3.weight" in set(keys)
 
     def pooled_names(self, keys) -> bool:
         """Do these (single-pathway) names number their stages around a pool block?"""
@@ -50,7 +58,8 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme("torchvision3d", None, TORCHVISION3D, False, False,
            "torchvision names with 5-D kernels (conv1.weight, layer1.0.conv1.weight, fc)"),
     Scheme("torchvision_video", None, TORCHVISION_VIDEO, False, False,
-           "torchvision.models.video ResNets (stem.0.weight, layer1.0.conv1.0.weight, fc)"),
+           "torchvision.models.video ResNets (stem.0.weight, layer1.0.conv1.0.weight, fc)",
+           single_factorised=TORCHVISION_R2PLUS1D),
     Scheme("torchvision", None, TORCHVISION3D, False, False,
            "torchvision 2D names (TSN), for TSM networks"),
     Scheme("tsm", None, TSM_ORIGINAL, False, False,
