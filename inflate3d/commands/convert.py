@@ -47,6 +47,7 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
                    for k, v in tensors.items()}
     conv = convert(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch,
                    config=ckpt.config, metadata=ckpt.metadata, settings=overrides)
+    _note_non_local(conv)
     arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
     if dry_run:
         console.table(f"Key map {conv.source_scheme} -> mmaction2 -> {conv.target_scheme} (dry run)",
@@ -72,6 +73,26 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
     console.emit_json({"ok": True, "output": str(out), "format": fmt, "bytes": size, **_json(conv),
                        "checks": proof})
     return 0
+
+
+def _note_non_local(conv) -> None:
+    """Non-local blocks convert by name, never by maths: say how far apart the two codebases'
+    blocks are on these weights (measured), and which maths the converted file keeps."""
+    from ..verify.non_local_gap import non_local_gap, non_local_settings
+
+    _, cfg = non_local_settings(conv.arch_name, conv.arch_overrides)
+    if cfg is None:
+        return
+    gap = non_local_gap(conv.arch_name, conv.arch_overrides, conv.native, conv.arch.num_classes)
+    kept = "PySlowFast's (pool before phi and g)" if cfg.get("pool_first") else "mmaction2's (pool after phi and g)"
+    other = "mmaction2's" if cfg.get("pool_first") else "PySlowFast's"
+    conv.notes.append(
+        f"NOT EQUIVALENT: non-local blocks are converted by name only. PySlowFast pools before phi and g, "
+        f"mmaction2 after; the file keeps {kept} maths as settings (inflate3d's load_model computes them), "
+        f"but {other} non-local on the same weights gives outputs that differ by {gap:.3g} (max relative, one "
+        "seeded clip). Not proven; retrain or fine-tune the non-local blocks in the other codebase"
+        + ("; mmaction2's own NonLocal3d has no conv_out bias, so it cannot load this file strictly"
+           if cfg.get("out_bias") else ""))
 
 
 def format_overrides(overrides: dict) -> str:

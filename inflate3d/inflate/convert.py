@@ -33,6 +33,7 @@ class Conversion:
     arch_name: str | None
     arch_overrides: dict
     notes: list[str] = field(default_factory=list)
+    native: dict[str, torch.Tensor] = field(default_factory=dict)  # the same tensors, native names
 
 
 def scheme(name: str) -> Scheme:
@@ -169,7 +170,7 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
         raise Inflate3dError(f"--arch: unknown architecture {name!r}; see `inflate3d archs`")
     candidates = [ARCHS[name]] if name else \
         [a for a in ARCHS.values() if a.family == info.family and a.depth == info.depth]
-    required = {k: f.value for k, f in info.facts.items() if k != "arch"}
+    required = {k: f.value for k, f in info.facts.items() if k != "arch" and not k.startswith("non_local_cfg.")}
     if info.family == "tsm":  # compare without shift wrappers: 2D names have none
         plain = {strip_net(k): v for k, v in shapes.items()}
         place = info.pathways["backbone"]["shift_place"]
@@ -182,6 +183,7 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
         # a named arch is taken as it is: fusion with BN onto one without is refused below
         norm = {"lateral_norm": True} if info.lateral_norm and not (name and named_by == "--arch") else {}
         slow, fast = info.pathways["slow"], info.pathways["fast"]
+        norm = {**norm, **_non_local(slow, info.facts)}
         options = [{"slow_pathway": norm} if norm else {},
                    {"slow_pathway": {**norm, "inflate": slow["inflate"]}, "fast_pathway": {"inflate": fast["inflate"]}}]
         candidates = [a for a in candidates if name or info.fusion_kernel is None
@@ -190,6 +192,7 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
         single = info.pathways["backbone"]
         style = single["inflate_style"] if single["inflate_style"] != "mixed" else single["inflate_styles"]
         width = {"base_channels": single["base_channels"]} if single["base_channels"] != 64 else {}
+        width.update(_non_local(single, info.facts))
         options = [{**width}, {"conv1_kernel": single["conv1_kernel"], **width},
                    {"conv1_kernel": single["conv1_kernel"], "inflate": single["inflate"],
                     "inflate_style": style, **width}]
@@ -219,6 +222,17 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
                              "to let inflate3d infer the lateral-norm variant")
     raise Inflate3dError(f"{origin}: keys and shapes match no named architecture"
                          f"{' ' + name if name else ''} (depth {info.depth}, {info.family})")
+
+
+def _non_local(pathway: Mapping, facts: Mapping) -> dict:
+    """The non-local settings of a pathway: where the blocks are (from the names), their maths (facts)."""
+    pattern = pathway.get("non_local")
+    if not pattern or not any(any(stage) for stage in pattern):
+        return {}
+    cfg = {k.split(".", 1)[1]: f.value for k, f in facts.items() if k.startswith("non_local_cfg.")}
+    if pathway.get("non_local_out_bias"):
+        cfg["out_bias"] = True
+    return {"non_local": pattern, "non_local_cfg": cfg}
 
 
 def merge_settings(base: Mapping, extra: Mapping) -> dict:
@@ -275,4 +289,4 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
     to_target = dict(out_pairs)
     key_map = [(s, n, to_target.get(n) if n else None) for s, n in in_pairs]
     return Conversion(src.name, dst.name, two, out, key_map, info, arch_obj.name, overrides,
-                      notes + out_notes + info.notes)
+                      notes + out_notes + info.notes, native)

@@ -76,10 +76,14 @@ def _pathway_info(tensors: Mapping[str, torch.Tensor], prefix: str, origin: str)
             stage_styles.append("3x3x3" if bottleneck and k2 > 1 and k1 == 1 else "3x1x1")
         inflate.append(tuple(flags))
         styles.append(tuple(stage_styles))
+    non_local = tuple(tuple(int(f"{prefix}layer{stage}.{b}.non_local_block.theta.conv.weight" in tensors)
+                            for b in range(n)) for stage, n in enumerate(blocks, start=1))
     used = {st for stage, fl in zip(styles, inflate) for st, f in zip(stage, fl) if f}
     return {"depth": depth, "stage_blocks": tuple(blocks), "conv1_kernel": stem,
             "base_channels": int(tensors[f"{prefix}conv1.conv.weight"].shape[0]),
-            "inflate": tuple(inflate), "inflate_styles": tuple(styles),
+            "inflate": tuple(inflate), "inflate_styles": tuple(styles), "non_local": non_local,
+            "non_local_out_bias": any(k.startswith(prefix) and k.endswith("non_local_block.conv_out.conv.bias")
+                                      for k in tensors),
             "inflate_style": used.pop() if len(used) == 1 else ("mixed" if used else "3x1x1")}
 
 

@@ -46,14 +46,16 @@ def pyslowfast_record(text: str) -> dict[str, Any]:
               "RESNET.DEPTH": resnet.get("DEPTH"), "SLOWFAST.ALPHA": slowfast.get("ALPHA"),
               "SLOWFAST.BETA_INV": slowfast.get("BETA_INV"),
               "SLOWFAST.FUSION_KERNEL_SZ": slowfast.get("FUSION_KERNEL_SZ"),
-              "DATA.NUM_FRAMES": data.get("NUM_FRAMES"), "DATA.SAMPLING_RATE": data.get("SAMPLING_RATE")}
+              "DATA.NUM_FRAMES": data.get("NUM_FRAMES"), "DATA.SAMPLING_RATE": data.get("SAMPLING_RATE"),
+              "NONLOCAL.INSTANTIATION": (cfg.get("NONLOCAL") or {}).get("INSTANTIATION")}
     return {k: v for k, v in picked.items() if v is not None}
 
 
 def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool, inflate=(),
                  fusion_kernel: int | None, depth: int, record: dict[str, Any],
                  metadata_arch: str | None, names_pool2: bool | None,
-                 settings: dict[str, Any], metadata_settings: dict[str, Any] | None = None) -> dict[str, Fact]:
+                 settings: dict[str, Any], metadata_settings: dict[str, Any] | None = None,
+                 has_non_local: bool = False) -> dict[str, Fact]:
     """The backbone settings the file states or implies, keyed by native setting name (dotted
     for a SlowFast pathway), plus ``arch`` when the file names its architecture."""
     facts: dict[str, Fact] = {}
@@ -87,9 +89,37 @@ def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool, 
         # a 3x3x3 conv (Conv3DSimple) strides time with space; a 1x3x3 one (Conv3DNoTemporal) does not
         facts["temporal_strides"] = Fact((1,) + tuple(2 if stage and stage[0] else 1 for stage in inflate[1:]),
                                          why + "stages whose convs are 3x3x3 stride time by 2")
+    if has_non_local and not metadata_arch:
+        _non_local_facts(facts, scheme, record, two, stem_t)
     for key, value in flatten_settings(settings).items():
         facts[key] = Fact(value, "--set")
     return facts
+
+
+# PySlowFast's NONLOCAL.INSTANTIATION -> the native (mmcv) mode and scaling
+_PYSF_NL = {"softmax": ("embedded_gaussian", True), "dot_product": ("dot_product", False)}
+
+
+def _non_local_facts(facts: dict[str, Fact], scheme: str, record: dict[str, Any], two: bool,
+                     stem_t: int | None) -> None:
+    pysf = scheme in ("pyslowfast", "caffe2")
+    inst = record.get("NONLOCAL.INSTANTIATION")
+    if inst in _PYSF_NL:
+        mode, scale = _PYSF_NL[inst]
+        src = f"checkpoint cfg (NONLOCAL.INSTANTIATION={inst})"
+    elif pysf:  # PySlowFast's zoo: softmax in I3D/C2D, dot product in Slow and SlowFast
+        mode, scale = _PYSF_NL["dot_product" if two or stem_t == 1 else "softmax"]
+        src = ("convention: PySlowFast's zoo uses dot_product in Slow/SlowFast, softmax in I3D/C2D; "
+               "override with --set non_local_cfg.mode=embedded_gaussian|dot_product")
+    else:
+        mode, scale = "dot_product", False
+        src = ("convention: mmaction2's non-local I3D config is dot_product; override with "
+               "--set non_local_cfg.mode=embedded_gaussian")
+    facts["non_local_cfg.mode"] = Fact(mode, src)
+    facts["non_local_cfg.use_scale"] = Fact(scale, src)
+    facts["non_local_cfg.pool_first"] = Fact(
+        pysf, "PySlowFast names: its non-local pools before phi and g" if pysf
+        else f"{scheme} names: non-local pools after phi and g (mmaction2's NonLocal3d)")
 
 
 def _slowfast_facts(facts: dict[str, Fact], record: dict[str, Any], fusion_kernel: int | None,
@@ -126,6 +156,7 @@ def facts_for(info, *, scheme: str, two: bool, names_pool2: bool | None, config:
     stem = main.get("conv1_kernel")
     return gather_facts(scheme=scheme, two=two, stem_t=stem[0] if stem else None, inflated=inflated,
                         inflate=main.get("inflate", ()),
+                        has_non_local=any(any(s) for s in main.get("non_local", ())),
                         fusion_kernel=info.fusion_kernel, depth=info.depth, record=record,
                         metadata_arch=metadata.get("arch") or None, names_pool2=names_pool2,
                         settings=settings or {}, metadata_settings=stored if isinstance(stored, dict) else {})

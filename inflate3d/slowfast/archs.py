@@ -87,6 +87,12 @@ for _d in (50, 101):
         inflate=i3d_inflate_pattern(_d), zero_init_residual=False)), (8, 224, 224),
         "I3D (PySlowFast 8x8): 5x7x7 stem with temporal stride 1, 2x1x1 pool after layer1",
         origin=(f"{_PYSF}I3D_8x8_R{_d}.yaml",) + ((_PTV + "i3d_r50",) if _d == 50 else ())))
+register(Arch("i3d_r50_nl_dot_product", "resnet3d", 50, _frozen(dict(
+    depth=50, conv1_kernel=(5, 7, 7), conv1_stride_t=2, pool1_stride_t=2, inflate=i3d_inflate_pattern(50),
+    zero_init_residual=False, non_local=((0, 0, 0), (0, 1, 0, 1), (0, 1, 0, 1, 0, 1), (0, 0, 0)),
+    non_local_cfg=dict(sub_sample=True, use_scale=False, mode="dot_product"))), (32, 224, 224),
+    "I3D (mmaction2 32x2) with 5 non-local blocks (dot product, pooled after phi/g)",
+    origin=(_MMA + "i3d_imagenet-pretrained-r50-nl-dot-product_8xb8-32x2x1-100e_kinetics400-rgb",)))
 register(Arch("c2d_r50_8x8", "resnet3d", 50, _frozen(dict(
     depth=50, conv1_kernel=(1, 7, 7), conv1_stride_t=1, pool1_stride_t=1, with_pool2=True,
     inflate=0, zero_init_residual=False)), (8, 224, 224),

@@ -34,6 +34,7 @@ class BasicBlock2Plus1d(BasicBlock3d):
         self.conv2 = ConvBN3d(planes, planes, (kt, 3, 3), padding=(kt // 2, 1, 1), act=False, mid_channels=mid2)
         self.downsample = downsample
         self.relu = nn.ReLU(inplace=True)
+        self.non_local_block: nn.Module | None = None
 
 
 class ResNet2Plus1d(ResNet3d):

@@ -8,6 +8,7 @@ from torch import nn
 
 from .blocks import BasicBlock3d, Bottleneck3d
 from .conv import ConvBN3d, triple
+from .non_local import NonLocal3d
 
 STAGE_BLOCKS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
     18: (BasicBlock3d, (2, 2, 2, 2)),
@@ -61,7 +62,8 @@ class ResNet3d(nn.Module):
                  pool1_stride_t: int = 1, with_pool1: bool = True, with_pool2: bool = True,
                  style: str = "pytorch", frozen_stages: int = -1, inflate: InflatePattern = (1, 1, 1, 1),
                  inflate_style: str | Sequence = "3x1x1", norm_eval: bool = False,
-                 zero_init_residual: bool = True) -> None:
+                 zero_init_residual: bool = True, non_local: InflatePattern = 0,
+                 non_local_cfg: dict | None = None) -> None:
         super().__init__()
         if depth not in STAGE_BLOCKS:
             raise ValueError(f"invalid depth {depth} for ResNet3d; choose one of {DEPTHS}")
@@ -91,6 +93,8 @@ class ResNet3d(nn.Module):
         inflations = per_stage(inflate, num_stages)
         styles = per_stage(inflate_style, num_stages) if not isinstance(inflate_style, str) \
             else (inflate_style,) * num_stages
+        non_locals = per_stage(non_local, num_stages)
+        self.non_local_cfg = dict(non_local_cfg or {})
 
         self.conv1 = self._make_stem_conv(in_channels, base_channels,
                                           stride=(conv1_stride_t, conv1_stride_s, conv1_stride_s))
@@ -109,6 +113,9 @@ class ResNet3d(nn.Module):
                                          dilation=dilations[i],
                                          inflate=tuple(map(bool, per_block(inflations[i], blocks, i))),
                                          styles=per_block(styles[i], blocks, i, "inflate_style"))
+            for b, flag in enumerate(per_block(non_locals[i], blocks, i, "non_local pattern")):
+                if flag:  # after the block's own modules, as mmaction2 registers it
+                    layer[b].non_local_block = NonLocal3d(planes * self.block.expansion, **self.non_local_cfg)
             inplanes = planes * self.block.expansion
             self.add_module(f"layer{i + 1}", layer)
             self.res_layers.append(f"layer{i + 1}")

@@ -12,7 +12,6 @@ import yaml
 from click.testing import CliRunner
 
 from inflate3d.cli import main
-from inflate3d.errors import Inflate3dError
 from inflate3d.inflate.convert import convert
 from inflate3d.slowfast.archs import build_model, setting_of
 
@@ -31,9 +30,13 @@ EXPECTED = {  # config file -> the named architecture
     "SLOWFAST_8x8_R101_50_101": "slowfast_r101_8x8_fk5",  # with the slow pathway's layer3 pattern
     "SLOWFAST_8x8_R101_50_50": "slowfast_r101_16x8_50_50",  # the same network; 32- not 64-frame clips
     "SLOWFAST_16x8_R101_50_50": "slowfast_r101_16x8_50_50",
+    # non-local nets: the same architectures with non-local blocks where the names put them
+    "C2D_NLN_8x8_R50": "c2d_r50_8x8", "I3D_NLN_8x8_R50": "i3d_r50_8x8", "I3D_NLN_8x8_R101": "i3d_r101_8x8",
+    "SLOW_NLN_4x16_R50": "slowonly_r50", "SLOW_NLN_8x8_R50": "slowonly_r50",
+    "SLOWFAST_NLN_4x16_R50": "slowfast_r50_4x16", "SLOWFAST_NLN_8x8_R50": "slowfast_r50_4x16",  # alpha 4 set
+    "SLOWFAST_NLN_16x8_R101_50_50": "slowfast_r101_16x8_50_50",
 }
-PLAIN = {k: v for k, v in ZOO.items() if "NLN" not in k}
-NLN = {k: v for k, v in ZOO.items() if "NLN" in k}
+PLAIN = ZOO
 
 
 def _meta(entries):
@@ -46,7 +49,8 @@ def _cfg(c: dict) -> str:
                            "RESNET": {"DEPTH": c["DEPTH"]},
                            "SLOWFAST": {k: c[k] for k in ("ALPHA", "BETA_INV", "FUSION_CONV_CHANNEL_RATIO",
                                                           "FUSION_KERNEL_SZ")},
-                           "DATA": {"NUM_FRAMES": c["NUM_FRAMES"], "SAMPLING_RATE": c["SAMPLING_RATE"]}})
+                           "DATA": {"NUM_FRAMES": c["NUM_FRAMES"], "SAMPLING_RATE": c["SAMPLING_RATE"]},
+                           "NONLOCAL": {"INSTANTIATION": c.get("NONLOCAL_INSTANTIATION", "dot_product")}})
 
 
 @pytest.mark.parametrize("config", sorted(PLAIN))
@@ -69,17 +73,18 @@ def test_every_zoo_config_is_its_own_architecture(config):
         assert setting_of(ARCHS[arch], "conv1_stride_t", overrides) == 1
         assert setting_of(ARCHS[arch], "pool1_stride_t", overrides) == 1
         assert setting_of(ARCHS[arch], "with_pool2", overrides) == (c["ARCH"] in ("i3d", "c2d"))
+    nl_cfg = (overrides.get("slow_pathway", overrides)).get("non_local_cfg")
+    if "NLN" in config:  # PySlowFast's non-local: pooled before phi/g, a conv_out bias, its instantiation
+        mode = {"softmax": "embedded_gaussian", "dot_product": "dot_product"}[c["NONLOCAL_INSTANTIATION"]]
+        assert nl_cfg == {"mode": mode, "use_scale": mode == "embedded_gaussian", "pool_first": True,
+                          "out_bias": True}
+        assert conv.arch.facts["non_local_cfg.mode"].source.startswith("checkpoint cfg (NONLOCAL.INSTANTIATION")
+    else:
+        assert nl_cfg is None
     # the named network has exactly these keys and shapes
     model = build_model(arch, num_classes=c["NUM_CLASSES"], device="meta", init=False, **overrides)
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == \
         {k: tuple(v.shape) for k, v in conv.tensors.items()}
-
-
-@pytest.mark.parametrize("config", sorted(NLN)[:2])
-def test_non_local_configs_are_refused_naming_the_blocks(config):
-    """Non-local blocks have no native network yet: refused with the keys named, never dropped."""
-    with pytest.raises(Inflate3dError, match="nonlocal"):
-        convert(_meta(ZOO[config]["state_dict"]), source=None, target="mmaction2", origin=config)
 
 
 def test_alpha_comes_from_the_cfg_else_a_stated_convention_and_set_overrides(tmp_path):
