@@ -59,6 +59,9 @@ def to_native(tensors: Mapping[str, torch.Tensor], src: Scheme, two: bool, origi
     """(native tensors, [(source key, native key or None)], notes)."""
     names, pairs, dropped = native_names(tensors, src, two, origin)
     native = {n: tensors[k] for n, k in names.items()}
+    if src.name != "mmaction2" and not two and _depthwise(native):
+        native = {csn_native_name(k): v for k, v in native.items()}
+        pairs = [(s, csn_native_name(n) if n else n) for s, n in pairs]
     notes = [f"dropped {len(dropped)} non-weight entries ({', '.join(dropped[:4])}"
              f"{' ...' if len(dropped) > 4 else ''})"] if dropped else []
     if src.name == "caffe2":
@@ -87,12 +90,31 @@ def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, orig
         fast = int(native[HEAD_W].shape[1]) - _slow_channels(native)
         native[HEAD_W] = swap_head_columns(native[HEAD_W], first=fast)
         notes.append("head columns reordered from mmaction2's [fast, slow] to [slow, fast]")
+    if dst.name != "mmaction2" and not two and "backbone.layer1.0.conv2.0.conv.weight" in native:
+        if "backbone.layer1.0.conv2.1.conv.weight" in native:
+            raise Inflate3dError(f"{origin}: an ip-CSN (a 1x1x1 conv before each depthwise one) has no "
+                                 f"{dst.name} naming; choose --to mmaction2")
+        native = {k.replace(".conv2.0.", ".conv2."): v for k, v in native.items()}
     last_block = _last_blocks(native)
     out, pairs, dropped = _rename(native, lambda k: table.from_native(k, last_block), f"native -> {dst.name}", origin)
     if dropped:
         notes.append(f"{len(dropped)} tensors have no {dst.name} counterpart and are left out "
                      "(BN batch counters)")
     return out, pairs, notes
+
+
+_CSN_CONV2 = re.compile(r"(backbone\.layer\d\.\d+\.conv2)\.(conv|bn)\.")
+
+
+def _depthwise(native: Mapping[str, torch.Tensor]) -> bool:
+    """A CSN: its 3x3x3 convs have one input channel per group."""
+    w = native.get("backbone.layer1.0.conv2.conv.weight")
+    return w is not None and w.dim() == 5 and w.shape[1] == 1 and w.shape[0] > 1
+
+
+def csn_native_name(key: str) -> str:
+    """mmaction2 nests CSN's depthwise conv in a sequence: ``conv2.conv`` -> ``conv2.0.conv``."""
+    return _CSN_CONV2.sub(r"\1.0.\2.", key)
 
 
 def _rename(tensors: Mapping[str, torch.Tensor], mapper, direction: str, origin: str):

@@ -108,6 +108,8 @@ def _infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
                         fusion_kernel=int(lat.shape[2]) if lat is not None else None,
                         channel_ratio=slow["base_channels"] // fast["base_channels"], num_classes=num_classes)
         return info
+    if "backbone.layer1.0.conv2.0.conv.weight" in native:
+        return _csn_info(native, origin, num_classes)
     if "backbone.conv1.conv.conv_s.weight" in native:
         return _r2plus1d_info(native, origin, num_classes)
     if native["backbone.conv1.conv.weight"].dim() == 4:
@@ -163,3 +165,22 @@ def _r2plus1d_info(native: Mapping[str, torch.Tensor], origin: str, num_classes)
         "conv1_kernel": (int(conv_t.shape[2]), int(conv_s.shape[3]), int(conv_s.shape[4])),
         "inflate": inflate, "inflate_styles": tuple(("3x1x1",) * n for n in blocks), "inflate_style": "3x1x1"}},
         num_classes=num_classes)
+
+
+def _csn_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> ArchInfo:
+    """CSN: depth from the blocks per stage; 'ip' when a 1x1x1 conv precedes the depthwise one."""
+    blocks = [0, 0, 0, 0]
+    for k in native:
+        if k.startswith("backbone.") and (m := _BLOCK.match(k[len("backbone."):])):
+            blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
+                  if counts == tuple(blocks) and blk.expansion == 4), None)
+    if depth is None:
+        raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no CSN depth")
+    stem = native["backbone.conv1.conv.weight"]
+    mode = "ip" if "backbone.layer1.0.conv2.1.conv.weight" in native else "ir"
+    return ArchInfo("csn", depth, {"backbone": {
+        "depth": depth, "stage_blocks": tuple(blocks), "conv1_kernel": tuple(stem.shape[2:]),
+        "base_channels": int(stem.shape[0]), "bottleneck_mode": mode,
+        "inflate": tuple((1,) * n for n in blocks), "inflate_styles": tuple(("3x3x3",) * n for n in blocks),
+        "inflate_style": "3x3x3"}}, num_classes=num_classes)

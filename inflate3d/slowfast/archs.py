@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .heads import I3DHead, SlowFastHead
+from .csn import ResNet3dCSN
 from .r2plus1d import ResNet2Plus1d
 from .recognizer import Recognizer3D
 from .resnet3d import DEPTHS, STAGE_BLOCKS, ResNet3d
@@ -29,7 +30,7 @@ HEAD_SETTINGS = ("spatial_type", "dropout_ratio", "init_std", "multi_class", "la
 @dataclass(frozen=True)
 class Arch:
     name: str
-    family: str  # 'resnet3d' (I3D, Slow-only, C2D), 'r2plus1d', 'slowfast' or 'tsm'
+    family: str  # 'resnet3d' (I3D, Slow-only, C2D), 'r2plus1d', 'csn', 'slowfast' or 'tsm'
     depth: int
     backbone: Mapping[str, Any]
     clip: tuple[int, int, int]  # T, H, W of the clip the model is trained on
@@ -132,6 +133,19 @@ register(Arch("r2plus1d_18", "r2plus1d", 18, _frozen(dict(
     "45-wide stem, no stem pool", origin=("torchvision.models.video.r2plus1d_18",)))
 
 
+for _mode in ("ir", "ip"):
+    register(Arch(f"{_mode}csn_r152", "csn", 152, _frozen(dict(
+        depth=152, bottleneck_mode=_mode, norm_eps=1e-3, with_pool2=False, zero_init_residual=False)),
+        (32, 224, 224), f"{_mode}-CSN-152 (mmaction2): depthwise 3x3x3 convs"
+        + (", a 1x1x1 conv before each" if _mode == "ip" else ""),
+        origin=(_MMA + f"{_mode}csn_ig65m-pretrained-r152{'-bnfrozen' if _mode == 'ip' else ''}_"
+                f"{'8xb12-' if _mode == 'ir' else ''}32x2x1-58e_kinetics400-rgb",)))
+register(Arch("csn_r101", "csn", 101, _frozen(dict(
+    depth=101, bottleneck_mode="ir", norm_eps=1e-5, with_pool2=False, zero_init_residual=False)),
+    (32, 224, 224), "ir-CSN-101 (pytorchvideo): depthwise 3x3x3 convs, BN eps 1e-5",
+    origin=(_PTV + "csn_r101",)))
+
+
 def _slowfast(name: str, depth: int, resample: int, speed: int, fusion_kernel: int,
               origin: tuple[str, ...] = (), clip: int = 32, slow_inflate=(0, 0, 1, 1),
               fast_inflate=(1, 1, 1, 1), extra: str = "") -> Arch:
@@ -191,6 +205,8 @@ def build_backbone(arch: Arch, **overrides: Any) -> nn.Module:
     depth = cfg.pop("depth")
     if arch.family == "r2plus1d":
         return ResNet2Plus1d(depth, **cfg)
+    if arch.family == "csn":
+        return ResNet3dCSN(depth, **cfg)
     return ResNet3d(depth, **cfg)
 
 
@@ -281,7 +297,8 @@ def setting_of(arch: Arch, key: str, overrides: Mapping[str, Any] | None = None)
         for source in (overrides, arch.backbone):
             if key in source:
                 return source[key]
-        cls = {"slowfast": ResNet3dSlowFast, "tsm": ResNetTSM, "r2plus1d": ResNet2Plus1d}.get(arch.family, ResNet3d)
+        cls = {"slowfast": ResNet3dSlowFast, "tsm": ResNetTSM, "r2plus1d": ResNet2Plus1d,
+               "csn": ResNet3dCSN}.get(arch.family, ResNet3d)
     for klass in cls.__mro__:
         params = inspect.signature(klass.__init__).parameters if "__init__" in vars(klass) else {}
         if key in params and params[key].default is not inspect.Parameter.empty:

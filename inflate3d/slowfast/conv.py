@@ -30,14 +30,15 @@ class ConvBN3d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride=1, padding=0,
                  dilation=1, norm: bool = True, act: bool = True, mid_channels: int | None = None,
-                 bias: bool = False) -> None:
+                 bias: bool = False, groups: int = 1) -> None:
         super().__init__()
         if mid_channels is not None:  # factorised: mmaction2's ConvModule with conv_cfg Conv2plus1d
             self.conv = Conv2Plus1d(in_channels, out_channels, kernel_size, mid_channels, stride=stride,
                                     padding=padding)
         else:
             self.conv = nn.Conv3d(in_channels, out_channels, triple(kernel_size), stride=triple(stride),
-                                  padding=triple(padding), dilation=triple(dilation), bias=bias)
+                                  padding=triple(padding), dilation=triple(dilation), bias=bias,
+                                  groups=groups)
         self.bn = nn.BatchNorm3d(out_channels) if norm else None
         self.relu = nn.ReLU(inplace=True) if act else None
 

@@ -37,6 +37,7 @@ MODELS = {
     "slow_r50": ("slowonly_r50", False),
     "i3d_r50": ("i3d_r50_8x8", False),
     "c2d_r50": ("c2d_r50_8x8", False),
+    "csn_r101": ("csn_r101", False),
     "slowfast_r50": ("slowfast_r50_8x8", True),
     "slowfast_r101": ("slowfast_r101_8x8_fk5", True),
     "slowfast_16x8_r101_50_50": ("slowfast_r101_16x8_50_50", True),
