@@ -110,7 +110,7 @@ def _infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
         return info
     if "backbone.layer1.0.conv2.0.conv.weight" in native:
         return _csn_info(native, origin, num_classes)
-    if "backbone.conv1.conv.conv_s.weight" in native:
+    if "backbone.conv1.conv.conv_s.weight" in native or "backbone.layer1.0.conv2.conv.conv_s.weight" in native:
         return _r2plus1d_info(native, origin, num_classes)
     if native["backbone.conv1.conv.weight"].dim() == 4:
         return _tsm_info(native, origin, num_classes)
@@ -153,16 +153,23 @@ def _r2plus1d_info(native: Mapping[str, torch.Tensor], origin: str, num_classes)
     for k in native:
         if k.startswith("backbone.") and (m := _BLOCK.match(k[len("backbone."):])):
             blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    bottleneck = "backbone.layer1.0.conv3.conv.weight" in native
     depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
-                  if counts == tuple(blocks) and blk.expansion == 1), None)
+                  if counts == tuple(blocks) and (blk.expansion == 4) == bottleneck), None)
     if depth is None:
-        raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no R(2+1)D depth (18 or 34)")
-    conv_s, conv_t = native["backbone.conv1.conv.conv_s.weight"], native["backbone.conv1.conv.conv_t.weight"]
-    inflate = tuple(tuple(int(native[f"backbone.layer{s + 1}.{b}.conv1.conv.conv_t.weight"].shape[2] > 1)
+        raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no R(2+1)D depth")
+    if "backbone.conv1.conv.conv_s.weight" in native:
+        conv_s, conv_t = native["backbone.conv1.conv.conv_s.weight"], native["backbone.conv1.conv.conv_t.weight"]
+        stem = (int(conv_t.shape[2]), int(conv_s.shape[3]), int(conv_s.shape[4]))
+        width = int(conv_t.shape[0])
+    else:
+        stem, width = tuple(native["backbone.conv1.conv.weight"].shape[2:]), int(native["backbone.conv1.conv.weight"].shape[0])
+    conv = "conv2" if bottleneck else "conv1"
+    inflate = tuple(tuple(int(native[f"backbone.layer{s + 1}.{b}.{conv}.conv.conv_t.weight"].shape[2] > 1)
                           for b in range(n)) for s, n in enumerate(blocks))
     return ArchInfo("r2plus1d", depth, {"backbone": {
-        "depth": depth, "stage_blocks": tuple(blocks), "base_channels": int(conv_t.shape[0]),
-        "conv1_kernel": (int(conv_t.shape[2]), int(conv_s.shape[3]), int(conv_s.shape[4])),
+        "depth": depth, "stage_blocks": tuple(blocks), "base_channels": width,
+        "conv1_kernel": stem,
         "inflate": inflate, "inflate_styles": tuple(("3x1x1",) * n for n in blocks), "inflate_style": "3x1x1"}},
         num_classes=num_classes)
 

@@ -146,6 +146,14 @@ register(Arch("csn_r101", "csn", 101, _frozen(dict(
     origin=(_PTV + "csn_r101",)))
 
 
+register(Arch("r2plus1d_r50", "r2plus1d", 50, _frozen(dict(
+    depth=50, conv1_kernel=(1, 7, 7), factorised_stem=False, with_pool1=False, with_pool2=False,
+    spatial_strides=(2, 2, 2, 2), temporal_strides=(1, 1, 2, 2), mid_rule="planes", temporal_first=True,
+    factorised_shortcut=False, zero_init_residual=False)), (16, 224, 224),
+    "R(2+1)D-50 (pytorchvideo): bottlenecks whose 3x3x3 conv is 3x1x1 then 1x3x3, no stem pool",
+    origin=(_PTV + "r2plus1d_r50",)))
+
+
 def _slowfast(name: str, depth: int, resample: int, speed: int, fusion_kernel: int,
               origin: tuple[str, ...] = (), clip: int = 32, slow_inflate=(0, 0, 1, 1),
               fast_inflate=(1, 1, 1, 1), extra: str = "") -> Arch:

@@ -30,11 +30,11 @@ class ConvBN3d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride=1, padding=0,
                  dilation=1, norm: bool = True, act: bool = True, mid_channels: int | None = None,
-                 bias: bool = False, groups: int = 1) -> None:
+                 bias: bool = False, groups: int = 1, temporal_first: bool = False) -> None:
         super().__init__()
         if mid_channels is not None:  # factorised: mmaction2's ConvModule with conv_cfg Conv2plus1d
             self.conv = Conv2Plus1d(in_channels, out_channels, kernel_size, mid_channels, stride=stride,
-                                    padding=padding)
+                                    padding=padding, temporal_first=temporal_first)
         else:
             self.conv = nn.Conv3d(in_channels, out_channels, triple(kernel_size), stride=triple(stride),
                                   padding=triple(padding), dilation=triple(dilation), bias=bias,
@@ -81,12 +81,23 @@ def mid_channels_2plus1d(in_channels: int, out_channels: int, kernel_size) -> in
 
 class Conv2Plus1d(nn.Module):
     """A t x k x k conv factorised as 1 x k x k (``conv_s``) -> BN (``bn_s``) -> ReLU -> t x 1 x 1
-    (``conv_t``): mmaction2's ``Conv2plus1d``, torchvision's ``Conv2Plus1D``."""
+    (``conv_t``): mmaction2's ``Conv2plus1d``, torchvision's ``Conv2Plus1D``. ``temporal_first``
+    runs ``conv_t`` first and ``conv_s`` second (pytorchvideo's ``Conv2plus1d``); ``bn_s`` is the
+    BN between the two either way."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, mid_channels: int, *,
-                 stride=1, padding=0) -> None:
+                 stride=1, padding=0, temporal_first: bool = False) -> None:
         super().__init__()
         (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = triple(kernel_size), triple(stride), triple(padding)
+        self.temporal_first = temporal_first
+        if temporal_first:
+            self.conv_t = nn.Conv3d(in_channels, mid_channels, (kt, 1, 1), stride=(st, 1, 1),
+                                    padding=(pt, 0, 0), bias=False)
+            self.bn_s = nn.BatchNorm3d(mid_channels)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv_s = nn.Conv3d(mid_channels, out_channels, (1, kh, kw), stride=(1, sh, sw),
+                                    padding=(0, ph, pw), bias=False)
+            return
         self.conv_s = nn.Conv3d(in_channels, mid_channels, (1, kh, kw), stride=(1, sh, sw),
                                 padding=(0, ph, pw), bias=False)
         self.bn_s = nn.BatchNorm3d(mid_channels)
@@ -95,4 +106,6 @@ class Conv2Plus1d(nn.Module):
                                 padding=(pt, 0, 0), bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.temporal_first:
+            return self.conv_s(self.relu(self.bn_s(self.conv_t(x))))
         return self.conv_t(self.relu(self.bn_s(self.conv_s(x))))

@@ -38,6 +38,7 @@ MODELS = {
     "i3d_r50": ("i3d_r50_8x8", False),
     "c2d_r50": ("c2d_r50_8x8", False),
     "csn_r101": ("csn_r101", False),
+    "r2plus1d_r50": ("r2plus1d_r50", False),
     "slowfast_r50": ("slowfast_r50_8x8", True),
     "slowfast_r101": ("slowfast_r101_8x8_fk5", True),
     "slowfast_16x8_r101_50_50": ("slowfast_r101_16x8_50_50", True),

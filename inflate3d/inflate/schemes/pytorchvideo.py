@@ -34,6 +34,10 @@ PYTORCHVIDEO_SINGLE = KeyTable.of("pytorchvideo", [
     ("blocks.{L}.res_blocks.{b}.branch1_norm.{t*}",          "backbone.layer{L}.{b}.downsample.bn.{t*}"),
     (f"blocks.{{L}}.res_blocks.{{b}}.branch2.conv_{_C}.{{t*}}", "backbone.layer{L}.{b}.conv{c+1}.conv.{t*}"),
     (f"blocks.{{L}}.res_blocks.{{b}}.branch2.norm_{_C}.{{t*}}", "backbone.layer{L}.{b}.conv{c+1}.bn.{t*}"),
+    # R(2+1)D: conv_b is a factorised pair (temporal first), its middle BN is ``norm``
+    ("blocks.{L}.res_blocks.{b}.branch2.conv_b.conv_t.{t*}",  "backbone.layer{L}.{b}.conv2.conv.conv_t.{t*}"),
+    ("blocks.{L}.res_blocks.{b}.branch2.conv_b.norm.{t*}",    "backbone.layer{L}.{b}.conv2.conv.bn_s.{t*}"),
+    ("blocks.{L}.res_blocks.{b}.branch2.conv_b.conv_xy.{t*}", "backbone.layer{L}.{b}.conv2.conv.conv_s.{t*}"),
     ("blocks.5.proj.{t*}",                                   "cls_head.fc_cls.{t*}"),
 ])
 
