@@ -93,6 +93,9 @@ def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool, 
         _non_local_facts(facts, scheme, record, two, stem_t)
     for key, value in flatten_settings(settings).items():
         facts[key] = Fact(value, "--set")
+    if two and "speed_ratio" in settings and "resample_rate" not in settings:
+        facts["resample_rate"] = Fact(settings["speed_ratio"], "--set speed_ratio (resample_rate = alpha: the "
+                                                               "clip is the fast pathway's frames)")
     return facts
 
 

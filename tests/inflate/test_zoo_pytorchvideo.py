@@ -48,7 +48,7 @@ MODELS = {
 def _hub(name: str) -> torch.nn.Module:
     """pytorchvideo's own hub network, its head pools resized for a 32x32 clip (they hold no weights;
     some hub functions fix their size, so they are replaced after the build)."""
-    model = getattr(hub, name)(pretrained=False, dropout_rate=0.0)
+    model = getattr(hub, name)(pretrained=False)  # dropout: a no-op in eval mode
     if MODELS[name][1]:
         model.blocks[5].pool = torch.nn.ModuleList(torch.nn.AdaptiveAvgPool3d(1) for _ in range(2))
     else:
