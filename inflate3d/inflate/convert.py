@@ -106,6 +106,16 @@ def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, orig
 _CSN_CONV2 = re.compile(r"(backbone\.layer\d\.\d+\.conv2)\.(conv|bn)\.")
 
 
+def _is_conv_weight(key: str, t: torch.Tensor) -> bool:
+    return key.startswith("backbone.") and key.endswith("conv.weight") and t.dim() in (4, 5)
+
+
+def _frame_kernels(native: Mapping[str, torch.Tensor]) -> int | None:
+    """5 when every backbone conv is 5-D with one tap in time (a C2D stored 3-D), else None."""
+    convs = [v for k, v in native.items() if _is_conv_weight(k, v)]
+    return 5 if convs and all(v.dim() == 5 and v.shape[2] == 1 for v in convs) else None
+
+
 def _depthwise(native: Mapping[str, torch.Tensor]) -> bool:
     """A CSN: its 3x3x3 convs have one input channel per group."""
     w = native.get("backbone.layer1.0.conv2.conv.weight")
@@ -196,8 +206,8 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
     if info.family == "tsm":  # compare without shift wrappers: 2D names have none
         plain = {strip_net(k): v for k, v in shapes.items()}
         place = info.pathways["backbone"]["shift_place"]
-        for arch in candidates:
-            for overrides in ({}, {"shift_place": place}):
+        for arch in candidates:  # --arch c2d_r50 names mmaction2's C2D: the same 2-D keys as a TSN
+            for overrides in ({}, {"shift_place": place}) if arch.family == "tsm" else ({},):
                 if {strip_net(k): v for k, v in state_dict_shapes(arch, **head, **overrides).items()} == plain:
                     return arch, overrides
         raise Inflate3dError(f"{origin}: keys and shapes match no TSM architecture of depth {info.depth}")
@@ -293,6 +303,10 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
     src = scheme(detected)
     dst = scheme(target)
     native, in_pairs, notes = to_native(tensors, src, two, origin)
+    if arch in ARCHS and ARCHS[arch].backbone.get("conv_2d") and _frame_kernels(native) == 5:
+        native = {k: v.squeeze(2) if _is_conv_weight(k, v) else v for k, v in native.items()}
+        notes.append(f"conv kernels squeezed from 5-D (T=1) to 2-D: {arch} stores them 2-D and runs them "
+                     "frame by frame (the same maths)")
     info = infer_arch(native, origin)
     info.facts = facts_for(info, scheme=src.name, two=two,
                            names_pool2=src.pooled_names(tensors) if src.single_pooled and not two else None,
@@ -306,6 +320,9 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
         native = {k: by_plain[strip_net(k)] for k in order}
     else:
         native = {k: native[k] for k in order}
+    if arch_obj.backbone.get("conv_2d") and dst.name not in ("mmaction2", "torchvision", "tsm"):
+        native = {k: v.unsqueeze(2) if _is_conv_weight(k, v) else v for k, v in native.items()}
+        notes.append(f"conv kernels unsqueezed to 5-D (T=1): {dst.name} stores C2D's convs 3-D")
     out, out_pairs, out_notes = from_native(native, dst, two, origin,
                                             pooled=pools_after_first_stage(arch_obj, overrides))
     to_target = dict(out_pairs)

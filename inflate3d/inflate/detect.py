@@ -142,7 +142,8 @@ def _tsm_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> A
                     num_classes=num_classes)
     if not any(".net." in k for k in native):
         info.notes.append("no temporal-shift wrappers in the names (2D / TSN names): the shifts are placed "
-                          "as the TSM architecture places them")
+                          "as the TSM architecture places them (mmaction2's C2D has these very keys: "
+                          "--arch c2d_r50)")
     return info
 
 

@@ -99,6 +99,11 @@ register(Arch("c2d_r50_8x8", "resnet3d", 50, _frozen(dict(
     inflate=0, zero_init_residual=False)), (8, 224, 224),
     "C2D (PySlowFast 8x8): no temporal kernel, 2x1x1 pool after layer1 (5-D kernels)",
     origin=(f"{_PYSF}C2D_8x8_R50.yaml", _PTV + "c2d_r50")))
+register(Arch("c2d_r50", "resnet3d", 50, _frozen(dict(
+    depth=50, conv1_kernel=(1, 7, 7), conv1_stride_t=1, pool1_stride_t=1, with_pool2=True,
+    inflate=0, conv_2d=True, zero_init_residual=False)), (8, 224, 224),
+    "C2D (mmaction2): the PySlowFast C2D network with 2-D (4-D) kernels run frame by frame",
+    origin=(_MMA + "c2d_r50-in1k-pre_8xb32-8x8x1-100e_kinetics400-rgb",)))
 for _d in DEPTHS:
     register(Arch(f"slowonly_r{_d}", "resnet3d", _d, _frozen(dict(
         depth=_d, conv1_kernel=(1, 7, 7), conv1_stride_t=1, pool1_stride_t=1,

@@ -109,3 +109,21 @@ class Conv2Plus1d(nn.Module):
         if self.temporal_first:
             return self.conv_s(self.relu(self.bn_s(self.conv_t(x))))
         return self.conv_t(self.relu(self.bn_s(self.conv_s(x))))
+
+
+class FrameConv2d(nn.Conv2d):
+    """A 2-D conv run on every frame of a clip (N, C, T, H, W): mmaction2's C2D stores its convs
+    2-D (4-D weights) and applies them frame by frame."""
+
+    @classmethod
+    def from_3d(cls, conv: nn.Conv3d) -> "FrameConv2d":
+        if conv.kernel_size[0] != 1 or conv.stride[0] != 1 or conv.padding[0] != 0:
+            raise ValueError("only a conv without a temporal extent runs frame by frame")
+        return cls(conv.in_channels, conv.out_channels, conv.kernel_size[1:], stride=conv.stride[1:],
+                   padding=conv.padding[1:], dilation=conv.dilation[1:], groups=conv.groups,
+                   bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, t, h, w = x.shape
+        y = super().forward(x.transpose(1, 2).reshape(n * t, c, h, w))
+        return y.reshape(n, t, *y.shape[1:]).transpose(1, 2)

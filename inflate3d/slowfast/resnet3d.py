@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .blocks import BasicBlock3d, Bottleneck3d
-from .conv import ConvBN3d, triple
+from .conv import ConvBN3d, FrameConv2d, triple
 from .non_local import NonLocal3d
 
 STAGE_BLOCKS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
@@ -63,7 +63,7 @@ class ResNet3d(nn.Module):
                  style: str = "pytorch", frozen_stages: int = -1, inflate: InflatePattern = (1, 1, 1, 1),
                  inflate_style: str | Sequence = "3x1x1", norm_eval: bool = False,
                  zero_init_residual: bool = True, non_local: InflatePattern = 0,
-                 non_local_cfg: dict | None = None) -> None:
+                 non_local_cfg: dict | None = None, conv_2d: bool = False) -> None:
         super().__init__()
         if depth not in STAGE_BLOCKS:
             raise ValueError(f"invalid depth {depth} for ResNet3d; choose one of {DEPTHS}")
@@ -120,6 +120,11 @@ class ResNet3d(nn.Module):
             self.add_module(f"layer{i + 1}", layer)
             self.res_layers.append(f"layer{i + 1}")
         self.feat_dim = self.block.expansion * base_channels * 2 ** (len(self.stage_blocks) - 1)
+        self.conv_2d = conv_2d
+        if conv_2d:  # mmaction2's C2D: 2-D convs (4-D weights) applied frame by frame
+            for m in self.modules():
+                if isinstance(m, ConvBN3d) and isinstance(m.conv, nn.Conv3d):
+                    m.conv = FrameConv2d.from_3d(m.conv)
 
     def _lateral_inplanes(self) -> list[int]:
         """Extra input channels of each stage's first block (laterals concatenated in)."""
@@ -200,7 +205,7 @@ class ResNet3d(nn.Module):
 @torch.no_grad()
 def init_module(m: nn.Module, generator: torch.Generator | None = None) -> None:
     """Initialise one leaf module the way mmaction2 (mmcv ``kaiming_init``) does."""
-    if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Conv2d)):
+    if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Conv2d)):  # FrameConv2d is a Conv2d
         nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
         if m.bias is not None:
             nn.init.zeros_(m.bias)

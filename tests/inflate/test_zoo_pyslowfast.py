@@ -127,3 +127,29 @@ def test_inspect_shows_each_fact_with_its_source(tmp_path):
     facts = json.loads(runner.invoke(main, ["inspect", str(path), "--json"]).output)["architecture"]["facts"]
     assert facts["with_pool2"] == {"value": True, "source": "checkpoint cfg (MODEL.ARCH=i3d)"}
     assert facts["conv1_stride_t"] == {"value": 1, "source": "PySlowFast names: its ResNet stems keep every frame"}
+
+
+def test_pyslowfast_c2d_becomes_mmaction2_c2d_and_computes_the_same(tmp_path):
+    """PySlowFast's C2D (5-D kernels, T=1) and mmaction2's C2D (2-D kernels run per frame) are one
+    network: --arch c2d_r50 squeezes the kernels, and the way back unsqueezes them bit for bit."""
+    torch.manual_seed(0)
+    ref = build_model("c2d_r50_8x8", num_classes=5).eval()
+    with torch.no_grad():
+        for k, t in ref.state_dict().items():
+            if k.endswith(("running_mean", ".bias")):
+                t.copy_(torch.randn(t.shape) * 0.1)
+    pysf = convert(ref.state_dict(), source=None, target="pyslowfast", origin="native").tensors
+    src = tmp_path / "C2D_8x8_R50.pyth"
+    torch.save({"model_state": pysf}, src)
+    out = tmp_path / "c2d_mm.safetensors"
+    result = CliRunner().invoke(main, ["convert", str(src), "--arch", "c2d_r50", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "converts back to pyslowfast bit for bit" in result.output
+    import inflate3d
+
+    ours = inflate3d.load_model(out)
+    assert ours.inflate3d_arch == "c2d_r50" and ours.state_dict()["backbone.conv1.conv.weight"].dim() == 4
+    x = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = ref(x), ours(x)
+    assert ((got - expected).abs().max() / expected.abs().max()).item() < 1e-5

@@ -14,6 +14,7 @@ REF = json.loads(gzip.open(Path(__file__).parents[1] / "data" / "mmaction2_more_
 
 ARCH_OF = {  # mmaction2 config -> inflate3d architecture
     "r2plus1d/r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb.py": "r2plus1d_r34",
+    "c2d/c2d_r50-in1k-pre_8xb32-8x8x1-100e_kinetics400-rgb.py": "c2d_r50",
     "csn/ircsn_ig65m-pretrained-r152_8xb12-32x2x1-58e_kinetics400-rgb.py": "ircsn_r152",
     "csn/ipcsn_ig65m-pretrained-r152-bnfrozen_32x2x1-58e_kinetics400-rgb.py": "ipcsn_r152",
     "i3d/i3d_imagenet-pretrained-r50-nl-dot-product_8xb8-32x2x1-100e_kinetics400-rgb.py": "i3d_r50_nl_dot_product",
