@@ -92,7 +92,10 @@ def _note_non_local(conv) -> None:
         f"but {other} non-local on the same weights gives outputs that differ by {gap:.3g} (max relative, one "
         "seeded clip). Not proven; retrain or fine-tune the non-local blocks in the other codebase"
         + ("; mmaction2's own NonLocal3d has no conv_out bias, so it cannot load this file strictly"
-           if cfg.get("out_bias") else ""))
+           if cfg.get("out_bias") and conv.target_scheme == "mmaction2" else "")
+        + ("; PySlowFast's Nonlocal has a conv_out bias that this file does not hold: load it with "
+           "strict=False (the bias then keeps PySlowFast's zero init)"
+           if not cfg.get("out_bias") and conv.target_scheme in ("pyslowfast", "caffe2") else ""))
 
 
 def format_overrides(overrides: dict) -> str:
