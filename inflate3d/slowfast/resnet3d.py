@@ -123,7 +123,8 @@ class ResNet3d(nn.Module):
         self.conv_2d = conv_2d
         if conv_2d:  # mmaction2's C2D: 2-D convs (4-D weights) applied frame by frame
             for m in self.modules():
-                if isinstance(m, ConvBN3d) and isinstance(m.conv, nn.Conv3d):
+                if isinstance(m, ConvBN3d) and isinstance(m.conv, nn.Conv3d) and m.conv.kernel_size[0] == 1 \
+                        and m.conv.stride[0] == 1:
                     m.conv = FrameConv2d.from_3d(m.conv)
 
     def _lateral_inplanes(self) -> list[int]:
