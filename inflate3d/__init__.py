@@ -29,4 +29,12 @@ def inflate_into(model, source, *, method="mean", strict=False, **kwargs):
     return _into(model, source, method=method, strict=strict, **kwargs)
 
 
-__all__ = ["__version__", "build_model", "inflate_into"]
+def load_model(path, **kwargs):
+    """Any checkpoint -> its network, loaded strictly, eval mode; see
+    :func:`inflate3d.inflate.load_model.load_model`."""
+    from .inflate.load_model import load_model as _load
+
+    return _load(path, **kwargs)
+
+
+__all__ = ["__version__", "build_model", "inflate_into", "load_model"]

@@ -14,6 +14,9 @@ from .console import Console
 ARCH_DEFAULT = "slowfast_r50_4x16"
 json_option = click.option("--json", "json_mode", is_flag=True, help="Print one JSON document for scripts.")
 debug_option = click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+set_option = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+                          help="An architecture setting the file does not state (e.g. speed_ratio=4, "
+                               "with_pool2=True, slow_pathway.fusion_kernel=7); repeatable.")
 
 
 def _terminate(signum, _frame) -> None:
@@ -150,8 +153,8 @@ def verify(json_mode: bool, debug: bool, **opts) -> None:
     _run(json_mode, debug, cmd.run, **opts)
 
 
-SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision", "tsm",
-                "huggingface", "timesformer"]
+SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision_video", "torchvision",
+                "tsm", "huggingface", "timesformer"]
 
 
 @main.command()
@@ -166,6 +169,7 @@ SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvisio
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--dry-run", is_flag=True, help="Print the key map and write nothing.")
 @click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
+@set_option
 @json_option
 @debug_option
 def convert(json_mode: bool, debug: bool, **opts) -> None:
@@ -198,6 +202,7 @@ def diff(json_mode: bool, debug: bool, **opts) -> None:
 @main.command()
 @click.argument("checkpoint")
 @click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
+@set_option
 @json_option
 @debug_option
 def inspect(json_mode: bool, debug: bool, **opts) -> None:

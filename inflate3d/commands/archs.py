@@ -13,11 +13,14 @@ def run(console: Console) -> int:
         backbone = count_parameters(model.backbone)
         rows.append({"name": arch.name, "family": arch.family, "depth": arch.depth,
                      "pathways": arch.pathways, "parameters": count_parameters(model),
-                     "backbone_parameters": backbone, "head_in_channels": model.cls_head.in_channels if model.cls_head is not None else None,
-                     "clip": list(arch.clip), "description": arch.description})
+                     "backbone_parameters": backbone,
+                     "head_in_channels": model.cls_head.in_channels if model.cls_head is not None else None,
+                     "clip": list(arch.clip), "description": arch.description,
+                     "origin": list(arch.origin)})
     console.emit_json({"archs": rows})
     console.table("Named architectures (parameters with a 400-class head)",
-                  ["name", "parameters", "clip TxHxW", "description"],
-                  [[r["name"], f"{r['parameters']:,}", "x".join(map(str, r["clip"])), r["description"]]
-                   for r in rows], justify=["left", "right", "right", "left"])
+                  ["name", "parameters", "clip TxHxW", "description", "published as"],
+                  [[r["name"], f"{r['parameters']:,}", "x".join(map(str, r["clip"])), r["description"],
+                    "\n".join(r["origin"]) or "-"]
+                   for r in rows], justify=["left", "right", "right", "left", "left"])
     return 0

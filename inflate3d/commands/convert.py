@@ -5,6 +5,7 @@ source bit for bit -> only then rename it. The inflation record rides along; the
 recorded beside it."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.markup import escape
@@ -23,13 +24,15 @@ CARRIED = ("epoch", "cfg")  # training state worth keeping; the optimizer's is n
 
 def run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
         target_scheme: str, arch: str | None, fmt: str | None, dtype: str | None, force: bool,
-        dry_run: bool, trust_pickle: bool) -> int:
+        dry_run: bool, trust_pickle: bool, settings: tuple[str, ...] = ()) -> int:
     import torch
 
+    from ..inflate.settings import parse_settings
     from ..io.load import load_checkpoint, sha256_in_background
     from ..io.save import check_output, output_format
 
     path = Path(checkpoint)
+    overrides = parse_settings(settings)
     if not dry_run:  # refuse before any work; the commit checks again
         if output is None:
             raise Inflate3dError("convert: give an output path with -o (or use --dry-run)")
@@ -53,7 +56,10 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
                    for k, v in tensors.items()}
     conv = convert_any(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch,
-                       recorded_arch=ckpt.metadata.get("arch"))
+                       recorded_arch=ckpt.metadata.get("arch"), config=ckpt.config, metadata=ckpt.metadata,
+                       settings=overrides)
+    if hasattr(conv, "native"):  # the ResNet family: non-local blocks are never proven equivalent
+        _note_non_local(conv)
     arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
     if dry_run:
         console.table(f"Key map {conv.source_scheme} -> mmaction2 -> {conv.target_scheme} (dry run)",
@@ -65,6 +71,7 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
         return 0
     out = Path(output)
     meta = {**provenance(ckpt.metadata, conv, source=path.name, source_sha256=source_sha256()),
+            "arch_settings": json.dumps(getattr(conv, "arch_overrides", {})),
             **getattr(conv, "metadata", {})}  # a family's record of what the weights do not carry
     state = carried_state(ckpt)
     conv.notes.extend(_state_notes(ckpt, state, conv.target_scheme, fmt))
@@ -244,10 +251,12 @@ def _prove(path: Path, out: Path, conv, source_tensors, fmt: str, recorded: dict
     written_file = prove_file(path, expected, origin=str(out), metadata=recorded)
     written = {k: written_file.get(k) for k in written_file.keys()}
     native = written if conv.target_scheme == "mmaction2" else \
-        convert_any(written, source=conv.target_scheme, target="mmaction2", origin=str(out)).tensors
+        convert_any(written, source=conv.target_scheme, target="mmaction2", origin=str(out), arch=conv.arch_name,
+                    settings=conv.arch_overrides).tensors
     check_shapes(state_dict_shapes(conv.arch_name, num_classes=conv.arch.num_classes, **conv.arch_overrides),
                  native, str(out))
-    back = convert_any(written, source=conv.target_scheme, target=conv.source_scheme, origin=str(out)).tensors
+    back = convert_any(written, source=conv.target_scheme, target=conv.source_scheme, origin=str(out),
+                       arch=conv.arch_name, settings=conv.arch_overrides).tensors
     caffe2_counters = conv.target_scheme == "caffe2"  # Caffe2 cannot store BN batch counters
     expected_back = {k: v for k, v in source_tensors.items() if k in back
                      and not (caffe2_counters and k.endswith("num_batches_tracked"))}

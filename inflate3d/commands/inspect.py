@@ -21,10 +21,21 @@ def _pathway_json(v: dict) -> dict:
             "inflate": [list(s) for s in v["inflate"]], "inflate_style": v["inflate_style"], "width": v["base_channels"]}
 
 
-def run(console: Console, checkpoint: str, trust_pickle: bool) -> int:
+def _plain(value):
+    """JSON-friendly: tuples as lists, recursively."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def run(console: Console, checkpoint: str, trust_pickle: bool, settings: tuple[str, ...] = ()) -> int:
     from ..inflate.convert import match_arch, scheme, to_native
     from ..inflate.detect import detect_scheme, infer_arch
     from .. import families
+    from ..inflate.facts import facts_for
+    from ..inflate.settings import parse_settings
     from ..io.load import load_checkpoint
 
     path = Path(checkpoint)
@@ -41,8 +52,13 @@ def run(console: Console, checkpoint: str, trust_pickle: bool) -> int:
               "values_by_dtype": dict(by_dtype), "metadata": ckpt.metadata}
     arch = None
     if name != "torchvision3d" or any(t.dim() == 5 for t in ckpt.tensors.values()):
-        native, _, notes = to_native(ckpt.tensors, scheme(name), two, checkpoint)
+        src = scheme(name)
+        native, _, notes = to_native(ckpt.tensors, src, two, checkpoint)
         info = infer_arch(native, checkpoint)
+        info.facts = facts_for(info, scheme=name, two=two,
+                               names_pool2=src.pooled_names(ckpt.tensors) if src.single_pooled and not two
+                               else None, config=ckpt.config, metadata=ckpt.metadata,
+                               settings=parse_settings(settings))
         try:
             named, overrides = match_arch(native, info, checkpoint)
             arch = {"name": named.name, "overrides": format_overrides(overrides)}
@@ -53,6 +69,8 @@ def run(console: Console, checkpoint: str, trust_pickle: bool) -> int:
             "lateral_norm": info.lateral_norm, "fusion_kernel": info.fusion_kernel,
             "channel_ratio": info.channel_ratio, "head_classes": info.num_classes, "matches": arch,
             "per_pathway": {p: _pathway_json(v) for p, v in info.pathways.items()},
+            "facts": {k: {"value": _plain(f.value), "source": f.source} for k, f in info.facts.items()},
+            "config": info.record,
             "notes": notes + info.notes}
     console.emit_json(report)
     rows = [["file", str(path)], ["format", ckpt.format],
@@ -80,6 +98,10 @@ def run(console: Console, checkpoint: str, trust_pickle: bool) -> int:
             rows.append(["  fusion", f"kernel {info.fusion_kernel}, lateral norm {info.lateral_norm}, "
                          f"channel ratio {info.channel_ratio}"])
         rows.append(["  head classes", str(info.num_classes) if info.num_classes else "none (backbone only)"])
+        for k, f in info.facts.items():
+            rows.append([f"  {k}", f"{_plain(f.value)}  [{f.source}]"])
+        if info.record:
+            rows.append(["  file's config", ", ".join(f"{k}={v}" for k, v in info.record.items())])
     console.table(None, ["", ""], rows)
     for note in report.get("architecture", {}).get("notes", []):
         console.note(f"note: {note}")

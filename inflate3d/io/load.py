@@ -37,6 +37,7 @@ class Checkpoint:
     metadata: dict[str, str] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # non-weight entries left out
     extras: dict[str, Any] = field(default_factory=dict)  # plain values beside the weights (epoch, cfg)
+    config: str | None = None  # the training config the file carries (PySlowFast's ``cfg`` YAML)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -232,8 +233,9 @@ def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:
             break
     extras = {k: v for k, v in outer.items() if container and k in dropped
               and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    config = outer.get("cfg") if container and isinstance(outer.get("cfg"), str) else None
     return Checkpoint(path, fmt, {str(k): v for k, v in tensors.items()}, container=container,
-                      metadata=metadata, dropped=dropped, extras=extras)
+                      metadata=metadata, dropped=dropped, extras=extras, config=config)
 
 
 def _is_tensor_dict(obj: dict) -> bool:
