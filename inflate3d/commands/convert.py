@@ -91,7 +91,7 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
 
 
 def convert_any(tensors, *, source: str | None, target: str, origin: str, arch: str | None = None,
-                recorded_arch: str | None = None):
+                recorded_arch: str | None = None, **facts):
     """Convert through the family that owns these keys (or the target scheme); the ResNet family's
     tables otherwise. A family's arch defaults to the one the file's metadata records (X3D-XS, -S
     and -M, for one, have the same weights)."""
@@ -107,7 +107,7 @@ def convert_any(tensors, *, source: str | None, target: str, origin: str, arch: 
         return conv
     from ..inflate.convert import convert
 
-    return convert(tensors, source=source, target=target, origin=origin, arch=arch)
+    return convert(tensors, source=source, target=target, origin=origin, arch=arch, **facts)
 
 
 def provenance(recorded: dict[str, str], conv, *, source: str, source_sha256: str) -> dict[str, str]:
@@ -156,13 +156,38 @@ def _state_notes(ckpt, state: dict, target: str, fmt: str) -> list[str]:
     return notes
 
 
-PLAIN = ("torchvision3d", "torchvision")
+PLAIN = ("torchvision3d", "torchvision", "torchvision_video")
+
+
 def _folder_family(target: str):
     """The family that writes ``target`` as a folder (Hugging Face names), else None."""
     from .. import families
 
     family = families.for_scheme(target)
     return family if family is not None and hasattr(family, "write_folder") and target == "huggingface" else None
+
+
+def _note_non_local(conv) -> None:
+    """Non-local blocks convert by name, never by maths: say how far apart the two codebases'
+    blocks are on these weights (measured), and which maths the converted file keeps."""
+    from ..verify.non_local_gap import non_local_gap, non_local_settings
+
+    _, cfg = non_local_settings(conv.arch_name, conv.arch_overrides)
+    if cfg is None:
+        return
+    gap = non_local_gap(conv.arch_name, conv.arch_overrides, conv.native, conv.arch.num_classes)
+    kept = "PySlowFast's (pool before phi and g)" if cfg.get("pool_first") else "mmaction2's (pool after phi and g)"
+    other = "mmaction2's" if cfg.get("pool_first") else "PySlowFast's"
+    conv.notes.append(
+        f"NOT EQUIVALENT: non-local blocks are converted by name only. PySlowFast pools before phi and g, "
+        f"mmaction2 after; the file keeps {kept} maths as settings (inflate3d's load_model computes them), "
+        f"but {other} non-local on the same weights gives outputs that differ by {gap:.3g} (max relative, one "
+        "seeded clip). Not proven; retrain or fine-tune the non-local blocks in the other codebase"
+        + ("; mmaction2's own NonLocal3d has no conv_out bias, so it cannot load this file strictly"
+           if cfg.get("out_bias") and conv.target_scheme == "mmaction2" else "")
+        + ("; PySlowFast's Nonlocal has a conv_out bias that this file does not hold: load it with "
+           "strict=False (the bias then keeps PySlowFast's zero init)"
+           if not cfg.get("out_bias") and conv.target_scheme in ("pyslowfast", "caffe2") else ""))
 
 
 def format_overrides(overrides: dict) -> str:
