@@ -97,6 +97,7 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> C
     else:
         obj = _torch_load(path, zipped=fmt == "torch-zip", trust_pickle=trust_pickle)
         ckpt = _unwrap(path, fmt, obj)
+        check_extents(path, ckpt.tensors)
     _strip_prefix(ckpt)
     bad = [name for name, t in ckpt.tensors.items() if not _finite(t)]
     if bad:
@@ -105,50 +106,107 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> C
     return ckpt
 
 
+def _prescan(path: Path, pickles: int = 4) -> None:
+    """Before any unpickler runs, trusted file or not: the opcodes must be intact and nest at most
+    ``MAX_DEPTH`` deep (deeper can crash CPython). Which globals are allowed is the unpickler's
+    call; a refusal then names every global the scan saw."""
+    from .pickle_scan import MAX_DEPTH, scan_file
+
+    try:
+        scan = scan_file(path, pickles=pickles)
+    except Exception as e:  # noqa: BLE001 - reading opcodes runs nothing: a damaged file
+        raise Inflate3dError(f"{path}: corrupt pickle ({type(e).__name__}: {str(e)[:200]})") from None
+    if scan.depth > MAX_DEPTH:
+        raise Inflate3dError(f"{path}: refused: objects nested more than {MAX_DEPTH} deep (unpickling "
+                             "them could crash Python); the file is corrupt or hostile. Nothing was run")
+    if scan.damage:
+        raise Inflate3dError(f"{path}: corrupt pickle ({scan.damage}); the file is truncated or damaged")
+
+
 def _caffe2_blobs(path: Path, trust_pickle: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
     """A Caffe2 pickle's blobs, or None when the file is a torch legacy pickle (whose first object
     is torch's magic number). Only numpy arrays and containers can be built while looking."""
     from . import caffe2
 
+    _prescan(path, pickles=1)
     try:
         first = caffe2.first_object(path)
+    except Inflate3dError:
+        raise
     except pickle.UnpicklingError as e:
         found = _GLOBAL_RE.findall(str(e))
         if found and trust_pickle:
             return None  # the user vouches for it: torch.load(weights_only=False) decides
-        if found:
-            raise _refused(path, found) from None
-        raise Inflate3dError(f"{path}: corrupt pickle ({e})") from None
+        if found:  # name every global of the first pickle the arrays-only unpickler would refuse
+            from .pickle_scan import scan_file
+
+            allowed = {f"{m}.{n}" for m, n in caffe2.ALLOWED}
+            every = [g for g in dict.fromkeys(scan_file(path, pickles=1).globals) if g not in allowed]
+            raise _refused(path, every or found) from None
+        raise Inflate3dError(f"{path}: corrupt pickle ({str(e)[:200]})") from None
     except Exception as e:  # noqa: BLE001 - the arrays-only unpickler runs no code: a bad file
         raise Inflate3dError(f"{path}: corrupt pickle ({type(e).__name__}: {str(e)[:200]})") from None
     if isinstance(first, int):
         return None
     meta = first.get("inflate3d") if isinstance(first, dict) else None
-    return caffe2.read_blobs(path, first), {str(k): str(v) for k, v in (meta or {}).items()}
+    if meta is not None and not isinstance(meta, dict):
+        raise Inflate3dError(f"{path}: its 'inflate3d' metadata is a {type(meta).__name__}, not a mapping")
+    return caffe2.read_blobs(path, first), metadata_text(meta or {})
 
 
-def _finite(t: torch.Tensor) -> bool:
-    """NaN and Inf propagate through a sum, so one reduction (no copy) screens a tensor; only a
-    non-finite sum, which an overflow can also cause, is looked at element by element."""
+def text(value: Any, limit: int = 1 << 20) -> str:
+    """A file's key or metadata value as text: never raises (a 5,000-digit int cannot be printed
+    by ``str``), never longer than ``limit``."""
+    try:
+        s = value if isinstance(value, str) else str(value)
+    except (ValueError, RecursionError, MemoryError, TypeError):
+        s = f"<a {type(value).__name__} that cannot be printed>"
+    return s if len(s) <= limit else s[:limit] + f"... ({len(s) - limit} characters cut)"
+
+
+def metadata_text(meta: dict) -> dict[str, str]:
+    return {text(k, 1000): text(v) for k, v in meta.items()}
+
+
+def check_extents(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Every tensor must fit its storage, and hold no more values than its storage: a (2**20, 2**20)
+    view with strides (0, 0) of a one-value storage is refused before anything reads it."""
+    for name, t in tensors.items():
+        if t.layout != torch.strided or t.device.type != "cpu":
+            raise Inflate3dError(f"{path}: tensor {text(name, 200)} is {t.layout} on {t.device}; "
+                                 "only dense CPU tensors are read")
+        numel = t.numel()
+        if numel == 0:
+            continue
+        have = t.untyped_storage().nbytes() // max(t.element_size(), 1)
+        end = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+        if any(s < 0 for s in t.stride()) or t.storage_offset() < 0 or end >= have or numel > have:
+            raise Inflate3dError(f"{path}: tensor {text(name, 200)} claims {numel:,} values (shape "
+                                 f"{tuple(t.shape)}, strides {t.stride()}) from a storage of {have:,}; "
+                                 "the file is corrupt or hostile")
+
+
+def _finite(t: torch.Tensor, chunk: int = 1 << 22) -> bool:
+    """NaN and Inf propagate through a sum, so one reduction (no copy) screens a chunk; only a
+    non-finite sum, which an overflow can also cause, is looked at element by element. Chunks
+    keep a long screen interruptible (a signal is handled between them)."""
     if not t.is_floating_point():
         return True
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+    flat = t.reshape(-1)
+    for i in range(0, flat.numel(), chunk):
+        part = flat[i:i + chunk]
+        if not (bool(torch.isfinite(part.sum())) or bool(torch.isfinite(part).all())):
+            return False
+    return True
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Every tensor, after the header has been validated (see ``lazy.read_header``)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
+    """Every tensor, from one open file whose header was validated (``safetensors_header``, the
+    validation the lazy reader uses too: the two never disagree about a file)."""
+    from .lazy import SafetensorsFile
 
-    from .lazy import read_header
-
-    header, metadata, _ = read_header(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            tensors = {k: f.get_tensor(k) for k in header}
-    except (SafetensorError, ValueError, TypeError, KeyError, OSError) as e:
-        raise Inflate3dError(f"{path}: unreadable safetensors file ({e})") from None
-    return tensors, metadata
+    with SafetensorsFile(path) as f:
+        return {k: f.get(k) for k in f.header}, f.metadata
 
 
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
@@ -162,15 +220,21 @@ def _refused(path: Path, globals_: list[str]) -> Inflate3dError:
 
 def _torch_load(path: Path, *, zipped: bool, trust_pickle: bool) -> Any:
     if zipped:
+        from .pickle_scan import zip_too_large
+
         try:
             with zipfile.ZipFile(path) as z:
-                bad = z.testzip()
+                too_large = zip_too_large(z, path.stat().st_size)
+                bad = None if too_large else z.testzip()
         except Exception as e:  # noqa: BLE001 - zipfile on damaged bytes: BadZipFile, but also
             # NotImplementedError (bogus compression method), UnicodeDecodeError (member names)...
-            raise Inflate3dError(f"{path}: corrupt torch zip checkpoint ({type(e).__name__}: {e}); the "
-                                 "file is truncated or damaged") from None
+            raise Inflate3dError(f"{path}: corrupt torch zip checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+                                 "the file is truncated or damaged") from None
+        if too_large:
+            raise Inflate3dError(f"{path}: refused: {too_large} (torch stores its members uncompressed)")
         if bad is not None:
-            raise Inflate3dError(f"{path}: corrupt torch zip checkpoint (bad member {bad})")
+            raise Inflate3dError(f"{path}: corrupt torch zip checkpoint (bad member {text(bad, 200)})")
+    _prescan(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=False)
     except pickle.UnpicklingError as e:
@@ -205,14 +269,14 @@ def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     non_tensors = [k for k in obj if k not in tensors]
     if not tensors:
-        raise Inflate3dError(f"{path}: no tensors found (keys: {', '.join(map(str, list(obj)[:8]))})")
+        raise Inflate3dError(f"{path}: no tensors found (keys: {', '.join(text(k, 200) for k in list(obj)[:8])})")
     if non_tensors:
         raise Inflate3dError(f"{path}: entries that are not tensors where weights are expected: "
-                             f"{', '.join(map(str, non_tensors[:8]))}")
+                             f"{', '.join(text(k, 200) for k in non_tensors[:8])}")
     metadata = {}
     if container and isinstance(outer.get("meta"), dict):  # mmaction2 {'state_dict', 'meta'}
-        metadata = {str(k): str(v) for k, v in outer["meta"].items()}
-    return Checkpoint(path, fmt, {str(k): v for k, v in tensors.items()}, container=container,
+        metadata = metadata_text(outer["meta"])
+    return Checkpoint(path, fmt, {text(k, 10_000): v for k, v in tensors.items()}, container=container,
                       metadata=metadata, dropped=dropped)
 
 
