@@ -132,7 +132,7 @@ def first_object(path: Path) -> Any:
 
     size = path.stat().st_size
     with open(path, "rb") as f:
-        return _ArraysOnly(io.BufferedReader(_Capped(f, size)), path, budget=size + 2**16).load()
+        return _ArraysOnly(_Capped(f, size), path, budget=size + 2**16).load()
 
 
 def read_blobs(path: Path, obj: Any) -> dict[str, torch.Tensor]:

@@ -160,7 +160,7 @@ def text(value: Any, limit: int = 1 << 20) -> str:
     try:
         s = value if isinstance(value, str) else str(value)
     except (ValueError, RecursionError, MemoryError, TypeError):
-        s = f"<a {type(value).__name__} that cannot be printed>"
+        s = f"<unprintable {type(value).__name__}>"
     return s if len(s) <= limit else s[:limit] + f"... ({len(s) - limit} characters cut)"
 
 

@@ -9,7 +9,6 @@ streamed and capped by the bytes actually there, so a size field claiming 2**60 
 """
 from __future__ import annotations
 
-import io
 import pickletools
 import zipfile
 from dataclasses import dataclass, field
@@ -37,21 +36,27 @@ class Scan:
     pickles: int = 0
 
 
-class _Capped(io.RawIOBase):
-    """A read-only view that never asks the underlying file for more than is left in it."""
+class _Capped:
+    """A read-only view of a buffered file that never asks it for more than is left in it (a size
+    field claiming 2**60 bytes would otherwise make ``read`` allocate that much up front)."""
 
     def __init__(self, f: IO[bytes], left: int) -> None:
-        self._f, self.left = f, left
+        self._f, self.left, self.pos = f, left, 0
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        n = min(len(b), self.left)
-        data = self._f.read(n)
-        b[:len(data)] = data
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(self.left if n is None or n < 0 else min(n, self.left))
         self.left -= len(data)
-        return len(data)
+        self.pos += len(data)
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        data = self._f.readline(self.left if limit is None or limit < 0 else min(limit, self.left))
+        self.left -= len(data)
+        self.pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.pos
 
 
 def scan_stream(stream: IO[bytes], scan: Scan) -> bool:
@@ -152,10 +157,10 @@ def scan_file(path: Path, *, pickles: int = 4) -> Scan:
             for info in z.infolist():
                 if info.filename.endswith(".pkl"):
                     with z.open(info) as member:
-                        scan_stream(io.BufferedReader(_Capped(member, info.file_size)), scan)
+                        scan_stream(_Capped(member, info.file_size), scan)
         return scan
     with open(path, "rb") as f:
-        capped = io.BufferedReader(_Capped(f, path.stat().st_size))
+        capped = _Capped(f, path.stat().st_size)
         for _ in range(pickles):
             if not scan_stream(capped, scan) or scan.damage:
                 break
