@@ -3,7 +3,9 @@
     .venv/bin/python scripts/fuzz.py [--cases 10000] [--seed 0] [--timeout 20]
 
 Cases run in forked children (so a segfault, a hang in C or a memory blow-up is seen, not
-suffered), under a silence limit and a data-size limit; each case reports its child's peak RSS.
+suffered), under a CPU-time limit per case (20 s; on a shared machine wall time is not the case's
+own, so 300 s of wall time without a verdict is a hang too) and a data-size limit; each case
+reports its child's peak RSS.
 Cases:
 - file: a small valid file of every format (safetensors, torch zip, legacy torch pickle, Caffe2
   .pkl, a 2D ResNet, pickles carrying an ``os.system`` payload) mutated (byte flips, truncations,
@@ -20,7 +22,7 @@ Cases:
   raised just before or just after the rename that commits the output.
 Outcomes: ok (read or refused with inflate3d's one-line error), code run (a payload's marker file
 appeared), crash (another exception, a traceback or click's "Aborted!", a death by signal, a wrong
-exit code), hang (over the time limit), blow-up (peak RSS over 1.5 GiB, or out of memory), partial
+exit code), hang (over the time limits), blow-up (peak RSS over 1.5 GiB, or out of memory), partial
 (a failed or interrupted write that left its output or a temporary file, or an exit code that
 does not say what is on disk). Exits 1 if any of those is not zero.
 """
@@ -62,6 +64,7 @@ from inflate3d.io.safetensors_header import read_header  # noqa: E402
 from inflate3d.slowfast import build_model  # noqa: E402
 
 PEAK_LIMIT_MIB = 1536
+WALL_LIMIT = 300  # seconds without a verdict, whatever the CPU use
 BAD = ("code run", "crash", "hang", "blow-up", "partial")
 KINDS = [("file", 55), ("keys", 12), ("nesting", 5), ("strides", 5), ("amplify", 6), ("readers", 12),
          ("signals", 5)]
@@ -518,7 +521,8 @@ def in_children(cases: list[tuple[str, int]], seeds, native, tmp: Path, data_lim
                 os.write(w, (json.dumps(["crash", f"harness: {type(e).__name__}: {e}"[:300], 0]) + "\n").encode())
                 os._exit(1)
         os.close(w)
-        buf, done, last = b"", 0, time.monotonic()
+        buf, done, last, cpu_last = b"", 0, time.monotonic(), 0.0
+        hung = ""
         while True:
             ready, _, _ = select.select([r], [], [], 0.5)
             if ready:
@@ -532,17 +536,21 @@ def in_children(cases: list[tuple[str, int]], seeds, native, tmp: Path, data_lim
                     if outcome == "ok" and peak > PEAK_LIMIT_MIB:
                         outcome, detail = "blow-up", f"{detail}: peak {peak:.0f} MiB"
                     yield outcome, detail, peak, tmp / f"case{done}"
-                    done, last = done + 1, time.monotonic()
-            elif time.monotonic() - last > timeout:
-                os.kill(pid, signal.SIGKILL)
-                break
+                    done, last, cpu_last = done + 1, time.monotonic(), _cpu_seconds(pid)
+            else:  # a hang: CPU time spent on one case (the machine is shared: wall time is not
+                # the case's own), or a case stuck without using the CPU at all
+                cpu = _cpu_seconds(pid) - cpu_last
+                if cpu > timeout or time.monotonic() - last > WALL_LIMIT:
+                    hung = f"{cpu:.0f} s of CPU, {time.monotonic() - last:.0f} s of wall time"
+                    os.kill(pid, signal.SIGKILL)
+                    break
         os.close(r)
         _, status, rusage = os.wait4(pid, 0)
         if done < len(batch):  # the case that stopped the child
             kind = batch[done][0]
             peak = rusage.ru_maxrss / 1024
-            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and time.monotonic() - last > timeout:
-                yield "hang", f"{kind}: silent for over {timeout} s", peak, tmp / f"case{done}"
+            if hung:
+                yield "hang", f"{kind}: no verdict after {hung}", peak, tmp / f"case{done}"
             elif os.WIFSIGNALED(status):
                 yield "crash", f"{kind}: killed by signal {os.WTERMSIG(status)}", peak, tmp / f"case{done}"
             else:
@@ -558,7 +566,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=int, default=20, help="seconds per case")
+    ap.add_argument("--timeout", type=int, default=20, help="CPU seconds per case before it is a hang")
     ap.add_argument("--progress", type=int, default=0, help="print a line every N cases")
     ap.add_argument("--kinds", default=",".join(k for k, _ in KINDS), help="comma-separated case kinds")
     args = ap.parse_args()
@@ -624,6 +632,15 @@ def main() -> int:
     for name in ("ok",) + BAD:
         print(f"| {name} | {outcome.get(name, 0)} |")
     return 1 if any(outcome[b] for b in BAD) else 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc (0 if it is gone)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _vm_data() -> int:

@@ -99,10 +99,16 @@ def scan_stream(stream: IO[bytes], scan: Scan) -> bool:
                 stack.append(stack[-1] if stack else [0, None])
             elif name == "STOP":
                 break
+            elif not op.stack_before:  # pushes one new object (or nothing: PROTO, FRAME)
+                if op.stack_after:
+                    stack.append([0, None])
+                continue
             else:
                 _generic(op, stack, scan)
-            if stack and stack[-1] is not _MARK:
-                scan.depth = max(scan.depth, stack[-1][0])
+            if stack and stack[-1] is not _MARK and stack[-1][0] > scan.depth:
+                scan.depth = stack[-1][0]
+                if scan.depth > MAX_DEPTH:  # refused whatever follows: stop reading
+                    break
         else:
             if started:
                 raise ValueError("no STOP opcode: the pickle is truncated")
@@ -162,7 +168,7 @@ def scan_file(path: Path, *, pickles: int = 4) -> Scan:
     with open(path, "rb") as f:
         capped = _Capped(f, path.stat().st_size)
         for _ in range(pickles):
-            if not scan_stream(capped, scan) or scan.damage:
+            if not scan_stream(capped, scan) or scan.damage or scan.depth > MAX_DEPTH:
                 break
     return scan
 

@@ -77,7 +77,8 @@ def parse_header(f: IO[bytes], path: Path) -> tuple[dict[str, dict], dict[str, s
         raise Inflate3dError(f"{path}: invalid safetensors header ({str(e)[:200]})") from None
     if not isinstance(header, dict):
         raise Inflate3dError(f"{path}: invalid safetensors header (not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", None)
+    metadata = {} if metadata is None else metadata  # null is allowed, [] is not
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise Inflate3dError(f"{path}: invalid safetensors metadata (it must map names to strings)")
     entries = []

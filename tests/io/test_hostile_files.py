@@ -230,6 +230,7 @@ DISAGREED = {  # each was accepted by the lazy reader (diff); the library refuse
     "duplicate keys": ("{" + ENTRY.format(k="a", n=1, a=0, b=4) + "," + ENTRY.format(k="a", n=1, a=0, b=4) + "}", 4),
     "a bool shape": ('{"a":{"dtype":"F32","shape":[true],"data_offsets":[0,4]}}', 4),
     "list-valued metadata": ('{"__metadata__":{"x":[1]},' + ENTRY.format(k="a", n=1, a=0, b=4) + "}", 4),
+    "empty-list metadata (found by fuzzing)": ('{"__metadata__":[],' + ENTRY.format(k="a", n=1, a=0, b=4) + "}", 4),
     "bytes after the last tensor": ("{" + ENTRY.format(k="a", n=1, a=0, b=4) + "}", 12),
 }
 
