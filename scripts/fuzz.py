@@ -12,7 +12,7 @@ Cases:
   insertions, header edits), then read by the loader, the lazy reader, or a command that reads
   files (inspect, convert to each format, diff, verify, inflate);
 - keys: key sets and shapes perturbed for the scheme detector and the architecture inference;
-- nesting: containers nested hundreds to 300,000 deep, in Caffe2 pickles, torch zips, legacy files;
+- nesting: containers nested 500 to 200,000 deep, in Caffe2 pickles, torch zips, legacy files;
 - strides: views whose sizes and strides (zero, overlapping, out of bounds) claim more than the storage;
 - amplify: pickles and zips that ask for far more memory than their size (codec chains, numpy
   reconstruct with huge shapes and odd dtypes, huge length fields, zip bombs);
@@ -66,7 +66,7 @@ from inflate3d.slowfast import build_model  # noqa: E402
 PEAK_LIMIT_MIB = 1536
 WALL_LIMIT = 300  # seconds without a verdict, whatever the CPU use
 BAD = ("code run", "crash", "hang", "blow-up", "partial")
-KINDS = [("file", 55), ("keys", 12), ("nesting", 5), ("strides", 5), ("amplify", 6), ("readers", 12),
+KINDS = [("file", 55), ("keys", 12), ("nesting", 3), ("strides", 5), ("amplify", 6), ("readers", 12),
          ("signals", 5)]
 
 
@@ -274,7 +274,7 @@ def _read_with_a_command(rng: random.Random, path: Path, tmp: Path, seeds: dict[
 
 
 def case_nesting(rng, seeds, tmp) -> str:
-    depth = rng.choice([rng.randint(500, 3000), rng.randint(3000, 300_000)])
+    depth = rng.choice([rng.randint(500, 3000), rng.randint(3000, 100_000), 200_000])
     op = rng.choice(["tuple", "pairs", "list", "dict"])
     if op == "tuple":
         body = b"K\x00" + b"\x85" * depth
