@@ -51,7 +51,7 @@ def atomic_output(path: Path, *, force: bool = False, inputs: Sequence[Path] = (
     The block may read the file back through ``f.name`` (e.g. to verify it) before it is committed.
     The commit (rename, bookkeeping) and the cleanup run with SIGINT and SIGTERM held back, so an
     interrupt lands before the rename (nothing written, no temporary file) or after it (the file
-    is complete and listed in ``COMMITTED``), never in between.
+    is complete and listed in ``COMMITTED``), never in between, and never stops a cleanup.
     """
     path = Path(path)
     check_output(path, force=force, inputs=inputs)
@@ -111,19 +111,30 @@ def _why_write_failed(tmp: Path, e: RuntimeError) -> str:
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for a few system calls; they are delivered on the way out."""
+    """Hold SIGINT and SIGTERM back for a few system calls: one that arrives meanwhile is
+    recorded, and handed to the handler that was in place on the way out. (Python runs handlers
+    in the main thread between bytecodes whichever thread the signal hit, so a recording
+    handler is what holds them back; a thread's signal mask would not.)"""
     import signal
+    import threading
 
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    except (AttributeError, OSError, ValueError):  # no pthread_sigmask on this platform
+    if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread
         yield
         return
+    caught: list[int] = []
+    old = {s: signal.signal(s, lambda signum, _frame: caught.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in old.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            handler = old[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])  # the default action, now that it is back
 
 
 _STALE = re.compile(rf"^\..+\.{_TMP_TAG}-(\d+)-[a-z0-9_]{{8}}\.tmp$")
