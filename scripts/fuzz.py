@@ -12,7 +12,7 @@ Cases:
   insertions, header edits), then read by the loader, the lazy reader, or a command that reads
   files (inspect, convert to each format, diff, verify, inflate);
 - keys: key sets and shapes perturbed for the scheme detector and the architecture inference;
-- nesting: containers nested 500 to 200,000 deep, in Caffe2 pickles, torch zips, legacy files;
+- nesting: containers nested 500 to 100,000 deep, in Caffe2 pickles, torch zips, legacy files;
 - strides: views whose sizes and strides (zero, overlapping, out of bounds) claim more than the storage;
 - amplify: pickles and zips that ask for far more memory than their size (codec chains, numpy
   reconstruct with huge shapes and odd dtypes, huge length fields, zip bombs);
@@ -67,7 +67,7 @@ PEAK_LIMIT_MIB = 1536
 WALL_LIMIT = 300  # seconds without a verdict, whatever the CPU use
 BAD = ("code run", "crash", "hang", "blow-up", "partial")
 KINDS = [("file", 55), ("keys", 12), ("nesting", 3), ("strides", 5), ("amplify", 6), ("readers", 12),
-         ("signals", 5)]
+         ("signals", 3)]
 
 
 class Bad(Exception):
@@ -274,7 +274,7 @@ def _read_with_a_command(rng: random.Random, path: Path, tmp: Path, seeds: dict[
 
 
 def case_nesting(rng, seeds, tmp) -> str:
-    depth = rng.choice([rng.randint(500, 3000), rng.randint(3000, 100_000), 200_000])
+    depth = rng.choice([rng.randint(500, 3000), rng.randint(3000, 100_000)])
     op = rng.choice(["tuple", "pairs", "list", "dict"])
     if op == "tuple":
         body = b"K\x00" + b"\x85" * depth
@@ -436,7 +436,7 @@ def case_signals(rng, seeds, tmp) -> str:
         fsync = os.fsync
         os.fsync = lambda fd: (fsync(fd), os.kill(os.getpid(), sig))
     else:  # from another process, once or twice 20 ms apart, at a random moment of the run
-        delays = [rng.uniform(0, 0.6)] + ([0.02] if when == "double" else [])
+        delays = [rng.uniform(0, 0.4)] + ([0.02] if when == "double" else [])
         if os.fork() == 0:
             while not running[0]:
                 time.sleep(0.001)
@@ -620,7 +620,7 @@ def main() -> int:
                         if p.is_file() and p.stat().st_size < 2**24:
                             (keep / p.name).write_bytes(p.read_bytes())
             if args.progress and (i + 1) % args.progress == 0:
-                print(f"... {i + 1} cases, {time.perf_counter() - t0:.0f} s, "
+                print(f"... {i + 1} cases, {time.perf_counter() - t0:.0f} s, max peak {max(peaks):.0f} MiB, "
                       + ", ".join(f"{k} {v}" for k, v in outcome.items()), flush=True)
     elapsed = time.perf_counter() - t0
     peaks.sort()

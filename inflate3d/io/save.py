@@ -58,9 +58,10 @@ def atomic_output(path: Path, *, force: bool = False, inputs: Sequence[Path] = (
     remove_stale_temporaries(path.parent)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_TMP_TAG}-{os.getpid()}-", suffix=".tmp",
-                                   dir=path.parent)
-        os.close(fd)
+        with signals_deferred():  # an interrupt inside mkstemp would leave a file nobody removes
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_TMP_TAG}-{os.getpid()}-", suffix=".tmp",
+                                       dir=path.parent)
+            os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         try:
             with open(tmp, "wb") as f:  # f.name is the temporary path: checks may read it back

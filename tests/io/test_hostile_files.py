@@ -74,9 +74,11 @@ def _torch_zip_with(path: Path, data_pkl: bytes, *, compress: bool = False) -> P
 
 def _peak_mib(*cli_args) -> tuple[int, str, float]:
     """(exit code, stderr, peak RSS in MiB) of the CLI in a fresh process."""
-    code = ("import resource, sys, runpy; sys.argv = ['inflate3d'] + sys.argv[1:]\n"
+    # VmHWM, not ru_maxrss: Linux carries the parent's (pytest's) peak across exec into ru_maxrss
+    code = ("import sys, runpy; sys.argv = ['inflate3d'] + sys.argv[1:]\n"
             "try:\n    runpy.run_module('inflate3d', run_name='__main__')\n"
-            "finally:\n    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+            "finally:\n    print('PEAK', [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0],"
+            " file=sys.stderr)")
     proc = subprocess.run([PY, "-c", code, *map(str, cli_args)], capture_output=True, text=True, timeout=600)
     peak = int(proc.stderr.rsplit("PEAK", 1)[1].split()[0]) / 1024
     return proc.returncode, proc.stderr.rsplit("PEAK", 1)[0], peak
