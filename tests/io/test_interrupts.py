@@ -72,6 +72,20 @@ def test_a_signal_just_before_the_rename_leaves_nothing(tmp_path, small_native, 
     no_debris(tmp_path)
 
 
+def test_a_signal_while_the_temporary_file_is_created_leaves_nothing(tmp_path, small_native, monkeypatch,
+                                                                    restore_signals):
+    """Found by fuzzing: an interrupt inside mkstemp left a temporary file nothing removed."""
+    import tempfile
+
+    mkstemp = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **kw: (mkstemp(*a, **kw), os.kill(os.getpid(), signal.SIGINT))[0])
+    out = tmp_path / "out.safetensors"
+    result = cli("convert", small_native, "-o", out)
+    assert result.exit_code == 130 and result.stderr.strip() == "error: interrupted; nothing was written"
+    assert not out.exists()
+    no_debris(tmp_path)
+
+
 def test_the_cleanup_finishes_even_when_a_second_signal_arrives(tmp_path, small_native, monkeypatch,
                                                                 restore_signals):
     """The first SIGINT unwinds; the second one arrives in the middle of removing the temporary file."""
