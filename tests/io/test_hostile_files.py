@@ -4,8 +4,6 @@ Every one must now be refused with one line naming the file and exit 2, quickly,
 """
 from __future__ import annotations
 
-import io
-import json
 import os
 import pickle
 import struct
