@@ -24,7 +24,11 @@ def _terminate(signum, _frame) -> None:
 
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
+    _SIGNALS.append(signum)
     raise KeyboardInterrupt(signum)
+
+
+_SIGNALS: list[int] = []  # signals received, in order
 
 
 def _install_signal_handlers() -> None:
@@ -79,7 +83,7 @@ def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
     130/143: interrupted, nothing written; 0 also when interrupted after the output was complete.
     """
     _install_signal_handlers()
-    before = len(_committed())
+    before, signals = len(_committed()), len(_SIGNALS)
     console = Console(json_mode=json_mode)
     warnings.showwarning = lambda message, *_args, **_kw: console.warn(str(message))
     if kwargs.get("trust_pickle"):
@@ -92,6 +96,8 @@ def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
         except KeyboardInterrupt as e:
             _interrupted(console, e.args[0] if e.args else None, before)
         except Exception as e:  # noqa: BLE001 - every failure is one line; --debug shows where
+            if len(_SIGNALS) > signals:  # torch turns an interrupt inside its writer into a RuntimeError
+                _interrupted(console, _SIGNALS[signals], before)
             if debug:
                 traceback.print_exc()
             message, exit_code = _one_line(e)

@@ -6,6 +6,7 @@ Containers (``state_dict``, ``model_state``, ``model``) and ``module.`` prefixes
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -15,6 +16,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -235,8 +237,14 @@ def _torch_load(path: Path, *, zipped: bool, trust_pickle: bool) -> Any:
         if bad is not None:
             raise Inflate3dError(f"{path}: corrupt torch zip checkpoint (bad member {text(bad, 200)})")
     _prescan(path)
+    budget = 2 * path.stat().st_size + MEMORY_SLACK
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=False)
+        with memory_bounded(budget):
+            return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=False)
+    except _OverBudget:
+        raise Inflate3dError(f"{path}: refused: loading it would take more than {budget:,} bytes of memory, "
+                             f"which a {path.stat().st_size:,}-byte file cannot hold; the file is corrupt or "
+                             "hostile") from None
     except pickle.UnpicklingError as e:
         msg = str(e)
         found = _GLOBAL_RE.findall(msg)
@@ -246,11 +254,56 @@ def _torch_load(path: Path, *, zipped: bool, trust_pickle: bool) -> Any:
             raise _refused(path, disallowed(pickle_globals(path)) or found) from None
         raise Inflate3dError(f"{path}: corrupt pickle checkpoint ({msg.splitlines()[0]})") from None
     except Exception as e:  # noqa: BLE001 - see below
+        if _is_out_of_memory(e):
+            raise Inflate3dError(f"{path}: refused: loading it would take more than {budget:,} bytes of "
+                                 f"memory, which a {path.stat().st_size:,}-byte file cannot hold; the file "
+                                 "is corrupt or hostile") from None
         # The weights_only unpickler runs no code from the file, so whatever it raises on these
         # bytes (IndexError, KeyError, struct.error, MemoryError, ...: fuzzing found them all)
         # means one thing: the file is corrupt.
         first = str(e).splitlines()[0][:200] if str(e) else ""
         raise Inflate3dError(f"{path}: unreadable torch checkpoint ({type(e).__name__}: {first})") from None
+
+
+MEMORY_SLACK = 512 * 2**20
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "std::bad_alloc" in str(e)
+
+
+@contextlib.contextmanager
+def memory_bounded(nbytes: int) -> Iterator[None]:
+    """Let the block allocate at most ``nbytes`` more memory (RLIMIT_DATA, lowered and restored):
+    torch's readers size their buffers from numbers in the file (a legacy file's storage sizes)
+    before reading it, so a few flipped bytes asked for gigabytes (found by fuzzing). An
+    allocation beyond the bound fails at once instead of exhausting the machine."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        used = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmData:"))
+    except (ImportError, OSError, StopIteration, ValueError):  # not Linux: no bound
+        yield
+        return
+    limit = used + nbytes
+    if soft != resource.RLIM_INFINITY:
+        limit = min(limit, soft)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    try:
+        yield
+    except Exception as e:
+        if _is_out_of_memory(e):
+            raise _OverBudget() from None
+        raise
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
 def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:

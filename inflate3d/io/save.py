@@ -69,6 +69,8 @@ def atomic_output(path: Path, *, force: bool = False, inputs: Sequence[Path] = (
                 f.flush()
                 os.fsync(f.fileno())
         except RuntimeError as e:
+            if isinstance(e.__context__, KeyboardInterrupt):  # torch's writer turns one into this
+                raise e.__context__ from None
             if not _is_write_failure(e):
                 raise
             raise Inflate3dError(f"{path}: could not be written ({_why_write_failed(Path(tmp), e)}); nothing "

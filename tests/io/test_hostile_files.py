@@ -166,6 +166,18 @@ def test_small_pickles_cannot_allocate_gigabytes(tmp_path, name, data, needle):
     assert peak < 700, f"{name}: {peak:.0f} MiB"
 
 
+def test_a_legacy_file_claiming_a_huge_storage_is_refused_in_bounded_memory(tmp_path):
+    """Found by fuzzing: torch's legacy reader sizes a storage from the file before reading it."""
+    path = tmp_path / "legacy.pth"
+    torch.save({"w": torch.arange(4.0)}, path, _use_new_zipfile_serialization=False)
+    raw = path.read_bytes()
+    at = raw.index(b"K\x04", raw.index(b"cpu"))  # ('storage', FloatStorage, key, 'cpu', 4): its size
+    path.write_bytes(raw[:at] + b"J" + struct.pack("<i", 2**30) + raw[at + 2:])  # 4 GiB
+    code, err, peak = _peak_mib("inspect", path)
+    assert code == 2 and "refused: loading it would take more than" in err and "cannot hold" in err, err
+    assert peak < 1100, peak
+
+
 def test_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path):
     bomb = pickle.dumps({"w": "x"}, protocol=2)[:-1] + b"." + bytes(64 * 2**20)
     path = _torch_zip_with(tmp_path / "bomb.pth", bomb, compress=True)

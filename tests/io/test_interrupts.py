@@ -85,6 +85,35 @@ def test_a_signal_while_the_temporary_file_is_created_leaves_nothing(tmp_path, s
     no_debris(tmp_path)
 
 
+def test_a_signal_inside_torch_save_is_an_interrupt_not_a_write_error(tmp_path, small_native, monkeypatch,
+                                                                     restore_signals):
+    """Found by fuzzing: torch.save turns a KeyboardInterrupt raised in its writer into a
+    RuntimeError, which was reported as "could not be written", exit 2."""
+    import torch
+
+    real_save = torch.save
+
+    class SignalOnThirdWrite:
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, b):
+            self.n += 1
+            if self.n == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            return self.f.write(b)
+
+        def flush(self):
+            self.f.flush()
+
+    monkeypatch.setattr(torch, "save", lambda obj, f, *a, **kw: real_save(obj, SignalOnThirdWrite(f), *a, **kw))
+    out = tmp_path / "out.pth"
+    result = cli("convert", small_native, "-o", out, "--format", "pth")
+    assert result.exit_code == 130 and result.stderr.strip() == "error: interrupted; nothing was written"
+    assert not out.exists()
+    no_debris(tmp_path)
+
+
 def test_the_cleanup_finishes_even_when_a_second_signal_arrives(tmp_path, small_native, monkeypatch,
                                                                 restore_signals):
     """The first SIGINT unwinds; the second one arrives in the middle of removing the temporary file."""
