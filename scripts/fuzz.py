@@ -144,7 +144,7 @@ def run_cli(args: list[str], out: Path | None = None, *, interrupted: bool = Fal
     if result.exit_code not in allowed or "Traceback" in result.output or "Aborted!" in result.output \
             or "internal error" in err:
         raise Bad("crash", f"exit {result.exit_code}: {result.output.strip()[-300:]}")
-    if err.count("error: ") > 1 or (result.exit_code == 2 and len(err.strip().splitlines()) > 6):
+    if sum(line.startswith("error: ") for line in err.splitlines()) > 1 or (result.exit_code == 2 and len(err.strip().splitlines()) > 6):
         raise Bad("crash", f"more than one error line: {err[-300:]}")
     if "MemoryError" in err or "not enough memory" in err or "can't allocate memory" in err:
         raise Bad("blow-up", err.strip()[-300:])

@@ -262,7 +262,8 @@ def _torch_load(path: Path, *, zipped: bool, trust_pickle: bool) -> Any:
         # bytes (IndexError, KeyError, struct.error, MemoryError, ...: fuzzing found them all)
         # means one thing: the file is corrupt.
         first = str(e).splitlines()[0][:200] if str(e) else ""
-        raise Inflate3dError(f"{path}: unreadable torch checkpoint ({type(e).__name__}: {first})") from None
+        name = type(e).__name__ if type(e).__name__ != "error" else f"{type(e).__module__}.error"
+        raise Inflate3dError(f"{path}: unreadable torch checkpoint ({name}: {first})") from None
 
 
 MEMORY_SLACK = 512 * 2**20
