@@ -126,12 +126,13 @@ def _one_line(e: Exception) -> tuple[str, int]:
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
-        """An interrupt before a command reached ``_run`` (while torch imports) is one line too,
-        never click's "Aborted!"."""
+        """An interrupt before a command reached ``_run`` (while torch imports) or after it returned
+        is one line too, never click's "Aborted!", and says what is on disk."""
+        before = len(_committed())
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt as e:
-            _interrupted(Console(), e.args[0] if e.args else None, len(_committed()))
+        except KeyboardInterrupt as e:  # also one that lands while a finished command exits
+            _interrupted(Console(), e.args[0] if e.args else None, before)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

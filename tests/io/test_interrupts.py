@@ -61,6 +61,24 @@ def test_a_signal_just_after_the_rename_reports_the_complete_file(tmp_path, smal
     no_debris(tmp_path)
 
 
+def test_a_signal_while_a_finished_command_exits_reports_the_complete_file(tmp_path, small_native, monkeypatch,
+                                                                           restore_signals):
+    """Found by fuzzing: a signal during the exit of a finished convert said "nothing was written"."""
+    import types
+
+    import inflate3d.cli as cli_module
+
+    real_exit = sys.exit
+    monkeypatch.setattr(cli_module, "sys", types.SimpleNamespace(
+        modules=sys.modules, exit=lambda code=0: (os.kill(os.getpid(), signal.SIGTERM), real_exit(code))))
+    out = tmp_path / "out.safetensors"
+    result = cli("convert", small_native, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert f"interrupted after {out} was written; the file is complete" in result.stderr
+    assert set(load_file(str(out))) == set(load_file(str(small_native)))
+    no_debris(tmp_path)
+
+
 def test_a_signal_just_before_the_rename_leaves_nothing(tmp_path, small_native, monkeypatch, restore_signals):
     fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (fsync(fd), os.kill(os.getpid(), signal.SIGINT)))
