@@ -411,6 +411,7 @@ def case_readers(rng, seeds, tmp) -> str:
 # ---- interrupts ------------------------------------------------------------------------------
 
 REFERENCE: dict[str, bytes] = {}
+_VERDICTS = -1  # a child's end of the pipe to the harness
 
 
 def case_signals(rng, seeds, tmp) -> str:
@@ -425,10 +426,10 @@ def case_signals(rng, seeds, tmp) -> str:
     when = rng.choice(["random", "random", "double", "double", "before commit", "after commit"])
     import inflate3d.cli as cli
 
-    running = mmap.mmap(-1, 1)  # shared with the signalling process: is the command running?
+    running = mmap.mmap(-1, 1)  # shared with the signalling process: 0 before, 1 during, 2 after the command
     real_exit, install = sys.exit, cli._install_signal_handlers
     cli._install_signal_handlers = lambda: (install(), running.__setitem__(0, 1))
-    sys.exit = lambda code=0: (running.__setitem__(0, 0), real_exit(code))
+    sys.exit = lambda code=0: (running.__setitem__(0, 2), real_exit(code))
     if when == "after commit":
         fsync_dir = save._fsync_dir
         save._fsync_dir = lambda folder: (os.kill(os.getpid(), sig), fsync_dir(folder))
@@ -438,17 +439,19 @@ def case_signals(rng, seeds, tmp) -> str:
     else:  # from another process, once or twice 20 ms apart, at a random moment of the run
         delays = [rng.uniform(0, 0.4)] + ([0.02] if when == "double" else [])
         if os.fork() == 0:
-            while not running[0]:
+            os.close(_VERDICTS)  # never hold the harness's pipe open
+            give_up = time.monotonic() + 60
+            while not running[0] and time.monotonic() < give_up:  # a starved process may miss it all
                 time.sleep(0.001)
             for d in delays:
                 time.sleep(d)
-                if running[0]:
+                if running[0] == 1:
                     os.kill(os.getppid(), sig)
             os._exit(0)
     try:
         code = run_cli(["convert", seeds["safetensors"], "-o", out, *fmt_args(fmt)], out, interrupted=True)
     except KeyboardInterrupt:
-        if not running[0]:
+        if running[0] != 1:
             return f"signals {when}: landed after the command had finished"
         raise Bad("crash", f"KeyboardInterrupt escaped the CLI ({when})") from None
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -507,6 +510,8 @@ def in_children(cases: list[tuple[str, int]], seeds, native, tmp: Path, data_lim
         pid = os.fork()
         if pid == 0:
             os.close(r)
+            global _VERDICTS
+            _VERDICTS = w
             try:
                 resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
                 signal.signal(signal.SIGINT, signal.default_int_handler)
