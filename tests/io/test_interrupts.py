@@ -174,9 +174,9 @@ def test_two_sigints_20_ms_apart_during_the_write(tmp_path, r18_file, delay):
     time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err and "Aborted" not in err and len(err.strip().splitlines()) == 1, err
-    if proc.returncode == 0:  # the interrupt came after the commit: the file is complete
-        assert "the file is complete" in err and len(load_file(str(out))) == 120
+    assert "Traceback" not in err and "Aborted" not in err and len(err.strip().splitlines()) <= 1, err
+    if proc.returncode == 0:  # the signals came after the commit (said), or after the process ended
+        assert ("the file is complete" in err or not err.strip()) and len(load_file(str(out))) == 120
     else:
         assert proc.returncode == 130 and "interrupted; nothing was written" in err and not out.exists()
     no_debris(tmp_path)
