@@ -20,45 +20,129 @@ set_option = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE
 
 
 def _terminate(signum, _frame) -> None:
-    raise KeyboardInterrupt(signum)  # unwinds like Ctrl-C: temporary files are removed
+    """The first SIGINT or SIGTERM unwinds like Ctrl-C (temporary files are removed); later ones
+    are ignored: the process is already on its way out and its cleanup must finish (two Ctrl-C
+    20 ms apart used to interrupt the cleanup itself)."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    _SIGNALS.append(signum)
+    raise KeyboardInterrupt(signum)
+
+
+_SIGNALS: list[int] = []  # signals received, in order
+
+
+def _install_signal_handlers() -> None:
+    """SIGINT and SIGTERM unwind (see ``_terminate``); SIGXFSZ is ignored so that a file-size
+    limit surfaces as a write error instead of killing the process."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(s) is not signal.SIG_IGN:  # nohup and friends keep their choice
+            signal.signal(s, _terminate)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def _committed() -> list:
+    """Outputs this process has given their final name (none if nothing was ever written)."""
+    save = sys.modules.get("inflate3d.io.save")
+    return list(save.COMMITTED) if save is not None else []
+
+
+def _interrupted(console: Console, signum, before: int) -> None:
+    """Say what is on disk: 0 when the output was already complete and in place (the interrupt
+    came after the commit), else 128 + the signal and nothing was written."""
+    import signal
+
+    done = _committed()[before:]
+    if done:
+        console.warn(f"interrupted after {', '.join(map(str, done))} was written; the file is complete")
+        sys.exit(0)
+    console.error("interrupted; nothing was written")
+    sys.exit(128 + (signum if signum in (signal.SIGINT, signal.SIGTERM) else signal.SIGINT))
+
+
+MAX_CLASSES = 100_000
+
+
+def _check_options(kwargs: dict) -> None:
+    from .errors import Inflate3dError
+
+    seed = kwargs.get("seed")
+    if isinstance(seed, int) and not 0 <= seed < 2**64:
+        raise Inflate3dError(f"--seed {seed}: must be between 0 and 2**64 - 1")
+    head = kwargs.get("head")
+    if isinstance(head, str) and head.strip().isdigit() and int(head) > MAX_CLASSES:
+        raise Inflate3dError(f"--head {head}: at most {MAX_CLASSES:,} classes")
 
 
 def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
-    """Call a command body; turn inflate3d's errors into one line and an exit code.
+    """Call a command body; turn every failure into one line and an exit code.
 
-    SIGTERM unwinds like SIGINT, so an interrupted write leaves the old file or nothing; SIGXFSZ
-    is ignored so that a file-size limit surfaces as a write error instead of killing the process.
+    2: bad input, or the input could not be read or the output not written (an ``OSError``, out of
+    memory); 1: a check failed; 3: an internal error (a bug: ``--debug`` shows the traceback);
+    130/143: interrupted, nothing written; 0 also when interrupted after the output was complete.
     """
-    import signal
-
-    from .errors import Inflate3dError
-
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    _install_signal_handlers()
+    before, signals = len(_committed()), len(_SIGNALS)
     console = Console(json_mode=json_mode)
     warnings.showwarning = lambda message, *_args, **_kw: console.warn(str(message))
     if kwargs.get("trust_pickle"):
         console.warn("--trust-pickle: pickles that import code will be loaded and may run it; "
                      "use this only for files from people you trust")
     try:
-        code = fn(console, **kwargs)
-    except Inflate3dError as e:
-        if debug:
-            traceback.print_exc()
-        console.error(str(e))
-        if json_mode:
-            console.emit_json({"ok": False, "error": str(e)})
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        console.error("interrupted; nothing was written")
-        sys.exit(130)
+        try:
+            _check_options(kwargs)
+            code = fn(console, **kwargs)
+        except KeyboardInterrupt as e:
+            _interrupted(console, e.args[0] if e.args else None, before)
+        except Exception as e:  # noqa: BLE001 - every failure is one line; --debug shows where
+            if len(_SIGNALS) > signals:  # torch turns an interrupt inside its writer into a RuntimeError
+                _interrupted(console, _SIGNALS[signals], before)
+            if debug:
+                traceback.print_exc()
+            message, exit_code = _one_line(e)
+            console.error(message)
+            if json_mode:
+                console.emit_json({"ok": False, "error": message})
+            sys.exit(exit_code)
+    except KeyboardInterrupt as e:  # a signal while reporting an error
+        _interrupted(console, e.args[0] if e.args else None, before)
     sys.exit(code or 0)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _one_line(e: Exception) -> tuple[str, int]:
+    from .errors import BAD_INPUT, Inflate3dError
+
+    if isinstance(e, Inflate3dError):
+        return str(e), e.exit_code
+    if isinstance(e, OSError):  # reading an input or writing an output
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror or e}", BAD_INPUT
+    first = str(e).splitlines()[0] if str(e) else ""
+    if isinstance(e, MemoryError) or "can't allocate memory" in first:
+        return f"not enough memory ({first[:200]})", BAD_INPUT
+    return f"internal error ({type(e).__name__}: {first[:200]}); rerun with --debug and report it", 3
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        """An interrupt before a command reached ``_run`` (while torch imports) or after it returned
+        is one line too, never click's "Aborted!", and says what is on disk."""
+        before = len(_committed())
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:  # also one that lands while a finished command exits
+            _interrupted(Console(), e.args[0] if e.args else None, before)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="inflate3d")
 def main() -> None:
     """Turn 2D ImageNet ResNets into verified 3D video networks (I3D, Slow-only, SlowFast)."""
+    _install_signal_handlers()
 
 
 @main.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -58,35 +59,143 @@ def check_output(path: Path, *, force: bool, inputs: Sequence[Path] = ()) -> Non
         raise Inflate3dError(f"{path.parent}: output folder does not exist; create it first")
 
 
+COMMITTED: list[Path] = []  # outputs given their final name in this process, in order
+_TMP_TAG = "inflate3d"
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, *, force: bool = False, inputs: Sequence[Path] = ()) -> Iterator[IO[bytes]]:
     """Yield a binary file that becomes ``path`` only if the block finishes without error.
 
     The block may read the file back through ``f.name`` (e.g. to verify it) before it is committed.
+    The commit (rename, bookkeeping) and the cleanup run with SIGINT and SIGTERM held back, so an
+    interrupt lands before the rename (nothing written, no temporary file) or after it (the file
+    is complete and listed in ``COMMITTED``), never in between, and never stops a cleanup.
     """
     path = Path(path)
     check_output(path, force=force, inputs=inputs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+    remove_stale_temporaries(path.parent)
+    tmp = None
     try:
+        with signals_deferred():  # an interrupt inside mkstemp would leave a file nobody removes
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_TMP_TAG}-{os.getpid()}-", suffix=".tmp",
+                                       dir=path.parent)
+            os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         try:
             with open(tmp, "wb") as f:  # f.name is the temporary path: checks may read it back
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
-        except OSError as e:  # disk full, file-size limit, I/O error
-            raise Inflate3dError(f"{path}: could not be written ({e.strerror or e}); nothing was "
-                                 "written") from None
-        if force:
-            os.replace(tmp, path)
-        else:
-            _commit_no_clobber(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        except RuntimeError as e:
+            if isinstance(e.__context__, KeyboardInterrupt):  # torch's writer turns one into this
+                raise e.__context__ from None
+            if not _is_write_failure(e):
+                raise
+            raise Inflate3dError(f"{path}: could not be written ({_why_write_failed(Path(tmp), e)}); nothing "
+                                 "was written") from None
+        with signals_deferred():
+            if force:
+                os.replace(tmp, path)
+            else:
+                _commit_no_clobber(tmp, path)
+            tmp = None
+            COMMITTED.append(path)
+            _fsync_dir(path.parent)
+    except OSError as e:  # disk full, file-size limit, I/O error, a read-only folder
+        raise Inflate3dError(f"{path}: could not be written ({e.strerror or e}); nothing was "
+                             "written") from None
+    finally:
+        if tmp is not None:
+            with signals_deferred(), contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _is_write_failure(e: RuntimeError) -> bool:
+    """torch.save reports a failed write (disk full, file too large) as a RuntimeError."""
+    msg = str(e)
+    return any(m in msg for m in ("PytorchStreamWriter", "file write failed", "unexpected pos"))
+
+
+def _why_write_failed(tmp: Path, e: RuntimeError) -> str:
+    """torch's message says where its write stopped, not why: ask the file system."""
+    import resource
+
+    with contextlib.suppress(OSError, ValueError):
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and tmp.stat().st_size >= limit - 2**16:
+            return "File too large"
+        st = os.statvfs(tmp.parent)
+        if st.f_bavail * st.f_frsize < 2**20:
+            return "No space left on device"
+    return str(e).splitlines()[0][:200]
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for a few system calls: one that arrives meanwhile is
+    recorded, and handed to the handler that was in place on the way out. (Python runs handlers
+    in the main thread between bytecodes whichever thread the signal hit, so a recording
+    handler is what holds them back; a thread's signal mask would not.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread
+        yield
+        return
+    caught: list[int] = []
+    old = {s: signal.signal(s, lambda signum, _frame: caught.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            handler = old[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])  # the default action, now that it is back
+
+
+_STALE = re.compile(rf"^\..+\.{_TMP_TAG}-(\d+)-[a-z0-9_]{{8}}\.tmp$")
+
+
+def remove_stale_temporaries(folder: Path) -> list[str]:
+    """Remove the temporary files that an earlier run killed outright (``kill -9``, a power cut)
+    left in ``folder``: only names of our own pattern whose process is gone. Says so (a warning)."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _STALE.match(name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
+            removed.append(name)
+    if removed:
+        import warnings
+
+        shown = ", ".join(removed[:3]) + (f" and {len(removed) - 3} more" if len(removed) > 3 else "")
+        warnings.warn(f"{folder}: removed {len(removed)} temporary file(s) left by an interrupted "
+                      f"earlier run: {shown}", stacklevel=3)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or an absurd pid): leave its file alone
+    return True
 
 
 def _commit_no_clobber(tmp: str, path: Path) -> None:
