@@ -1,6 +1,8 @@
 """How two tensors differ: pure functions of tensors, computed in float64."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -16,19 +18,48 @@ class TensorDiff:
     equal: bool  # |a - b| <= atol + rtol * |b| everywhere (exact when both are 0)
 
 
-def compare(key: str, a: torch.Tensor, b: torch.Tensor, *, atol: float = 0.0, rtol: float = 0.0) -> TensorDiff:
-    a64, b64 = a.detach().to(torch.float64).flatten(), b.detach().to(torch.float64).flatten()
-    if a64.numel() == 0:
+CHUNK = 1 << 20  # values per float64 slice: 8 MiB, never a float64 copy of a whole tensor
+
+
+def compare(key: str, a: torch.Tensor, b: torch.Tensor, *, atol: float = 0.0, rtol: float = 0.0,
+            chunk: int = CHUNK) -> TensorDiff:
+    """One pass over slices of ``chunk`` values: the float64 work lives in one slice at a time.
+    Bit-equal tensors (the common case when a conversion is checked) need no float64 at all."""
+    a, b = a.detach().reshape(-1), b.detach().reshape(-1)
+    n = a.numel()
+    if n == 0:
         return TensorDiff(key, 0, 0.0, 0.0, 1.0, True)
-    diff = (a64 - b64).abs()
-    max_abs = float(diff.max())
-    scale = max(float(a64.abs().max()), float(b64.abs().max()))
+    scale = max(_abs_max(a), _abs_max(b))
+    if a.dtype == b.dtype and torch.equal(a, b):  # NaN != NaN: a tensor with NaN is never here
+        return TensorDiff(key, n, 0.0, 0.0, 1.0, True)
+    exact_only = atol == 0 and rtol == 0 and a.dtype == b.dtype
+    max_abs, dot, aa, bb, within = 0.0, 0.0, 0.0, 0.0, not exact_only
+    for i in range(0, n, chunk):
+        a64, b64 = a[i:i + chunk].to(torch.float64), b[i:i + chunk].to(torch.float64)
+        d = a64 - b64
+        lo, hi = torch.aminmax(d)
+        lo, hi = float(lo), float(hi)
+        if math.isnan(lo) or math.isnan(hi) or math.isnan(max_abs):
+            max_abs = math.nan  # once NaN, NaN (as a whole-tensor max would say)
+        else:
+            max_abs = max(max_abs, -lo, hi)
+        dot += float(a64 @ b64)
+        aa += float(a64 @ a64)
+        bb += float(b64 @ b64)
+        if within:
+            within = bool((d.abs_() <= atol + rtol * b64.abs_()).all())
     max_rel = max_abs / scale if scale > 0 else 0.0
-    na, nb = float(a64.norm()), float(b64.norm())
-    cosine = float(a64 @ b64) / (na * nb) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
-    equal = bool(torch.equal(a, b)) if atol == 0 and rtol == 0 and a.dtype == b.dtype else \
-        bool((diff <= atol + rtol * b64.abs()).all())
-    return TensorDiff(key, a64.numel(), max_abs, max_rel, cosine, equal)
+    na, nb = math.sqrt(aa), math.sqrt(bb)
+    cosine = dot / (na * nb) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
+    return TensorDiff(key, n, max_abs, max_rel, cosine, within)
+
+
+def _abs_max(t: torch.Tensor) -> float:
+    """max |t| without a copy (min and max are exact in any dtype); NaN if t holds one."""
+    if t.dtype == torch.bool:
+        return float(bool(t.any()))
+    lo, hi = torch.aminmax(t)
+    return max(abs(float(lo)), abs(float(hi))) if not (math.isnan(float(lo)) or math.isnan(float(hi))) else math.nan
 
 
 _SAME_WIDTH_INT = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
