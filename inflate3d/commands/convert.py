@@ -17,15 +17,12 @@ CONTAINERS = {"mmaction2": "{'state_dict', 'meta'}", "pyslowfast": "{'model_stat
 
 
 def run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
-        target_scheme: str, arch: str | None, fmt: str | None, dtype: str | None, force: bool,
-        dry_run: bool, trust_pickle: bool) -> int:
-    import torch
+        target_scheme: str, arch: str | None, settings: tuple, fmt: str | None, dtype: str | None,
+        force: bool, dry_run: bool, trust_pickle: bool) -> int:
+    from . import early
 
-    from ..inflate.convert import convert
-    from ..io.load import load_checkpoint, sha256_in_background
-    from ..io.save import check_output
-
-    path = Path(checkpoint)
+    arch, user_settings = early.arch_name(arch), early.settings(settings)
+    path = early.checkpoint_file(checkpoint)
     if not dry_run:  # refuse before any work; the commit checks again
         if output is None:
             raise Inflate3dError("convert: give an output path with -o (or use --dry-run)")
@@ -34,46 +31,72 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
             raise Inflate3dError("--format pkl writes Caffe2 blobs; use it with --to caffe2")
         if target_scheme == "caffe2" and fmt == "pth":
             raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
-        check_output(Path(output), force=force, inputs=[path])
+        early.output_file(output, force=force, inputs=[path])
+
+    import torch
+
+    from ..inflate.convert import convert
+    from ..inflate.resnet2d import describe_2d
+    from ..io.load import load_checkpoint, sha256_in_background
+    from ..paths import make_parent, remove_made
+
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
     source_sha256 = sha256_in_background(path)  # overlaps with the conversion below
     tensors = ckpt.tensors
     if dtype:
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
                    for k, v in tensors.items()}
-    conv = convert(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch)
+    two_d = describe_2d(tensors)
+    if two_d and source_scheme != "torchvision" and not (arch or "").startswith("tsm_"):
+        raise Inflate3dError(f"{checkpoint}: is a 2D {two_d}, not a video checkpoint; to make a 3D network "
+                             f"from it use `inflate3d inflate {checkpoint} --arch ...`; to convert it as "
+                             "the 2D weights of a TSM network pass --arch tsm_rNN or --from torchvision")
+    conv = convert(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch,
+                   settings=user_settings)
     arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
     if dry_run:
         console.table(f"Key map {conv.source_scheme} -> mmaction2 -> {conv.target_scheme} (dry run)",
                       ["source", "native", "target"], [[s, n or "(dropped)", t or "(dropped)" if n else "-"]
                                                       for s, n, t in conv.key_map])
         _render_notes(console, conv, arch_text)
-        console.emit_json({"ok": True, "dry_run": True, **_json(conv), "map": [
+        console.emit_json({"ok": True, "dry_run": True, "input": checkpoint, **_json(conv), "map": [
             {"source": s, "native": n, "target": t} for s, n, t in conv.key_map]})
         return 0
     out = Path(output)
     meta = {"format": "inflate3d", "inflate3d_version": _version(), "source": path.name,
             "source_sha256": source_sha256(), "source_scheme": conv.source_scheme,
-            "target_scheme": conv.target_scheme, "arch": conv.arch_name or ""}
-    proof = _write_proven(out, conv, meta, tensors, fmt=fmt, force=force, inputs=[path],
-                          trust_pickle=trust_pickle)
+            "target_scheme": conv.target_scheme, "arch": conv.arch_name or "",
+            "arch_settings": format_overrides(conv.arch_overrides)}
+    made = make_parent(out)
+    try:
+        proof = _write_proven(out, conv, meta, tensors, fmt=fmt, force=force, inputs=[path],
+                              trust_pickle=trust_pickle)
+    except BaseException:
+        remove_made(made)
+        raise
     _render_notes(console, conv, arch_text)
     for line in proof:
         console.info(f"[green]✓[/] {escape(line)}")
     size = out.stat().st_size
     console.info(f"[bold green]wrote[/] {escape(str(out))} ({human_bytes(size)}, {fmt}, {conv.target_scheme}"
                  f"{', ' + escape(CONTAINERS.get(conv.target_scheme, '')) if fmt == 'pth' else ''})")
-    console.emit_json({"ok": True, "output": str(out), "format": fmt, "bytes": size, **_json(conv),
-                       "checks": proof})
+    console.emit_json({"ok": True, "input": checkpoint, "output": str(out), "format": fmt, "bytes": size,
+                       **_json(conv), "checks": [check_json(line) for line in proof]})
     return 0
 
 
 def format_overrides(overrides: dict) -> str:
     """``{'slow_pathway': {'lateral_norm': True}}`` -> ``slow_pathway.lateral_norm=True``."""
-    parts = []
-    for k, v in overrides.items():
-        parts += [f"{k}.{kk}={vv}" for kk, vv in v.items()] if isinstance(v, dict) else [f"{k}={v}"]
-    return ", ".join(parts)
+    from ..settings import format_settings
+
+    return format_settings(overrides)
+
+
+def check_json(line: str) -> dict:
+    """A proof line as a structured check: {"name", "passed", "detail"}."""
+    name = ("strict_load" if line.startswith("loads strictly") else
+            "round_trip" if line.startswith("converts back") else "coverage")
+    return {"name": name, "passed": True, "detail": line}
 
 
 def _version() -> str:
@@ -176,5 +199,5 @@ def _render_notes(console: Console, conv, arch_text: str) -> None:
 
 def _json(conv) -> dict:
     return {"source_scheme": conv.source_scheme, "target_scheme": conv.target_scheme,
-            "arch": conv.arch_name, "arch_overrides": format_overrides(conv.arch_overrides),
+            "arch": conv.arch_name, "arch_settings": format_overrides(conv.arch_overrides),
             "tensors": len(conv.tensors), "notes": conv.notes}

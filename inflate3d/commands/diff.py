@@ -2,18 +2,39 @@
 from __future__ import annotations
 
 from ..console import Console
-from ..errors import CHECK_FAILED
+from ..errors import CHECK_FAILED, Inflate3dError
 
 
 def run(console: Console, a: str, b: str, atol: float, rtol: float, top: int, keys: str | None,
         inflated: bool, trust_pickle: bool) -> int:
+    import re
+
+    from . import early
+
+    early.checkpoint_file(a)
+    early.checkpoint_file(b)
+    if atol < 0 or rtol < 0:
+        raise Inflate3dError(f"--atol/--rtol must be >= 0 (got {atol:g}, {rtol:g})")
+    if keys is not None:
+        try:
+            re.compile(keys)
+        except re.error as e:
+            raise Inflate3dError(f"--keys {keys!r}: not a regular expression ({e})") from None
     if inflated:
         return _inflated(console, a, b, keys, trust_pickle)
     from ..diff import diff_checkpoints
+    from ..diff.checkpoints import two_d_of
+    from ..io.lazy import TensorFile
 
+    flat = [p for p in (a, b) if two_d_of(TensorFile(p, trust_pickle=trust_pickle))]
+    if len(flat) == 1:
+        three = b if flat[0] == a else a
+        raise Inflate3dError(f"{flat[0]} is a 2D ResNet and {three} a 3D checkpoint; did you mean "
+                             f"`inflate3d diff --inflated {three} {flat[0]}` (is it its inflation)?")
     r = diff_checkpoints(a, b, atol=atol, rtol=rtol, keys=keys, trust_pickle=trust_pickle)
     values = sum(d.numel for d in r.diffs)
     console.emit_json({
+        "ok": r.equal, "inputs": {"a": a, "b": b},
         "equal": r.equal, "schemes": {"a": r.schemes[0], "b": r.schemes[1]}, "atol": atol, "rtol": rtol,
         "only_a": r.only_a, "only_b": r.only_b,
         "shape_mismatch": [{"key": k, "a": list(sa), "b": list(sb)} for k, sa, sb in r.shape_mismatch],
@@ -53,6 +74,7 @@ def _inflated(console: Console, a: str, b: str, keys: str | None, trust_pickle: 
 
     r = diff_inflated(a, b, keys=keys, trust_pickle=trust_pickle)
     console.emit_json({
+        "ok": r.exact, "inputs": {"three_d": r.three_d, "two_d": r.two_d},
         "exact": r.exact, "arch": r.arch, "no_2d_source": r.no_source, "unused_2d": r.unused_2d,
         "stages": {g: {"tensors": s.tensors, "exact": s.exact, "max_rel_change": s.max_rel_change,
                        "methods": sorted(s.methods), "padding_moved": s.padding_moved} for g, s in r.stages.items()},
@@ -62,7 +84,9 @@ def _inflated(console: Console, a: str, b: str, keys: str | None, trust_pickle: 
         state = "exact inflation" if s.exact == s.tensors else f"moved: max relative change {s.max_rel_change:.2e}"
         rows.append([g, s.tensors, s.exact, ", ".join(sorted(s.methods)), state +
                      (f"; lateral padding moved in {s.padding_moved}" if s.padding_moved else "")])
-    console.table(f"{a} against its 2D source {b} (architecture {r.arch})",
+    for note in r.notes:
+        console.note(f"note: {note}")
+    console.table(f"{r.three_d} against its 2D source {r.two_d} (architecture {r.arch})",
                   ["module", "tensors", "exact", "methods", "state"], rows,
                   justify=["left", "right", "right", "left", "left"])
     if r.no_source:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import Inflate3dError
+from ..errors import Inflate3dError, InvalidInputError
 from ..inflate.convert import match_arch
 from ..inflate.detect import infer_arch
 from ..inflate.kernels import deflate_kernel, inflate_kernel, kernel_method
@@ -52,6 +52,8 @@ class InflatedDiff:
     stages: dict[str, StageReport] = field(default_factory=dict)
     unused_2d: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    three_d: str = ""  # the paths, in their roles (the arguments may come in either order)
+    two_d: str = ""
 
     @property
     def exact(self) -> bool:
@@ -59,10 +61,17 @@ class InflatedDiff:
 
 
 def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
-    import re
+    """Compare a 3D checkpoint with the 2D ResNet it was inflated from; the two may come in
+    either order (the 2D one is told by its 4-D kernels and torchvision names)."""
+    from .checkpoints import key_pattern, two_d_of
 
-    view = NativeView(TensorFile(a_path, trust_pickle=trust_pickle))
-    src = TensorFile(b_path, trust_pickle=trust_pickle)
+    pattern = key_pattern(keys)
+    fa, fb = TensorFile(a_path, trust_pickle=trust_pickle), TensorFile(b_path, trust_pickle=trust_pickle)
+    swapped = bool(two_d_of(fa)) and not two_d_of(fb)
+    if swapped:
+        a_path, b_path, fa, fb = b_path, a_path, fb, fa
+    view = NativeView(fa)
+    src = fb
     shapes2d = {k: torch.empty(src.shape(k), device="meta") for k in src.keys()}
     infer_depth(shapes2d, str(b_path))
     shapes3d = {k: torch.empty(view.shape(k), device="meta") for k in view.keys()}
@@ -73,7 +82,9 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         src.shape("fc.weight")[0] == info.num_classes
     plan = plan_inflation(model, shapes2d, head_from_2d=head_from_2d, origin=str(b_path))
     result = InflatedDiff(arch.name, unused_2d=plan.unused, notes=view.notes)
-    pattern = re.compile(keys) if keys else None
+    result.three_d, result.two_d = str(a_path), str(b_path)
+    if swapped:
+        result.notes.insert(0, f"{b_path} is the 2D source and {a_path} the 3D checkpoint: compared that way round")
     for e in plan.entries:
         if pattern is not None and not pattern.search(e.key):
             continue
@@ -89,6 +100,8 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         stage.max_rel_change = max(stage.max_rel_change, t.rel_change)
         stage.methods.add(t.method)
         stage.padding_moved += t.pad_zero is False
+    if not result.tensors and pattern is not None:
+        raise InvalidInputError(f"key pattern {keys!r} matches no tensor of {a_path} that has a 2D source")
     if not result.tensors:
         raise Inflate3dError(f"{a_path}: no tensor has a counterpart in {b_path}")
     return result

@@ -7,13 +7,14 @@ order, each computed from its 2D source just before it is written.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import Inflate3dError
+from ..errors import Inflate3dError, InvalidInputError, UnknownNameError
+from ..settings import format_settings
 from ..slowfast.archs import Arch, build_model, get_arch
 from ..slowfast.resnet3d import init_module
 from .kernels import METHODS, inflate_kernel, pad_columns_front, pad_in_channels
@@ -32,9 +33,9 @@ def parse_head(head: str | int | None) -> str | int | None:
     try:
         n = int(head)
     except (TypeError, ValueError):
-        raise Inflate3dError(f"--head {head!r}: expected {HEAD_CHOICES}") from None
+        raise InvalidInputError(f"head {head!r}: expected {HEAD_CHOICES}") from None
     if n < 1:
-        raise Inflate3dError(f"--head {head!r}: the number of classes must be >= 1")
+        raise InvalidInputError(f"head {head!r}: the number of classes must be >= 1")
     return n
 
 
@@ -47,6 +48,7 @@ class Inflation:
     model: nn.Module  # meta-device target (fresh units materialised)
     plan: Plan
     seed: int
+    settings: dict = field(default_factory=dict)  # arch settings on top of the named arch
 
     @property
     def float_dtype(self) -> torch.dtype:
@@ -101,6 +103,7 @@ class Inflation:
             "inflate3d_version": __version__,
             "scheme": "mmaction2",
             "arch": self.arch.name,
+            "arch_settings": format_settings(self.settings),
             "method": self.method,
             "head": "none" if self.head is None else str(self.head),
             "source": self.source.label,
@@ -128,10 +131,15 @@ def _materialise(module: nn.Module) -> nn.Module:
 
 
 def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",
-            head: str | int | None = None, seed: int = 0) -> Inflation:
-    arch = arch if isinstance(arch, Arch) else _arch(arch)
+            head: str | int | None = None, seed: int = 0, settings: dict | None = None) -> Inflation:
+    """Check and plan the inflation of ``source`` into ``arch`` (plus ``settings``, e.g.
+    ``{'slow_pathway': {'lateral_norm': True}}``); nothing is computed until ``tensors()``."""
+    arch = arch if isinstance(arch, Arch) else get_arch(arch)
+    from ..names import METHOD_ALIASES
+
+    method = METHOD_ALIASES.get(method, method)
     if method not in METHODS:
-        raise Inflate3dError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+        raise InvalidInputError(f"inflation method {method!r}: choose one of {', '.join(METHODS)}")
     head = parse_head(head)
     if arch.family == "tsm":
         method = "copy"  # a TSM net holds the 2D weights as they are: nothing to inflate
@@ -142,18 +150,12 @@ def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",
                              "(see `inflate3d archs`)")
     if head == "imagenet":
         if "fc.weight" not in source.tensors:
-            raise Inflate3dError(f"{origin}: has no fc.weight, so --head imagenet has nothing to "
-                                 "keep; use --head none or --head N")
+            raise InvalidInputError(f"{origin}: has no fc.weight, so the imagenet head has nothing "
+                                 "to keep; use head none or a number of classes")
         num_classes = int(source.tensors["fc.weight"].shape[0])
     else:
         num_classes = head
-    model = build_model(arch, num_classes=num_classes, device="meta", init=False)
+    settings = dict(settings or {})
+    model = build_model(arch, num_classes=num_classes, device="meta", init=False, **settings)
     plan = plan_inflation(model, source.tensors, head_from_2d=head == "imagenet", origin=origin)
-    return Inflation(arch, method, head, source, model, plan, seed)
-
-
-def _arch(name: str) -> Arch:
-    try:
-        return get_arch(name)
-    except KeyError as e:
-        raise Inflate3dError(f"--arch: {e.args[0]}") from None
+    return Inflation(arch, method, head, source, model, plan, seed, settings)

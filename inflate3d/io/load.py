@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import Inflate3dError
+from ..paths import check_readable as _check_readable
 
 CONTAINER_KEYS = ("state_dict", "model_state", "model")
 PREFIXES = ("module.", "model.")  # DataParallel; PySlowFast's wrapper around pytorchvideo nets
@@ -75,15 +76,6 @@ def sniff_format(path: Path) -> str:
         return "torch-pickle"
     raise Inflate3dError(f"{path}: not a safetensors, torch zip or pickle checkpoint "
                          f"(first bytes {head[:8]!r})")
-
-
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise Inflate3dError(f"{path}: no such file")
-    if path.is_dir():
-        raise Inflate3dError(f"{path}: is a directory; point to a checkpoint file")
-    if not os.access(path, os.R_OK):
-        raise Inflate3dError(f"{path}: permission denied; make the file readable")
 
 
 def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> Checkpoint:
@@ -201,7 +193,9 @@ def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict):
-        raise Inflate3dError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+        advice = ("; save model.state_dict() instead of the model object" if isinstance(obj, torch.nn.Module)
+                  else "")
+        raise Inflate3dError(f"{path}: holds a {type(obj).__name__}, not a state dict{advice}")
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     non_tensors = [k for k in obj if k not in tensors]
     if not tensors:
@@ -210,8 +204,9 @@ def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:
         raise Inflate3dError(f"{path}: entries that are not tensors where weights are expected: "
                              f"{', '.join(map(str, non_tensors[:8]))}")
     metadata = {}
-    if container and isinstance(outer.get("meta"), dict):  # mmaction2 {'state_dict', 'meta'}
-        metadata = {str(k): str(v) for k, v in outer["meta"].items()}
+    for key in ("meta", "inflate3d"):  # mmaction2's {'state_dict', 'meta'}; inflate3d's own record
+        if container and isinstance(outer.get(key), dict):
+            metadata = {str(k): str(v) for k, v in outer[key].items()}
     return Checkpoint(path, fmt, {str(k): v for k, v in tensors.items()}, container=container,
                       metadata=metadata, dropped=dropped)
 

@@ -19,24 +19,13 @@ from typing import IO, Any
 import torch
 
 from ..errors import Inflate3dError
+from ..paths import check_output  # noqa: F401  (re-exported: commands import it from here)
 
 ST_DTYPES: dict[torch.dtype, str] = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
     torch.uint8: "U8", torch.bool: "BOOL",
 }
-
-
-def check_output(path: Path, *, force: bool, inputs: Sequence[Path] = ()) -> None:
-    for src in inputs:
-        if src.exists() and path.exists() and os.path.samefile(src, path):
-            raise Inflate3dError(f"{path}: is also an input; choose another output path")
-    if path.exists() and not force:
-        raise Inflate3dError(f"{path}: already exists; pass --force to overwrite it")
-    if path.is_dir():
-        raise Inflate3dError(f"{path}: is a directory; give a file name")
-    if not path.parent.exists():
-        raise Inflate3dError(f"{path.parent}: output folder does not exist; create it first")
 
 
 @contextlib.contextmanager

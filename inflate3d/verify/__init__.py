@@ -39,15 +39,16 @@ def detect_method(tensors: Mapping[str, torch.Tensor]) -> str:
 
 def verify_inflated(tensors: Mapping[str, torch.Tensor], arch: Arch, source_tensors: Mapping[str, torch.Tensor],
                     *, depth: int, method: str | None = None, origin: str, size: int = 32,
-                    seed: int = 0) -> Verification:
+                    seed: int = 0, settings: Mapping | None = None) -> Verification:
     """Strict-load ``tensors`` (recognizer names) into ``arch`` and compare with the 2D source on a
-    boring video. The logits are compared too when the head is the 2D classifier's."""
+    boring video. The logits are compared too when the head is the 2D classifier's. ``settings``
+    are the arch settings it was built with (``{'slow_pathway': {'lateral_norm': True}}``)."""
     method = "shift" if arch.family == "tsm" else (method or detect_method(tensors))
     if method not in METHODS + ("shift",):
         raise Inflate3dError(f"{origin}: unknown inflation method {method!r}", exit_code=CHECK_FAILED)
     head_w = tensors.get("cls_head.fc_cls.weight")
     num_classes = int(head_w.shape[0]) if head_w is not None else None
-    model = build_model(arch, num_classes=num_classes, device="meta", init=False)
+    model = build_model(arch, num_classes=num_classes, device="meta", init=False, **dict(settings or {}))
     strict_load(model, tensors, origin)
     result = Verification(arch.name, method)
     result.notes.append(f"strict load into {arch.name}: {len(tensors)} tensors, no missing or "

@@ -83,7 +83,7 @@ def test_bad_input_is_one_line_exit_2_no_traceback_no_output(tmp_path, r18_file)
         (["inflate", r18_file, "--arch", "i3d_r99", "-o", out], "unknown architecture"),
         (["inflate", r18_file, "--arch", "i3d_r18", "--head", "many", "-o", out], "expected none | imagenet | N"),
         (["inflate", r18_file, "--arch", "i3d_r18", "-o", r18_file, "--force"], "is also an input"),
-        (["inflate", r18_file, "--arch", "i3d_r18", "-o", tmp_path / "nodir" / "x.safetensors"], "does not exist"),
+        (["inflate", r18_file, "--arch", "i3d_r18", "-o", r18_file / "x.safetensors"], "is a file, not a folder"),
     ]
     for args, message in cases:
         result = run(*args, ok=(2,))
