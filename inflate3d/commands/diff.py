@@ -41,7 +41,7 @@ def run(console: Console, a: str, b: str, atol: float, rtol: float, top: int, ke
         "dtype_mismatch": [{"key": k, "a": da, "b": db} for k, da, db in r.dtype_mismatch],
         "compared": len(r.diffs), "values_compared": values, "differing": len(r.differing),
         "worst": [_tensor_json(d) for d in r.worst(top)],
-        "groups": {g: vars(v) for g, v in r.groups.items()}, "notes": r.notes})
+        "groups": {_key(g): vars(v) for g, v in r.groups.items()}, "notes": r.notes})
     for note in r.notes:
         console.note(f"note: {note}")
     names = f"{r.schemes[0]} vs {r.schemes[1]}" if r.schemes[0] != r.schemes[1] else r.schemes[0]
@@ -64,6 +64,11 @@ def run(console: Console, a: str, b: str, atol: float, rtol: float, top: int, ke
     return 0 if r.equal else CHECK_FAILED
 
 
+def _key(name: str) -> str:
+    """A JSON key without spaces ('slow layer4' -> 'slow_layer4')."""
+    return name.replace(" ", "_")
+
+
 def _tensor_json(d) -> dict:
     return {"key": d.key, "numel": d.numel, "max_abs": d.max_abs, "max_rel": d.max_rel,
             "cosine": d.cosine, "equal": d.equal}
@@ -76,7 +81,7 @@ def _inflated(console: Console, a: str, b: str, keys: str | None, trust_pickle: 
     console.emit_json({
         "ok": r.exact, "inputs": {"three_d": r.three_d, "two_d": r.two_d},
         "exact": r.exact, "arch": r.arch, "no_2d_source": r.no_source, "unused_2d": r.unused_2d,
-        "stages": {g: {"tensors": s.tensors, "exact": s.exact, "max_rel_change": s.max_rel_change,
+        "stages": {_key(g): {"tensors": s.tensors, "exact": s.exact, "max_rel_change": s.max_rel_change,
                        "methods": sorted(s.methods), "padding_moved": s.padding_moved} for g, s in r.stages.items()},
         "tensors": [vars(t) for t in r.tensors], "notes": r.notes})
     rows = []

@@ -82,7 +82,7 @@ def run(console: Console, source: str | None, arch: str, target: str, settings: 
                  + (f"{target} names, " if target != "mmaction2" else "")
                  + f"{'verified' if ver else 'not verified: --no-verify'})")
     console.emit_json({"ok": True, "output": str(out), "format": fmt, "scheme": target, "bytes": size,
-                       **_report_json(inflation),
+                       **inflation.report(),
                        "verification": verification_json(ver) if ver else None})
     return 0
 
@@ -179,32 +179,6 @@ def _write_codebase(console: Console, inflation, out: Path, *, target: str, fmt:
     return ver
 
 
-def _summary(inflation) -> dict[str, dict[str, int]]:
-    import math
-
-    out: dict[str, dict[str, int]] = {}
-    for action, entries in inflation.plan.by_action().items():
-        out[action] = {"tensors": len(entries), "values": sum(math.prod(e.shape) for e in entries)}
-    return out
-
-
-def _report_json(inflation) -> dict:
-    from ..settings import format_settings
-
-    src = inflation.source
-    return {
-        "source": {"label": src.label, "kind": src.kind, "description": src.description,
-                   "sha256": src.sha256, "depth": src.depth},
-        "arch": inflation.arch.name, "arch_settings": format_settings(inflation.settings),
-        "method": inflation.method,
-        "head": "none" if inflation.head is None else inflation.head,
-        "tensors": _summary(inflation),
-        "zero_padded": [e.key for e in inflation.plan.entries if e.padded],
-        "fresh_units": inflation.plan.fresh_units,
-        "unused_2d": inflation.plan.unused,
-    }
-
-
 def _render_report(console: Console, inflation) -> None:
     src = inflation.source
     how = "2D weights copied (TSM)" if inflation.method == "copy" else f"method {inflation.method}"
@@ -213,7 +187,8 @@ def _render_report(console: Console, inflation) -> None:
     settings = f" with {format_settings(inflation.settings)}" if inflation.settings else ""
     console.note(f"{inflation.arch.name}{settings} from {src.description}, {how}")
     padded = [e for e in inflation.plan.entries if e.padded]
-    rows = [[action, f"{n['tensors']:,}", f"{n['values']:,}"] for action, n in _summary(inflation).items()
+    rows = [[action.replace("_", " ").replace(" 2d ", " 2D "), f"{n['tensors']:,}", f"{n['values']:,}"]
+            for action, n in inflation.report()["tensors"].items()
             if n["tensors"]]
     console.table("Where every output tensor comes from", ["action", "tensors", "values"], rows,
                   justify=["left", "right", "right"])
@@ -233,7 +208,7 @@ def _render_plan(console: Console, inflation, target: str = "mmaction2") -> int:
     console.table(f"Key map: {inflation.source.label} -> {inflation.arch.name} (dry run, nothing written)",
                   ["target", "action", "2D source", "shape", "pad"], rows)
     _render_report(console, inflation)
-    console.emit_json({"ok": True, "dry_run": True, **_report_json(inflation),
+    console.emit_json({"ok": True, "dry_run": True, **inflation.report(),
                        "map": [{"target": e.key, "action": e.action, "source": e.source,
                                 "shape": list(e.shape), "pad": e.pad} for e in inflation.plan.entries]})
     return 0

@@ -6,7 +6,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from ..console import Console
-from ..errors import CHECK_FAILED, CheckFailedError, Inflate3dError
+from ..errors import CHECK_FAILED
 
 
 def render_verification(console: Console, ver) -> None:
@@ -43,53 +43,18 @@ def run(console: Console, checkpoint: str, source: str, arch: str | None, settin
     early.checkpoint_file(checkpoint)
     early.input_file(source)
 
-    from ..inflate.convert import match_arch, scheme, to_native
-    from ..inflate.detect import detect_scheme, infer_arch
-    from ..inflate.resnet2d import describe_2d
-    from ..inflate.sources import resolve_source
     from ..io.load import load_checkpoint
-    from ..settings import format_settings, merge_settings, parse_settings
-    from ..slowfast.archs import get_arch
-    from ..verify import verify_inflated
+    from ..settings import format_settings
+    from ..verify.api import verify_checkpoint
 
     ckpt = load_checkpoint(Path(checkpoint), trust_pickle=trust_pickle)
-    meta = ckpt.metadata
-    tensors = ckpt.tensors
-    name, two = detect_scheme(tensors, checkpoint)
-    if name == "torchvision3d" and (two_d := describe_2d(tensors)):
-        raise Inflate3dError(f"{checkpoint}: is a 2D {two_d}, not an inflated 3D checkpoint; inflate it "
-                             f"first (inflate3d inflate {checkpoint} --arch ...), then verify the output")
-    notes = []
-    if name != "mmaction2":
-        tensors, _, notes = to_native(tensors, scheme(name), two, checkpoint)
-    elif not any(k.startswith("backbone.") for k in tensors):  # a backbone-only mmaction2 file
-        tensors = {f"backbone.{k}": v for k, v in tensors.items()}
-    recorded_settings = parse_settings(meta["arch_settings"].split(", ")) if meta.get("arch_settings") else {}
-    arch_name = arch or meta.get("arch")
-    if arch_name:
-        arch_obj = get_arch(arch_name)
-        chosen = merge_settings(recorded_settings if arch_name == meta.get("arch") else {}, user_settings)
-    else:  # no record: the architecture the keys and shapes imply
-        arch_obj, chosen = match_arch(tensors, infer_arch(tensors, checkpoint), checkpoint)
-        chosen = merge_settings(chosen, user_settings)
-        notes.append(f"architecture {arch_obj.name}{' with ' + format_settings(chosen) if chosen else ''} "
-                     "inferred from the keys and shapes (no record in the file)")
-    src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle)
-    recorded = meta.get("source_sha256")
-    if recorded and recorded != src.sha256:
-        raise CheckFailedError(f"{source}: sha256 {src.sha256[:12]}... differs from the "
-                               f"{recorded[:12]}... recorded in {checkpoint}; this is not its source")
     with console.status("verifying"):
-        ver = verify_inflated(tensors, arch_obj, src.tensors, depth=src.depth,
-                              method=method or meta.get("method"), origin=checkpoint, size=verify_size,
-                              settings=chosen)
-    if recorded:
-        ver.notes.insert(0, f"source sha256 matches the metadata ({recorded[:12]}...)")
-    for note in notes:
-        console.note(f"note: {note}")
+        ver = verify_checkpoint(ckpt.tensors, source, origin=checkpoint, metadata=ckpt.metadata, arch=arch,
+                                method=method, settings=user_settings, size=verify_size,
+                                trust_pickle=trust_pickle)
     render_verification(console, ver)
-    console.emit_json({"ok": ver.passed, "input": checkpoint, "source": source, "arch": arch_obj.name,
-                       "arch_settings": format_settings(chosen), "scheme": name,
+    console.emit_json({"ok": ver.passed, "input": checkpoint, "source": source, "arch": ver.arch,
+                       "arch_settings": format_settings(ver.settings), "scheme": ver.scheme,
                        "verification": verification_json(ver)})
     console.info("[green]verified[/]" if ver.passed else "[bold red]verification failed[/]")
     return 0 if ver.passed else CHECK_FAILED

@@ -15,7 +15,7 @@ from torch import nn
 from .. import __version__
 from ..errors import Inflate3dError, InvalidInputError, UnknownNameError
 from ..settings import format_settings
-from ..slowfast.archs import Arch, build_model, get_arch
+from ..slowfast.archs import Arch, build_model, get_arch, normalize_settings
 from ..slowfast.resnet3d import init_module
 from .kernels import METHODS, inflate_kernel, pad_columns_front, pad_in_channels
 from .mapping import FRESH, HEAD, Plan, plan_inflation
@@ -96,6 +96,25 @@ class Inflation:
             out.update({f"{unit}.{k}": v for k, v in module.state_dict().items()})
         return out
 
+    def report(self) -> dict:
+        """Where every output tensor comes from, as plain data (what ``--json`` prints)."""
+        import math
+
+        src = self.source
+        tensors = {action: {"tensors": len(entries), "values": sum(math.prod(e.shape) for e in entries)}
+                   for action, entries in self.plan.by_action().items()}
+        tensors = {action.replace(" ", "_").lower(): n for action, n in tensors.items()}  # JSON keys
+        return {
+            "source": {"label": src.label, "kind": src.kind, "description": src.description,
+                       "sha256": src.sha256, "depth": src.depth},
+            "arch": self.arch.name, "arch_settings": format_settings(self.settings),
+            "method": self.method, "head": "none" if self.head is None else self.head,
+            "tensors": tensors,
+            "zero_padded": [e.key for e in self.plan.entries if e.padded],
+            "fresh_units": self.plan.fresh_units,
+            "unused_2d": self.plan.unused,
+        }
+
     def metadata(self) -> dict[str, str]:
         """Provenance: no timestamps and no absolute paths, so outputs are reproducible."""
         return {
@@ -155,7 +174,40 @@ def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",
         num_classes = int(source.tensors["fc.weight"].shape[0])
     else:
         num_classes = head
-    settings = dict(settings or {})
+    settings = normalize_settings(arch, settings)
     model = build_model(arch, num_classes=num_classes, device="meta", init=False, **settings)
     plan = plan_inflation(model, source.tensors, head_from_2d=head == "imagenet", origin=origin)
     return Inflation(arch, method, head, source, model, plan, seed, settings)
+
+
+@dataclass
+class InflationResult:
+    """What ``inflate3d.inflate`` returns: plain data."""
+
+    state_dict: dict[str, torch.Tensor]  # mmaction2 Recognizer3D names
+    report: dict  # where every tensor comes from (the CLI's --json)
+    metadata: dict[str, str]  # provenance, as written into files
+    arch: str
+    settings: dict
+    verification: object | None = None  # inflate3d.verify.Verification with verify=True
+
+
+def inflate(source, arch: str | Arch, *, method: str = "mean", head: str | int | None = 400,
+            seed: int = 0, settings: dict | None = None, verify: bool = False,
+            trust_pickle: bool = False) -> InflationResult:
+    """resolve the source -> plan -> tensors (-> verify), in memory."""
+    from .sources import resolve_source
+
+    arch = arch if isinstance(arch, Arch) else get_arch(arch)
+    src = resolve_source(source, depth=arch.depth, trust_pickle=trust_pickle, seed=seed)
+    inflation = prepare(src, arch, method=method, head="none" if head is None else head, seed=seed,
+                        settings=settings)
+    state_dict = inflation.state_dict()
+    ver = None
+    if verify:
+        from ..verify import verify_inflated
+
+        ver = verify_inflated(state_dict, arch, src.tensors, depth=src.depth, method=inflation.method,
+                              origin=src.label, settings=inflation.settings)
+    return InflationResult(state_dict, inflation.report(), inflation.metadata(), arch.name,
+                           inflation.settings, ver)

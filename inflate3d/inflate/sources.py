@@ -9,12 +9,13 @@ import contextlib
 import hashlib
 import os
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..errors import Inflate3dError
+from ..errors import Inflate3dError, InvalidInputError
 from ..io.load import load_checkpoint, sha256_file
 from .resnet2d import infer_depth
 
@@ -34,6 +35,7 @@ DOWNLOAD_ROOT = "https://download.pytorch.org/models/"
 SEEDED = "seeded-init"
 IMAGENET = "torchvision-imagenet"
 FILE = "file"
+MEMORY = "in-memory"
 
 
 @dataclass
@@ -54,6 +56,8 @@ class Source2D:
                     "input) - NOT ImageNet weights")
         if self.kind == IMAGENET:
             return f"torchvision ImageNet weights ({self.label})"
+        if self.kind == MEMORY:
+            return self.label
         wrapped = f", unwrapped from '{self.container}'" if self.container else ""
         prefixed = f", '{self.prefix}' prefix stripped" if self.prefix else ""
         return f"file {self.label}{wrapped}{prefixed}"
@@ -63,10 +67,29 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def resolve_source(spec: str | None, *, depth: int, trust_pickle: bool = False, seed: int = 0) -> Source2D:
-    """``None`` (the embedded default), ``torchvision:resnetNN[:WEIGHTS]``, ``seeded:resnetNN:SEED``
-    (the default's fallback, named so that its outputs can be verified again) or a file path."""
+def resolve_source(spec, *, depth: int | None = None, trust_pickle: bool = False, seed: int = 0) -> Source2D:
+    """The 2D ResNet to inflate, from any of:
+
+    - a file path (``str`` or ``Path``): a torchvision-style state dict, plain or wrapped;
+    - ``'torchvision:resnetNN[:WEIGHTS]'`` from the torch hub cache;
+    - ``'seeded:resnetNN:SEED'``: a seeded initialisation (NOT ImageNet weights);
+    - a state dict (``{name: tensor}``) or a torchvision ``nn.Module`` in memory;
+    - ``None``: torchvision's ImageNet weights of ``depth`` if cached, else a seeded one.
+
+    The depth is read from the weights; ``depth`` is needed only for ``None``."""
+    if isinstance(spec, torch.nn.Module):
+        return _from_tensors(spec.state_dict(), f"in-memory {type(spec).__name__}")
+    if isinstance(spec, Mapping):
+        return _from_tensors(spec, "in-memory state dict")
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if spec is not None and not isinstance(spec, str):
+        raise InvalidInputError(f"source of type {type(spec).__name__}: give a path, a state dict, an "
+                                "nn.Module, 'torchvision:resnetNN' or 'seeded:resnetNN:SEED'")
     if spec is None:
+        if depth is None:
+            raise InvalidInputError("no source and no depth: give a source, or the depth (18, 34, 50, 101, "
+                                    "152) of the default one")
         cached = hub_checkpoint_dir() / TORCHVISION_FILES[(depth, "IMAGENET1K_V1")]
         if cached.is_file():
             return _from_file(cached, label=f"torchvision:resnet{depth}:IMAGENET1K_V1", kind=IMAGENET,
@@ -78,6 +101,15 @@ def resolve_source(spec: str | None, *, depth: int, trust_pickle: bool = False, 
         return _seeded_spec(spec)
     path = Path(spec)
     return _from_file(path, label=path.name, kind=FILE, trust_pickle=trust_pickle)
+
+
+def _from_tensors(tensors: Mapping, label: str) -> Source2D:
+    tensors = {str(k): v for k, v in tensors.items()}
+    bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise InvalidInputError(f"{label}: entries that are not tensors: {', '.join(bad[:6])}")
+    tensors = {k: v.detach() for k, v in tensors.items()}
+    return Source2D(tensors, label, MEMORY, tensors_sha256(tensors), infer_depth(tensors, label))
 
 
 def _from_file(path: Path, *, label: str, kind: str, trust_pickle: bool) -> Source2D:

@@ -167,6 +167,13 @@ def route_settings(arch: Arch, overrides: dict[str, Any]) -> tuple[dict[str, Any
     return backbone, head
 
 
+def normalize_settings(arch: Arch, settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``settings`` checked and routed as ``build_model`` does (``lateral_norm=True`` on a
+    SlowFast arch -> ``{'slow_pathway': {'lateral_norm': True}}``), for recording."""
+    backbone, head = route_settings(arch, dict(settings or {}))
+    return {**backbone, **head}
+
+
 def build_backbone(arch: Arch, **overrides: Any) -> nn.Module:
     cfg = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in arch.backbone.items()}
     for key, value in overrides.items():

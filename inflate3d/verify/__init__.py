@@ -22,6 +22,8 @@ class Verification:
     method: str
     checks: list[StageCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # arch settings it was checked with
+    scheme: str = "mmaction2"  # the names the checkpoint came in
 
     @property
     def passed(self) -> bool:
@@ -50,7 +52,7 @@ def verify_inflated(tensors: Mapping[str, torch.Tensor], arch: Arch, source_tens
     num_classes = int(head_w.shape[0]) if head_w is not None else None
     model = build_model(arch, num_classes=num_classes, device="meta", init=False, **dict(settings or {}))
     strict_load(model, tensors, origin)
-    result = Verification(arch.name, method)
+    result = Verification(arch.name, method, settings=dict(settings or {}))
     result.notes.append(f"strict load into {arch.name}: {len(tensors)} tensors, no missing or "
                         "unexpected keys, all shapes equal")
     net2d = build_2d(source_tensors, depth)

@@ -40,7 +40,7 @@ def test_inflate_writes_verified_safetensors_with_metadata(tmp_path, r50_file):
     result = run("inflate", r50_file, "--arch", "slowfast_r50_4x16", "-o", out, "--json")
     data = json.loads(result.stdout)
     assert data["ok"] and data["verification"]["passed"] and data["output"] == str(out)
-    assert data["tensors"]["inflated"]["tensors"] == 9 and data["tensors"]["fresh init"]["tensors"] == 322
+    assert data["tensors"]["inflated"]["tensors"] == 9 and data["tensors"]["fresh_init"]["tensors"] == 322
     assert sorted(data["unused_2d"]) == ["fc.bias", "fc.weight"]
     assert [c["name"] for c in data["verification"]["checks"]] == ["stem", "layer1", "layer2", "layer3", "layer4"]
     with safe_open(str(out), "pt") as f:

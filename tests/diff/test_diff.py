@@ -53,7 +53,7 @@ def test_identical_is_exit_0_and_a_perturbed_tensor_exit_1(tmp_path, sf_pair):
     assert worst["key"] == key and worst["max_abs"] == pytest.approx(0.25)
     scale = max(load_file(str(a))[key].abs().max().item(), sd[key].abs().max().item())
     assert worst["max_rel"] == pytest.approx(0.25 / scale)
-    assert data["groups"]["slow layer2"]["differing"] == 1 and data["groups"]["slow layer3"]["differing"] == 0
+    assert data["groups"]["slow_layer2"]["differing"] == 1 and data["groups"]["slow_layer3"]["differing"] == 0
     assert json.loads(run("diff", a, b, "--json", "--atol", "0.3").stdout)["equal"]
     assert json.loads(run("diff", a, b, "--json", "--keys", "layer3").stdout)["equal"]
 
