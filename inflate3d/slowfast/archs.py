@@ -160,7 +160,8 @@ def route_settings(arch: Arch, overrides: dict[str, Any]) -> tuple[dict[str, Any
             backbone[lateral] = {**backbone.get(lateral, {}), key: value}
         elif key in pathway:
             raise UnknownNameError(f"{arch.name}: {key} is a setting of each pathway; say which one: "
-                                   f"slow_pathway={{{key!r}: {value!r}}} or fast_pathway={{{key!r}: {value!r}}}")
+                                   f"slow_pathway={{{key!r}: {value!r}}} or fast_pathway={{{key!r}: {value!r}}} "
+                                   f"(as KEY=VALUE: slow_pathway.{key}=... or fast_pathway.{key}=...)")
         else:
             raise UnknownNameError(f"{arch.name}: unknown setting {key!r}; {arch.family} backbones take "
                                    f"{', '.join(sorted(top))}; heads take {', '.join(HEAD_SETTINGS)}")
