@@ -86,6 +86,7 @@ def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         console.error("interrupted; nothing was written")
+        console.emit_json({"ok": False, "error": "interrupted; nothing was written", "exit_code": 130})
         sys.exit(130)
     sys.exit(code or 0)
 
