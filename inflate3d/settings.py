@@ -28,7 +28,7 @@ def parse_value(text: str) -> Any:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text  # a bare word such as 3x1x1 or pytorch
-    return tuple(value) if isinstance(value, list) else value
+    return _tuples(value) if isinstance(value, list) else value
 
 
 def parse_settings(items: Iterable[str]) -> dict[str, Any]:
@@ -79,6 +79,14 @@ def flatten_settings(settings: Mapping[str, Any], prefix: str = "") -> dict[str,
 
 
 def _text(v: Any) -> str:
+    """Numbers and flat tuples of numbers as typed (``4``, ``1,7,7``); anything else as a Python
+    literal without spaces, so that ``', '`` only ever separates settings."""
+    if isinstance(v, (tuple, list)) and all(isinstance(x, (int, float)) for x in v):
+        return ",".join(str(x) for x in v)
     if isinstance(v, (tuple, list)):
-        return ",".join(_text(x) for x in v) if not any(isinstance(x, (tuple, list)) for x in v) else repr(tuple(v))
+        return repr(_tuples(v)).replace(", ", ",")
     return str(v)
+
+
+def _tuples(v: Any) -> Any:
+    return tuple(_tuples(x) for x in v) if isinstance(v, (tuple, list)) else v

@@ -112,6 +112,9 @@ def test_settings_parser_reads_back_what_it_writes():
     assert parsed == {"slow_pathway": {"lateral_norm": True, "conv1_kernel": (1, 7, 7)}, "speed_ratio": 4,
                       "inflate_style": "3x3x3", "fast_pathway": {"lateral": False}}
     assert parse_settings(format_settings(parsed).split(", ")) == parsed
+    nested = {"inflate": ((1, 1, 1), (1, 0, 1, 0)), "inflate_style": ("3x1x1", "3x3x3")}
+    assert format_settings(nested) == "inflate=((1,1,1),(1,0,1,0)), inflate_style=('3x1x1','3x3x3')"
+    assert parse_settings(format_settings(nested).split(", ")) == nested
     for bad, message in (("speed_ratio", "expected KEY=VALUE"), ("a..b=1", "expected KEY=VALUE"),
                          ("=4", "expected KEY=VALUE")):
         with pytest.raises(ValueError, match=message):
