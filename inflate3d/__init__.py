@@ -7,7 +7,8 @@ The public API, each a plain function returning plain objects::
     model = inflate3d.build_model("slowfast_r50_8x8")
     model.load_state_dict(result.state_dict)                           # strict
 
-``build_model``, ``inflate``, ``convert``, ``diff``, ``verify``, ``inspect``; errors are
+``build_model``, ``load_model``, ``inflate``, ``inflate_into``, ``convert``, ``diff``, ``verify``,
+``inspect``; errors are
 ``inflate3d.errors.Inflate3dError`` subclasses that are also ``ValueError``, ``KeyError`` or
 ``FileNotFoundError``. Importing the package is cheap: torch is imported by the first call.
 """
@@ -27,8 +28,8 @@ if TYPE_CHECKING:  # for readers and type checkers only: nothing heavy at import
 __version__ = "0.1.0"
 
 
-def build_model(name: str, *, num_classes: int | None = 400, device: Any = None, init: bool = True,
-                **settings: Any) -> Recognizer3D:
+def build_model(name: str, *, num_classes: int | str | None = 400, device: Any = None, init: bool = True,
+                pretrained2d: Any = None, method: str = "mean", **settings: Any) -> Recognizer3D:
     """Build the named architecture (see ``inflate3d archs``) as an mmaction2-style
     ``Recognizer3D``: the same module names, state-dict keys and shapes as mmaction2's.
 
@@ -40,10 +41,19 @@ def build_model(name: str, *, num_classes: int | None = 400, device: Any = None,
       the pathway that has the laterals. An unknown setting raises ``KeyError`` (an
       ``Inflate3dError``) saying where it belongs; settings that do not form a network raise
       ``ValueError``.
+    - ``pretrained2d``: bootstrap it from 2D weights in one line (a file, ``torchvision:resnet50``,
+      ``seeded:resnet50:SEED``, a state dict or a 2D module), inflated with ``method`` by the
+      engine of ``inflate3d inflate`` and loaded strictly; ``num_classes='imagenet'`` then keeps
+      the 2D classifier.
 
     >>> model = build_model("slowfast_r50_8x8", num_classes=174)
     >>> shapes = build_model("slowfast_r101_8x8", device="meta")
+    >>> i3d = build_model("i3d_r50", pretrained2d="seeded:resnet50:0")
     """
+    if pretrained2d is not None:
+        from .inflate.inflater import build_inflated
+
+        return build_inflated(name, pretrained2d, method=method, num_classes=num_classes, **settings)
     from .slowfast.archs import build_model as _build
 
     return _build(name, num_classes=num_classes, device=device, init=init, **settings)
@@ -146,7 +156,26 @@ def _load(checkpoint: Any, trust_pickle: bool) -> tuple[dict, str, dict]:
     return ckpt.tensors, str(checkpoint), ckpt.metadata
 
 
-__all__ = ["Inflate3dError", "__version__", "build_model", "convert", "diff", "inflate", "inspect", "verify"]
+def inflate_into(model: Any, source: Any, *, method: str = "mean", strict: bool = False, **kwargs: Any):
+    """Inflate 2D ResNet weights into any 3D model whose layer graph corresponds (aligned by
+    structure, not names), in place; returns the report of where every tensor came from. See
+    :func:`inflate3d.inflate.into.inflate_into` for ``hints``, ``input_shape`` and the proof."""
+    from .inflate.into import inflate_into as _into
+
+    return _into(model, source, method=method, strict=strict, **kwargs)
+
+
+def load_model(path: Any, **kwargs: Any):
+    """Any checkpoint (any scheme, any registered family) -> its network, loaded strictly, in
+    eval mode; the architecture from the file's record, else its keys and shapes. See
+    :func:`inflate3d.inflate.load_model.load_model`."""
+    from .inflate.load_model import load_model as _load_model
+
+    return _load_model(path, **kwargs)
+
+
+__all__ = ["Inflate3dError", "__version__", "build_model", "convert", "diff", "inflate", "inflate_into",
+           "inspect", "load_model", "verify"]
 
 
 def _keep_public_functions() -> None:

@@ -10,10 +10,11 @@ import click
 
 from . import __version__
 from .console import Console
+from .names import METHOD_NAMES, SCHEME_NAMES, TARGET_NAMES
 
 ARCH_DEFAULT = "slowfast_r50_4x16"
-TARGETS = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo"]  # codebases `inflate --to` writes into
-SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision", "tsm"]
+TARGETS = list(TARGET_NAMES)  # what `inflate --to` writes: a codebase's names and container, or a HF folder
+SCHEME_NAMES = list(SCHEME_NAMES)
 
 
 def common_options(fn):
@@ -28,14 +29,132 @@ trust_option = click.option("--trust-pickle", is_flag=True,
                             help="Allow pickles that run code when loaded. Only for files you trust.")
 force_option = click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
 set_option = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-                          help="An architecture setting, e.g. slow_pathway.lateral_norm=true or "
-                               "speed_ratio=4 (repeatable); recorded in the output's metadata.")
-method_help = "mean: w/T on every tap (I3D); center (or centre): w on the centre tap, zeros elsewhere."
+                          help="An architecture setting, e.g. slow_pathway.lateral_norm=true, speed_ratio=4, "
+                               "with_pool2=True (repeatable): on inflate it is recorded in the output's "
+                               "metadata; on convert, verify and inspect it states what the file does not.")
+METHODS_METAVAR = "[" + "|".join(METHOD_NAMES) + "]"
+method_help = ("mean: w/T on every tap (I3D); center (or centre): w on the centre tap, zeros elsewhere; "
+               "arp: approximate rank pooling (ViViT tubelets only).")
+
+
+def _terminate(signum, _frame) -> None:
+    """The first SIGINT or SIGTERM unwinds like Ctrl-C (temporary files are removed); later ones
+    are ignored: the process is already on its way out and its cleanup must finish (two Ctrl-C
+    20 ms apart used to interrupt the cleanup itself)."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    _SIGNALS.append(signum)
+    raise KeyboardInterrupt(signum)
+
+
+_SIGNALS: list[int] = []  # signals received, in order
+
+
+def _install_signal_handlers() -> None:
+    """SIGINT and SIGTERM unwind (see ``_terminate``); SIGXFSZ is ignored so that a file-size
+    limit surfaces as a write error instead of killing the process."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(s) is not signal.SIG_IGN:  # nohup and friends keep their choice
+            signal.signal(s, _terminate)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def _committed() -> list:
+    """Outputs this process has given their final name (none if nothing was ever written)."""
+    save = sys.modules.get("inflate3d.io.save")
+    return list(save.COMMITTED) if save is not None else []
+
+
+def _interrupted(console: Console, signum, before: int) -> None:
+    """Say what is on disk: 0 when the output was already complete and in place (the interrupt
+    came after the commit), else 128 + the signal and nothing was written."""
+    import signal
+
+    done = _committed()[before:]
+    if done:
+        message = f"interrupted after {', '.join(map(str, done))} was written; the file is complete"
+        console.warn(message)
+        console.emit_json({"ok": True, "interrupted": True, "output": str(done[-1]), "note": message})
+        sys.exit(0)
+    code = 128 + (signum if signum in (signal.SIGINT, signal.SIGTERM) else signal.SIGINT)
+    console.error("interrupted; nothing was written")
+    console.emit_json({"ok": False, "error": "interrupted; nothing was written", "exit_code": code})
+    sys.exit(code)
+
+
+MAX_CLASSES = 100_000
+
+
+def _check_options(kwargs: dict) -> None:
+    from .errors import Inflate3dError
+
+    seed = kwargs.get("seed")
+    if isinstance(seed, int) and not 0 <= seed < 2**64:
+        raise Inflate3dError(f"--seed {seed}: must be between 0 and 2**64 - 1")
+    head = kwargs.get("head")
+    if isinstance(head, str) and head.strip().isdigit() and int(head) > MAX_CLASSES:
+        raise Inflate3dError(f"--head {head}: at most {MAX_CLASSES:,} classes")
+
+
+def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
+    """Call a command body; turn every failure into one line and an exit code (and, under
+    ``--json``, one JSON object: ``{"ok": false, "schema", "error", "exit_code", ...details}``).
+
+    2: bad input, or the input could not be read or the output not written (an ``OSError``, out of
+    memory); 1: a check failed; 3: an internal error (a bug: ``--debug`` shows the traceback);
+    130/143: interrupted, nothing written; 0 also when interrupted after the output was complete.
+    """
+    _install_signal_handlers()
+    before, signals = len(_committed()), len(_SIGNALS)
+    console = Console(json_mode=json_mode, quiet=kwargs.pop("quiet", False))
+    warnings.showwarning = lambda message, *_args, **_kw: console.warn(str(message))
+    if kwargs.get("trust_pickle"):
+        console.warn("--trust-pickle: pickles that import code will be loaded and may run it; "
+                     "use this only for files from people you trust")
+    try:
+        try:
+            _check_options(kwargs)
+            code = fn(console, **kwargs)
+        except KeyboardInterrupt as e:
+            _interrupted(console, e.args[0] if e.args else None, before)
+        except Exception as e:  # noqa: BLE001 - every failure is one line; --debug shows where
+            if len(_SIGNALS) > signals:  # torch turns an interrupt inside its writer into a RuntimeError
+                _interrupted(console, _SIGNALS[signals], before)
+            if debug:
+                traceback.print_exc()
+            message, exit_code = _one_line(e)
+            console.error(message)
+            console.emit_json({"ok": False, "error": message, "exit_code": exit_code,
+                               **getattr(e, "details", {})})
+            sys.exit(exit_code)
+    except KeyboardInterrupt as e:  # a signal while reporting an error
+        _interrupted(console, e.args[0] if e.args else None, before)
+    sys.exit(code or 0)
+
+
+def _one_line(e: Exception) -> tuple[str, int]:
+    from .errors import BAD_INPUT, Inflate3dError
+
+    if isinstance(e, Inflate3dError):
+        return str(e), e.exit_code
+    if isinstance(e, OSError):  # reading an input or writing an output
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror or e}", BAD_INPUT
+    first = str(e).splitlines()[0] if str(e) else ""
+    if isinstance(e, MemoryError) or "can't allocate memory" in first:
+        return f"not enough memory ({first[:200]})", BAD_INPUT
+    return f"internal error ({type(e).__name__}: {first[:200]}); rerun with --debug and report it", 3
 
 
 class Group(click.Group):
     """Usage errors as one line (``error: ...``, exit 2), or under ``--json`` as the same JSON
-    object every other error gives: ``{"ok": false, "error": ..., "exit_code": ...}``."""
+    object every other error gives: ``{"ok": false, "error": ..., "exit_code": ...}``. An
+    interrupt before a command reached ``_run`` (while torch imports) or after it returned is one
+    line too, never click's "Aborted!", and says what is on disk."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         argv = list(sys.argv[1:] if args is None else args)
@@ -53,49 +172,22 @@ class Group(click.Group):
             sys.exit(e.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
 
-
-def _terminate(signum, _frame) -> None:
-    raise KeyboardInterrupt(signum)  # unwinds like Ctrl-C: temporary files are removed
-
-
-def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
-    """Call a command body; turn inflate3d's errors into one line and an exit code.
-
-    SIGTERM unwinds like SIGINT, so an interrupted write leaves the old file or nothing; SIGXFSZ
-    is ignored so that a file-size limit surfaces as a write error instead of killing the process.
-    """
-    import signal
-
-    from .errors import Inflate3dError
-
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    console = Console(json_mode=json_mode, quiet=kwargs.pop("quiet", False))
-    warnings.showwarning = lambda message, *_args, **_kw: console.warn(str(message))
-    if kwargs.get("trust_pickle"):
-        console.warn("--trust-pickle: pickles that import code will be loaded and may run it; "
-                     "use this only for files from people you trust")
-    try:
-        code = fn(console, **kwargs)
-    except Inflate3dError as e:
-        if debug:
-            traceback.print_exc()
-        console.error(str(e))
-        console.emit_json({"ok": False, "error": str(e), "exit_code": e.exit_code,
-                           **getattr(e, "details", {})})
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        console.error("interrupted; nothing was written")
-        console.emit_json({"ok": False, "error": "interrupted; nothing was written", "exit_code": 130})
-        sys.exit(130)
-    sys.exit(code or 0)
+    def invoke(self, ctx: click.Context):
+        before = len(_committed())
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:  # also one that lands while a finished command exits
+            _interrupted(Console(json_mode="--json" in getattr(sys, "argv", ())[1:]), e.args[0] if e.args else None,
+                         before)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="inflate3d")
 def main() -> None:
-    """Turn 2D ImageNet ResNets into verified 3D video networks (I3D, Slow-only, SlowFast), and
-    move video checkpoints between mmaction2, PySlowFast, pytorchvideo and torchvision names."""
+    """Turn 2D ImageNet ResNets (and ViTs) into verified 3D video networks (I3D, Slow-only, SlowFast,
+    X3D, Video Swin, TimeSformer, ViViT), and move video checkpoints between mmaction2, PySlowFast,
+    pytorchvideo, torchvision and Hugging Face names."""
+    _install_signal_handlers()
 
 
 @main.command()
@@ -109,18 +201,28 @@ def archs(json_mode: bool, debug: bool, **opts) -> None:
 
 @main.command()
 @click.argument("source", required=False)
-@click.option("--arch", default=ARCH_DEFAULT, show_default=True, help="Target architecture (see `inflate3d archs`).")
+@click.option("--arch", default=None, help=f"Target architecture (see `inflate3d archs`).  [default: {ARCH_DEFAULT}]")
 @click.option("--to", "target", type=click.Choice(TARGETS), default="mmaction2", show_default=True,
               help="Write straight into this codebase: its names, its container and its variant of the "
-                   "arch (PySlowFast, Caffe2 and pytorchvideo fuse with conv+BN+ReLU).")
+                   "arch (PySlowFast, Caffe2 and pytorchvideo fuse with conv+BN+ReLU); huggingface: a "
+                   "folder (config.json + model.safetensors) for from_pretrained (timesformer_*, vivit_*).")
 @set_option
-@click.option("--method", default="mean", show_default=True, metavar="[mean|center]", help=method_help)
+@click.option("--into", default=None, metavar="MODULE:FACTORY",
+              help="Inflate into your own model instead: imports MODULE (this runs its code) and calls "
+                   "FACTORY(**kwargs), e.g. torchvision.models.video:r3d_18; writes its state dict in its own names (a plain dict with --format pth).")
+@click.option("--kwargs", "into_kwargs", default=None, metavar="JSON", help="With --into: the factory's keyword arguments.")
+@click.option("--hint", "hints", multiple=True, metavar="LAYER=2D_LAYER",
+              help="With --into: settle an ambiguous alignment (repeatable), e.g. stem.0=conv1.")
+@click.option("--strict", is_flag=True, help="With --into: fail if any conv / norm of the model has no 2D counterpart.")
+@click.option("--input-shape", default=None, metavar="JSON",
+              help="With --into: the input shape its forward takes, if not a usual clip, e.g. [[1,3,8,224,224],[1,3,32,224,224]].")
+@click.option("--method", default="mean", show_default=True, metavar=METHODS_METAVAR, help=method_help)
 @click.option("--head", default="none", show_default=True, help="none | imagenet (keep the 2D fc) | N (fresh head, N classes).")
 @click.option("-o", "--output", help="Output file [default: checkpoints/<arch>_<method>_<source>.<ext>]; "
                                      "missing folders are created.")
 @click.option("--format", "fmt", type=click.Choice(["safetensors", "pth", "pkl"]), default=None,
-              help="safetensors [default], pth (the codebase's container: mmaction2's {'state_dict', 'meta'}) "
-                   "or pkl (Caffe2 blobs, with --to caffe2).")
+              help="[default: from the -o extension, else safetensors] pth (the codebase's container: mmaction2's "
+                   "{'state_dict', 'meta'}) or pkl (Caffe2 blobs, with --to caffe2).")
 @force_option
 @click.option("--no-verify", is_flag=True, help="Skip the strict-load and boring-video checks.")
 @click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512), help="Frame size of the verification clip.")
@@ -130,13 +232,36 @@ def archs(json_mode: bool, debug: bool, **opts) -> None:
 @trust_option
 @common_options
 def inflate(json_mode: bool, debug: bool, **opts) -> None:
-    """Inflate a 2D ResNet into a 3D network and verify it.
+    """Inflate a 2D ResNet (or ViT) into a 3D network and verify it.
 
-    SOURCE is a torchvision-style ResNet state dict (.safetensors, .pth, .pt),
+    SOURCE is a torchvision-style ResNet state dict (.safetensors, .pth, .pt), a 2D ViT (timm,
+    torchvision or Hugging Face weights or folder) for timesformer_* / vivit_*,
     torchvision:resnetNN[:IMAGENET1K_V1|IMAGENET1K_V2] from the torch hub cache, or
     seeded:resnetNN:SEED. Without SOURCE: torchvision's ImageNet weights if cached, else a seeded
     initialisation (said loudly).
+
+    With --into MODULE:FACTORY the 2D weights go into any 3D model whose layer graph corresponds
+    (aligned by structure, not names), with a report of every tensor and a per-layer proof.
     """
+    into_opts = {k: opts.pop(k) for k in ("into", "into_kwargs", "hints", "strict", "input_shape")}
+    if into_opts["into"]:
+        from .commands import inflate_into as cmd
+
+        given = click.get_current_context().get_parameter_source
+        named_only = [f"--{k.replace('target', 'to').replace('settings', 'set')}"
+                      for k in ("arch", "target", "settings", "head", "seed")
+                      if given(k) is not click.core.ParameterSource.DEFAULT]
+        if named_only:
+            raise click.UsageError(f"{', '.join(named_only)} apply to named architectures, not --into")
+        _run(json_mode, debug, cmd.run, source=opts["source"], into=into_opts["into"],
+             kwargs=into_opts["into_kwargs"], method=opts["method"], output=opts["output"], fmt=opts["fmt"],
+             force=opts["force"], strict=into_opts["strict"], hints=into_opts["hints"],
+             input_shape=into_opts["input_shape"], no_verify=opts["no_verify"], verify_size=opts["verify_size"],
+             dry_run=opts["dry_run"], trust_pickle=opts["trust_pickle"], quiet=opts["quiet"])
+        return
+    if into_opts["into_kwargs"] or into_opts["hints"] or into_opts["strict"] or into_opts["input_shape"]:
+        raise click.UsageError("--kwargs, --hint, --strict and --input-shape need --into")
+    opts["arch"] = opts["arch"] or ARCH_DEFAULT
     from .commands import inflate as cmd
 
     _run(json_mode, debug, cmd.run, **opts)
@@ -147,9 +272,11 @@ def inflate(json_mode: bool, debug: bool, **opts) -> None:
 @click.option("--against", "source", required=True, help="The 2D source it was inflated from (path or torchvision:...).")
 @click.option("--arch", default=None, help="Architecture [default: from the checkpoint's metadata, else its keys].")
 @set_option
-@click.option("--method", default=None, metavar="[mean|center]",
+@click.option("--method", default=None, metavar=METHODS_METAVAR,
               help="[default: from the metadata, else detected from the kernels]")
 @click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512))
+@click.option("--frames", type=click.IntRange(1, 512), default=None,
+              help="Clip length to check (Video Swin: exact only at some lengths, see `inspect`).")
 @trust_option
 @common_options
 def verify(json_mode: bool, debug: bool, **opts) -> None:
@@ -167,7 +294,7 @@ def verify(json_mode: bool, debug: bool, **opts) -> None:
 @click.option("--arch", default=None, help="Native architecture to check against [default: inferred from keys and shapes].")
 @set_option
 @click.option("--format", "fmt", type=click.Choice(["safetensors", "pth", "pkl"]), default=None,
-              help="safetensors [default], pth (the target codebase's container) or pkl (Caffe2 blobs).")
+              help="[default: from the -o extension] safetensors, pth (the target codebase's container) or pkl (Caffe2 blobs).")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="Cast floating tensors [default: keep].")
 @force_option
 @click.option("--dry-run", is_flag=True, help="Print the key map and write nothing.")
@@ -202,6 +329,7 @@ def diff(json_mode: bool, debug: bool, **opts) -> None:
 @main.command()
 @click.argument("checkpoint")
 @click.option("--from", "source_scheme", type=click.Choice(SCHEME_NAMES), help="[default: detected from the keys]")
+@set_option
 @trust_option
 @common_options
 def inspect(json_mode: bool, debug: bool, **opts) -> None:

@@ -47,10 +47,10 @@ class Console:
         self.info(escape(message))
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[bold yellow]warning:[/] {escape(message)}")
+        self.err.print(f"[bold yellow]warning:[/] {escape(one_line(message))}")
 
     def error(self, message: str) -> None:
-        self.err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        self.err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False)
 
     def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               *, justify: Sequence[str] | None = None, markup: bool = False) -> None:
@@ -108,6 +108,18 @@ def plain_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
                  for i, (c, w) in enumerate(zip(r, widths))]
         out.append("  ".join(parts).rstrip())
     return "\n".join(out) + "\n"
+
+
+def one_line(message: str, limit: int = 2000) -> str:
+    """A message that names keys and paths from a file, made safe for a terminal: one line,
+    control characters (newlines, ESC sequences) shown escaped, and never longer than ``limit``
+    characters (the middle of a 10 MiB key name is cut; the advice at the end stays)."""
+    if len(message) > limit:
+        head, tail = limit * 2 // 3, limit // 3
+        message = f"{message[:head]} ... ({len(message) - head - tail:,} characters cut) ... {message[-tail:]}"
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
 
 
 def human_bytes(n: int) -> str:

@@ -59,3 +59,26 @@ def remove_made(made: Sequence[Path]) -> None:
             folder.rmdir()
         except OSError:
             return  # not empty (someone else wrote there) or gone: leave it
+
+
+# What an output's extension says it is; ``--format`` may only agree (or name the format of a file
+# whose extension says nothing).
+FORMAT_BY_SUFFIX = {".safetensors": "safetensors", ".pth": "pth", ".pt": "pth", ".pyth": "pth", ".pkl": "pkl"}
+FORMAT_CHOICES = ".safetensors, .pth/.pt/.pyth (torch) or .pkl (Caffe2 blobs)"
+
+
+def output_format(path: Path, fmt: str | None) -> str:
+    """The format to write ``path`` in: its extension's, which ``fmt`` (``--format``) must not
+    contradict; an unknown extension needs ``fmt``."""
+    if Path(path).is_dir():
+        raise InvalidInputError(f"{path}: is a directory; give a file name inside it, e.g. "
+                                f"{Path(path) / 'model.safetensors'}")
+    suffix = Path(path).suffix.lower()
+    by_suffix = FORMAT_BY_SUFFIX.get(suffix)
+    if by_suffix and fmt and fmt != by_suffix:
+        raise InvalidInputError(f"{path}: a {suffix} file is written as {by_suffix}, but --format {fmt} was "
+                             f"given; change the extension or drop --format")
+    if by_suffix is None and fmt is None:
+        raise InvalidInputError(f"{path}: unknown extension {suffix or '(none)'!r}; use {FORMAT_CHOICES}, "
+                             "or pass --format")
+    return by_suffix or fmt

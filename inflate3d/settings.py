@@ -90,3 +90,24 @@ def _text(v: Any) -> str:
 
 def _tuples(v: Any) -> Any:
     return tuple(_tuples(x) for x in v) if isinstance(v, (tuple, list)) else v
+
+
+def read_recorded_settings(text: str) -> dict[str, Any]:
+    """The ``arch_settings`` a file's metadata records: ``format_settings`` text
+    (``slow_pathway.lateral_norm=True, speed_ratio=4``) or, from older files, a JSON object;
+    ``{}`` for none or for text that is neither."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        import json
+
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+    try:
+        return parse_settings(text.split(", "))
+    except InvalidInputError:
+        return {}

@@ -28,13 +28,13 @@ def test_import_is_cheap_and_help_shows_real_documentation():
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
-    for name in ("build_model", "inflate", "convert", "diff", "verify", "inspect"):
+    for name in ("build_model", "load_model", "inflate", "inflate_into", "convert", "diff", "verify", "inspect"):
         doc = pydoc.render_doc(getattr(inflate3d, name), renderer=pydoc.plaintext)
         assert len(getattr(inflate3d, name).__doc__) > 200, name
         first = getattr(inflate3d, name).__doc__.splitlines()[0]
         assert f"function {name} in module inflate3d" in doc and first in doc, name
     assert set(inflate3d.__all__) == {"Inflate3dError", "__version__", "build_model", "convert", "diff",
-                                      "inflate", "inspect", "verify"}
+                                      "inflate", "inflate_into", "inspect", "load_model", "verify"}
     for sub in ("inflate3d.diff.checkpoints", "inflate3d.inflate.sources", "inflate3d.verify.api"):
         importlib.import_module(sub)  # subpackages of the same names stay importable...
 
@@ -124,7 +124,46 @@ def test_settings_parser_reads_back_what_it_writes():
 
 
 def test_arch_names_known_without_torch_are_the_registered_ones():
+    """Every family's archs (ResNet zoo, X3D, Swin, ViT), in the order `inflate3d archs` lists them."""
     from inflate3d.names import ARCH_NAMES
-    from inflate3d.slowfast.archs import ARCHS
+    from inflate3d.slowfast.archs import all_archs
 
-    assert set(ARCH_NAMES) == set(ARCHS)
+    assert list(ARCH_NAMES) == list(all_archs())
+
+
+def test_scheme_names_known_without_torch_cover_every_family():
+    from inflate3d import families
+    from inflate3d.inflate.schemes import SCHEMES
+    from inflate3d.names import SCHEME_NAMES, TARGET_NAMES
+
+    assert set(families.schemes()) | set(SCHEMES) <= set(SCHEME_NAMES)
+    assert set(TARGET_NAMES) <= set(SCHEME_NAMES)
+
+
+def test_one_settings_parser_and_both_recorded_forms():
+    """--set is parsed by one torch-free parser (re-exported for the inflation code); a file's
+    arch_settings are read whether written as KEY=VALUE text or, by older files, as JSON."""
+    from inflate3d import settings as top
+    from inflate3d.inflate import settings as inner
+
+    assert inner.parse_settings is top.parse_settings
+    nested = {"slow_pathway": {"lateral_norm": True, "fusion_kernel": 7}, "speed_ratio": 4}
+    assert top.read_recorded_settings(format_settings(nested)) == nested
+    assert top.read_recorded_settings('{"slow_pathway": {"lateral_norm": true}}') == {"slow_pathway": {"lateral_norm": True}}
+    assert top.read_recorded_settings("") == {} and top.read_recorded_settings("not a setting") == {}
+
+
+def test_every_command_takes_the_merged_options_without_torch():
+    code = ("import sys\n"
+            "from click.testing import CliRunner\n"
+            "from inflate3d.cli import main\n"
+            "r = CliRunner()\n"
+            "for cmd in ('inflate', 'convert', 'verify', 'inspect'):\n"
+            "    assert '--set KEY=VALUE' in r.invoke(main, [cmd, '--help']).output, cmd\n"
+            "text = ' '.join(r.invoke(main, ['inflate', '--help']).output.split())\n"
+            "for word in ('pyslowfast', 'caffe2', 'pytorchvideo', 'huggingface', '--into', 'mean|center|arp', '-q,'):\n"
+            "    assert word in text, word\n"
+            "assert '--frames' in r.invoke(main, ['verify', '--help']).output\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -75,9 +75,15 @@ def _tensor_json(d) -> dict:
 
 
 def _inflated(console: Console, a: str, b: str, keys: str | None, trust_pickle: bool) -> int:
+    from .. import families
     from ..diff import diff_inflated
+    from ..io.lazy import TensorFile
 
+    hit = families.for_keys(TensorFile(a, trust_pickle=trust_pickle).keys())
+    if hit is not None:
+        diff_inflated = families.hook(hit[0], "diff_inflated", "diff --inflated")
     r = diff_inflated(a, b, keys=keys, trust_pickle=trust_pickle)
+    r.three_d, r.two_d = getattr(r, "three_d", "") or a, getattr(r, "two_d", "") or b  # a family's: in order
     console.emit_json({
         "ok": r.exact, "inputs": {"three_d": r.three_d, "two_d": r.two_d},
         "exact": r.exact, "arch": r.arch, "no_2d_source": r.no_source, "unused_2d": r.unused_2d,

@@ -52,6 +52,11 @@ def output_file(output: str | None, *, force: bool, inputs=()) -> Path | None:
 
 
 def checkpoint_file(spec: str) -> Path:
-    """A checkpoint to read (convert, verify, inspect, diff), checked readable."""
-    check_readable(Path(spec))
-    return Path(spec)
+    """A checkpoint to read (convert, verify, inspect, diff), checked readable; a Hugging Face
+    folder (config.json + model.safetensors) counts as one."""
+    path = Path(spec)
+    if path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+        check_readable(path / "model.safetensors")
+        return path
+    check_readable(path)
+    return path

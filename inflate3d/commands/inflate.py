@@ -23,9 +23,10 @@ def default_output(arch: str, method: str, label: str, fmt: str, target: str = "
     return DEFAULT_DIR / f"{arch}_{method}_{stem.strip('-').lower()}{codebase}.{fmt}"
 
 
-def check_format(target: str, fmt: str) -> None:
+def check_format(target: str, fmt: str, output: str | None = None) -> None:
     if fmt == "pkl" and target != "caffe2":
-        raise Inflate3dError("--format pkl writes Caffe2 blobs; use it with --to caffe2")
+        raise Inflate3dError(f"{output + ': ' if output else ''}.pkl is PySlowFast's Caffe2 blob format and this "
+                             f"writes {target} names; write .safetensors or .pth, or use --to caffe2")
     if target == "caffe2" and fmt == "pth":
         raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
 
@@ -34,15 +35,18 @@ def run(console: Console, source: str | None, arch: str, target: str, settings: 
         head: str, output: str | None, fmt: str | None, force: bool, no_verify: bool, verify_size: int,
         seed: int, dry_run: bool, trust_pickle: bool) -> int:
     from . import early
+    from ..paths import output_format
 
     # torch-free checks first: a typo or an existing output costs milliseconds
     arch, method, user_settings = early.arch_name(arch), early.method_name(method), early.settings(settings)
-    fmt = fmt or "safetensors"
-    check_format(target, fmt)
     src_path = early.input_file(source)
-    if not dry_run:  # refuse before any work; the commit checks again
-        early.output_file(output, force=force, inputs=[src_path])
+    if target != "huggingface":
+        fmt = output_format(Path(output), fmt) if output else fmt or "safetensors"
+        check_format(target, fmt, output)
+        if not dry_run:  # refuse before any work; the commit checks again
+            early.output_file(output, force=force, inputs=[src_path])
 
+    from .. import families
     from ..inflate import prepare, resolve_source
     from ..inflate.sources import SEEDED
     from ..io.save import check_output
@@ -50,22 +54,46 @@ def run(console: Console, source: str | None, arch: str, target: str, settings: 
     from ..slowfast.archs import get_arch
 
     arch_obj = get_arch(arch)
-    chosen, why = codebase_settings(arch_obj, target, user_settings)
+    family = families.for_arch(arch_obj)
+    inputs = [src_path] if src_path else []
+    if target == "huggingface":
+        if family is None or not hasattr(family, "write_folder"):
+            raise Inflate3dError(f"--to huggingface: {arch_obj.name} has no Hugging Face counterpart; "
+                                 "choose a timesformer_* or vivit_* arch")
+        check_output = _check_folder(family)
+        if output and not dry_run:
+            check_output(Path(output), force=force, inputs=inputs)
+    elif family is not None and target != "mmaction2":
+        raise Inflate3dError(f"--to {target}: {arch_obj.name} is written in mmaction2 names (or --to huggingface "
+                             "where it has a counterpart); convert it afterwards with `inflate3d convert`")
+    if family is not None and user_settings:
+        raise Inflate3dError(f"--set: {arch_obj.name} takes no settings on inflation; its named settings are used")
     with console.status("loading the 2D source"):
-        src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle, seed=seed)
+        if family is not None:
+            inflation = families.hook(family, "prepare", "inflation")(
+                source, arch_obj, method=method, head=head, seed=seed, trust_pickle=trust_pickle)
+            src = inflation.source
+        else:
+            chosen, why = codebase_settings(arch_obj, target, user_settings)
+            src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle, seed=seed)
     if src.kind == SEEDED and source is None:
         console.warn(f"no ImageNet weights in the torch hub cache: using a {src.description}")
     out = Path(output) if output else default_output(arch_obj.name, method, src.label, fmt, target)
+    if target == "huggingface":
+        out, fmt = (out if output else out.with_suffix("")), "huggingface folder"
     if not output and not dry_run:
-        check_output(out, force=force, inputs=[src_path] if src_path else [])
-    inflation = prepare(src, arch_obj, method=method, head=head, seed=seed, settings=chosen)
-    if why:
-        console.note(why)
+        check_output(out, force=force, inputs=inputs)
+    if family is None:
+        inflation = prepare(src, arch_obj, method=method, head=head, seed=seed, settings=chosen)
+        if why:
+            console.note(why)
     if dry_run:
         return _render_plan(console, inflation, target)
     made = make_parent(out)
     try:
-        if target == "mmaction2":
+        if target == "huggingface":
+            ver = _write_folder(console, family, inflation, out, force=force, verify=not no_verify)
+        elif target == "mmaction2":
             ver = _write(console, inflation, out, fmt=fmt, force=force, verify=not no_verify,
                          verify_size=verify_size)
         else:
@@ -74,7 +102,7 @@ def run(console: Console, source: str | None, arch: str, target: str, settings: 
     except BaseException:
         remove_made(made)
         raise
-    size = out.stat().st_size
+    size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
     _render_report(console, inflation)
     if ver is not None:
         render_verification(console, ver)
@@ -82,7 +110,7 @@ def run(console: Console, source: str | None, arch: str, target: str, settings: 
                  + (f"{target} names, " if target != "mmaction2" else "")
                  + f"{'verified' if ver else 'not verified: --no-verify'})")
     console.emit_json({"ok": True, "output": str(out), "format": fmt, "scheme": target, "bytes": size,
-                       **inflation.report(),
+                       **_report_json(inflation),
                        "verification": verification_json(ver) if ver else None})
     return 0
 
@@ -107,27 +135,37 @@ def codebase_settings(arch, target: str, user: dict) -> tuple[dict, str | None]:
 
 def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, verify: bool,
            verify_size: int):
-    import torch
-
-    from ..io.load import load_checkpoint
-    from ..io.save import atomic_output, write_safetensors
+    """Stream the checkpoint into a temporary file, read every tensor back from disk and compare it
+    bit for bit with the inflation (computed again), verify what was read, then commit."""
+    from .. import families
+    from ..io.proof import prove_file
+    from ..io.save import atomic_output, write_pth, write_safetensors
     from ..verify import verify_inflated
 
     src = inflation.source
     ver = None
+    meta = inflation.metadata()
     with atomic_output(out, force=force, inputs=[src.path] if src.path else []) as f:
         with console.status(f"writing {out}"):
             if fmt == "safetensors":
-                write_safetensors(f, inflation.specs(), inflation.tensors(), inflation.metadata())
+                write_safetensors(f, inflation.specs(), inflation.tensors(), meta)
             else:
-                torch.save({"state_dict": inflation.state_dict(), "meta": inflation.metadata()}, f)
+                write_pth(f, {"state_dict": inflation.state_dict(), "meta": meta})
             f.flush()
+        with console.status("reading it back"):
+            written = prove_file(Path(f.name), inflation.tensors(), origin=str(out), metadata=meta)
         if verify:
             with console.status("verifying"):
-                written = load_checkpoint(Path(f.name)).tensors
-                ver = verify_inflated(written, inflation.arch, src.tensors, depth=src.depth,
-                                      method=inflation.method, origin=str(out), size=verify_size,
-                                      settings=inflation.settings)
+                tensors = {k: written.get(k) for k in written.keys()}
+                family = families.for_arch(inflation.arch)
+                if family is not None:
+                    ver = families.hook(family, "verify", "verification")(
+                        tensors, inflation.arch, src, method=inflation.method, origin=str(out),
+                        size=verify_size, metadata=meta)
+                else:
+                    ver = verify_inflated(tensors, inflation.arch, src.tensors, depth=src.depth,
+                                          method=inflation.method, origin=str(out), size=verify_size,
+                                          settings=inflation.settings, head_from_2d=inflation.head == "imagenet")
             if not ver.passed:
                 render_verification(console, ver)
                 raise CheckFailedError(f"{out}: verification failed; nothing was written",
@@ -162,7 +200,7 @@ def _write_codebase(console: Console, inflation, out: Path, *, target: str, fmt:
             elif fmt == "pkl":
                 write_blobs(f, tensors, meta)
             else:
-                torch.save(container(target, tensors, meta), f)
+                torch.save(container(target, tensors, meta, {"epoch": 0}), f)  # a fresh net: epoch 0
             f.flush()
         if verify:
             with console.status("verifying"):
@@ -170,7 +208,7 @@ def _write_codebase(console: Console, inflation, out: Path, *, target: str, fmt:
                 native, _, _ = to_native(written, scheme(target), two, origin)
                 ver = verify_inflated(native, inflation.arch, src.tensors, depth=src.depth,
                                       method=inflation.method, origin=origin, size=verify_size,
-                                      settings=inflation.settings)
+                                      settings=inflation.settings, head_from_2d=inflation.head == "imagenet")
             ver.notes[0] = ver.notes[0].replace("strict load into", f"read back from {target} names; strict load into")
             if not ver.passed:
                 render_verification(console, ver)
@@ -179,16 +217,73 @@ def _write_codebase(console: Console, inflation, out: Path, *, target: str, fmt:
     return ver
 
 
+def _check_folder(family):
+    """check_output for a folder (``--to huggingface``), by the family's own rule."""
+    return lambda path, *, force, inputs=(): family.check_folder(path, force=force)
+
+
+def _write_folder(console: Console, family, inflation, out: Path, *, force: bool, verify: bool):
+    """Verify the tensors, then write the folder, which is proven to hold them bit for bit."""
+    from .. import families
+
+    ver = None
+    if verify:
+        with console.status("verifying"):
+            ver = families.hook(family, "verify", "verification")(
+                inflation.state_dict(), inflation.arch, inflation.source, method=inflation.method,
+                origin=str(out), metadata=inflation.metadata())
+        if not ver.passed:
+            render_verification(console, ver)
+            raise CheckFailedError(f"{out}: verification failed; nothing was written",
+                                   details={"output": None, "verification": verification_json(ver)})
+    with console.status(f"writing {out}"):
+        for line in family.write_folder(out, inflation, inflation.metadata(), force=force):
+            console.info(f"[green]✓[/] {escape(line)}")
+    return ver
+
+
+def _summary(inflation) -> dict[str, dict[str, int]]:
+    import math
+
+    out: dict[str, dict[str, int]] = {}
+    for action, entries in inflation.plan.by_action().items():
+        out[action] = {"tensors": len(entries), "values": sum(math.prod(e.shape) for e in entries)}
+    return out
+
+
+def _report_json(inflation) -> dict:
+    """The inflation as --json reports it: the ResNet engine's own report, or the same fields
+    from a family's inflation."""
+    if hasattr(inflation, "report"):
+        return inflation.report()
+    src = inflation.source
+    return {
+        "source": {"label": src.label, "kind": src.kind, "description": src.description,
+                   "sha256": src.sha256, "depth": src.depth},
+        "arch": inflation.arch.name, "method": inflation.method,
+        "head": "none" if inflation.head is None else inflation.head,
+        "tensors": _summary(inflation),
+        "zero_padded": [e.key for e in inflation.plan.entries if e.padded],
+        "fresh_units": inflation.plan.fresh_units,
+        "unused_2d": inflation.plan.unused,
+        "notes": list(getattr(inflation, "notes", [])),
+    }
+
+
+
+
 def _render_report(console: Console, inflation) -> None:
     src = inflation.source
-    how = "2D weights copied (TSM)" if inflation.method == "copy" else f"method {inflation.method}"
+    how = (f"2D weights copied ({'TSM' if inflation.arch.family == 'tsm' else 'no temporal kernel to inflate'})"
+           if inflation.method == "copy" else f"method {inflation.method}")
     from ..settings import format_settings
 
-    settings = f" with {format_settings(inflation.settings)}" if inflation.settings else ""
+    chosen = getattr(inflation, "settings", None)
+    settings = f" with {format_settings(chosen)}" if chosen else ""
     console.note(f"{inflation.arch.name}{settings} from {src.description}, {how}")
     padded = [e for e in inflation.plan.entries if e.padded]
     rows = [[action.replace("_", " ").replace(" 2d ", " 2D "), f"{n['tensors']:,}", f"{n['values']:,}"]
-            for action, n in inflation.report()["tensors"].items()
+            for action, n in _report_json(inflation)["tensors"].items()
             if n["tensors"]]
     console.table("Where every output tensor comes from", ["action", "tensors", "values"], rows,
                   justify=["left", "right", "right"])
@@ -200,6 +295,8 @@ def _render_report(console: Console, inflation) -> None:
                      f"{inflation.seed}): {', '.join(inflation.plan.fresh_units)}")
     if inflation.plan.unused:
         console.note(f"2D tensors not used: {', '.join(inflation.plan.unused)}")
+    for note in getattr(inflation, "notes", []):  # assumptions about the source (a family's)
+        console.note(f"note: {note}")
 
 
 def _render_plan(console: Console, inflation, target: str = "mmaction2") -> int:
@@ -208,7 +305,7 @@ def _render_plan(console: Console, inflation, target: str = "mmaction2") -> int:
     console.table(f"Key map: {inflation.source.label} -> {inflation.arch.name} (dry run, nothing written)",
                   ["target", "action", "2D source", "shape", "pad"], rows)
     _render_report(console, inflation)
-    console.emit_json({"ok": True, "dry_run": True, **inflation.report(),
+    console.emit_json({"ok": True, "dry_run": True, **_report_json(inflation),
                        "map": [{"target": e.key, "action": e.action, "source": e.source,
                                 "shape": list(e.shape), "pad": e.pad} for e in inflation.plan.entries]})
     return 0

@@ -12,6 +12,10 @@ from ..errors import CHECK_FAILED
 def render_verification(console: Console, ver) -> None:
     for note in ver.notes:
         console.info(f"[green]✓[/] {escape(note)}")
+    for warning in ver.warnings:
+        console.warn(warning)
+    for caveat in ver.caveats:
+        console.info(f"[yellow]![/] {escape(caveat)}")
     rows = []
     for c in ver.checks:
         frames = "all (pooled)" if c.frames is None else f"{c.frames.lo}..{c.frames.hi} of {c.frames.length}"
@@ -24,7 +28,8 @@ def render_verification(console: Console, ver) -> None:
 
 
 def verification_json(ver) -> dict:
-    return {"passed": ver.passed, "method": ver.method, "notes": ver.notes, "checks": [
+    return {"passed": ver.passed, "method": ver.method, "notes": ver.notes, "warnings": ver.warnings,
+            "caveats": ver.caveats, "checks": [
         {"name": c.name, "passed": c.passed,
          "detail": f"max rel err {c.max_rel:.2e} (tol {c.tol:.0e})" + (
              " over all frames (pooled)" if c.frames is None else
@@ -36,7 +41,7 @@ def verification_json(ver) -> dict:
 
 
 def run(console: Console, checkpoint: str, source: str, arch: str | None, settings: tuple,
-        method: str | None, verify_size: int, trust_pickle: bool) -> int:
+        method: str | None, verify_size: int, trust_pickle: bool, frames: int | None = None) -> int:
     from . import early
 
     arch, method, user_settings = early.arch_name(arch), early.method_name(method), early.settings(settings)
@@ -51,10 +56,11 @@ def run(console: Console, checkpoint: str, source: str, arch: str | None, settin
     with console.status("verifying"):
         ver = verify_checkpoint(ckpt.tensors, source, origin=checkpoint, metadata=ckpt.metadata, arch=arch,
                                 method=method, settings=user_settings, size=verify_size,
-                                trust_pickle=trust_pickle)
+                                trust_pickle=trust_pickle, frames=frames)
     render_verification(console, ver)
     console.emit_json({"ok": ver.passed, "input": checkpoint, "source": source, "arch": ver.arch,
-                       "arch_settings": format_settings(ver.settings), "scheme": ver.scheme,
+                       "arch_settings": format_settings(getattr(ver, "settings", {}) or {}),
+                       "scheme": getattr(ver, "scheme", None),
                        "verification": verification_json(ver)})
     console.info("[green]verified[/]" if ver.passed else "[bold red]verification failed[/]")
     return 0 if ver.passed else CHECK_FAILED

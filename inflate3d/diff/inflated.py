@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import Inflate3dError, InvalidInputError
-from ..inflate.convert import match_arch
+from ..inflate.convert import fill_bn_counters, match_arch
 from ..inflate.detect import infer_arch
 from ..inflate.kernels import deflate_kernel, inflate_kernel, kernel_method
 from ..inflate.mapping import FRESH, plan_inflation
@@ -70,27 +70,37 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
     swapped = bool(two_d_of(fa)) and not two_d_of(fb)
     if swapped:
         a_path, b_path, fa, fb = b_path, a_path, fb, fa
+    a_file = fa
     view = NativeView(fa)
     src = fb
     shapes2d = {k: torch.empty(src.shape(k), device="meta") for k in src.keys()}
     infer_depth(shapes2d, str(b_path))
     shapes3d = {k: torch.empty(view.shape(k), device="meta") for k in view.keys()}
+    unstored = fill_bn_counters(shapes3d) if view.scheme == "caffe2" else []  # Caffe2 keeps no BN counters
     info = infer_arch(shapes3d, str(a_path))
     arch, overrides = match_arch(shapes3d, info, str(a_path))
     model = build_model(arch, num_classes=info.num_classes, device="meta", init=False, **overrides)
-    head_from_2d = info.num_classes is not None and "fc.weight" in shapes2d and \
+    same_count = info.num_classes is not None and "fc.weight" in shapes2d and \
         src.shape("fc.weight")[0] == info.num_classes
+    recorded = a_file.metadata.get("head")  # the inflation's own record: a fresh head may share the count
+    head_from_2d = recorded == "imagenet" if recorded is not None else same_count
     plan = plan_inflation(model, shapes2d, head_from_2d=head_from_2d, origin=str(b_path))
-    result = InflatedDiff(arch.name, unused_2d=plan.unused, notes=view.notes)
+    result = InflatedDiff(arch.name, unused_2d=plan.unused, notes=list(view.notes))
     result.three_d, result.two_d = str(a_path), str(b_path)
     if swapped:
         result.notes.insert(0, f"{b_path} is the 2D source and {a_path} the 3D checkpoint: compared that way round")
+    if recorded is None and same_count:
+        result.notes.append("no recorded head choice: the head has the 2D class count, so it is compared "
+                            "with the 2D fc (a fresh head of that size would show as moved)")
+    result.notes += [f"{note}: not compared" for note in unstored]
     for e in plan.entries:
         if pattern is not None and not pattern.search(e.key):
             continue
         if e.action == FRESH:
             result.no_source.append(e.key)
             continue
+        if e.key.endswith("num_batches_tracked") and unstored:
+            continue  # not in the file: nothing to compare
         w3d, w2d = view.get(e.key), src.get(e.source)
         result.tensors.append(_compare(e, w3d, w2d))
         stage = result.stages.setdefault(group_of(e.key), StageReport())

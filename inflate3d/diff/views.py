@@ -26,6 +26,13 @@ class NativeView:
             self._to_native(tf)
 
     def _to_native(self, tf: TensorFile) -> None:
+        from .. import families
+
+        hit = families.for_keys(tf.keys())
+        if hit is not None:  # another family's checkpoint: its own names to native
+            family, self.scheme = hit
+            self._map = families.hook(family, "native_names", "diff")(tf.keys(), self.scheme, str(tf.path))
+            return
         try:
             name, self.two = detect_scheme(tf.keys(), str(tf.path))
         except Inflate3dError:

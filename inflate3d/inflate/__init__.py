@@ -1,5 +1,5 @@
 """2D -> 3D inflation and conversion: kernels (tensor maths), resnet2d + mapping (names),
-sources, inflater, schemes + detect + convert.
+sources, inflater, schemes + detect + convert; into (any 3D model, aligned by structure).
 
 Exports load on first use (PEP 562), so ``convert`` does not import the inflater and its sources.
 """
@@ -12,6 +12,7 @@ _EXPORTS = {
     "ACTIONS": "mapping", "COPY": "mapping", "FRESH": "mapping", "HEAD": "mapping", "INFLATE": "mapping",
     "Entry": "mapping", "Plan": "mapping", "plan_inflation": "mapping",
     "Source2D": "sources", "resolve_source": "sources", "seeded_source": "sources",
+    "IntoReport": "into", "inflate_into": "into",
 }
 __all__ = sorted(_EXPORTS)
 

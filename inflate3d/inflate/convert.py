@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import Inflate3dError, InvalidInputError, UnknownNameError
-from ..slowfast.archs import ARCHS, Arch, state_dict_shapes
+from ..slowfast.archs import ARCHS, Arch, setting_of, state_dict_shapes
 from .detect import ArchInfo, detect_scheme, infer_arch, strip_net
+from .facts import facts_for
 from .schemes import SCHEMES, Scheme
 
 HEAD_W = "cls_head.fc_cls.weight"
 HEAD_REORDERED = "head columns reordered from [slow, fast] to mmaction2's [fast, slow]"
+FACTORISED_STEM = "backbone.conv1.conv.conv_s.weight"
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Conversion:
     arch_name: str | None
     arch_overrides: dict
     notes: list[str] = field(default_factory=list)
+    native: dict[str, torch.Tensor] = field(default_factory=dict)  # the same tensors, native names
 
 
 def scheme(name: str) -> Scheme:
@@ -47,7 +50,7 @@ def native_names(keys, src: Scheme, two: bool, origin: str):
     names only, so a lazy reader can map a file without loading it."""
     keys = list(keys)
     bare = src.name == "mmaction2" and not any(k.startswith(("backbone.", "cls_head.")) for k in keys)
-    table = src.table(two)
+    table = src.table(two, pooled=not two and src.pooled_names(keys), factorised=src.factorised_names(keys))
     if table is None:
         raise Inflate3dError(f"{origin}: {src.name} has no {'two' if two else 'one'}-pathway naming")
     # a backbone-only mmaction2 file lacks the recognizer's 'backbone.' prefix
@@ -59,6 +62,9 @@ def to_native(tensors: Mapping[str, torch.Tensor], src: Scheme, two: bool, origi
     """(native tensors, [(source key, native key or None)], notes)."""
     names, pairs, dropped = native_names(tensors, src, two, origin)
     native = {n: tensors[k] for n, k in names.items()}
+    if src.name != "mmaction2" and not two and _depthwise(native):
+        native = {csn_native_name(k): v for k, v in native.items()}
+        pairs = [(s, csn_native_name(n) if n else n) for s, n in pairs]
     notes = [f"dropped {len(dropped)} non-weight entries ({', '.join(dropped[:4])}"
              f"{' ...' if len(dropped) > 4 else ''})"] if dropped else []
     if src.name == "caffe2":
@@ -69,8 +75,11 @@ def to_native(tensors: Mapping[str, torch.Tensor], src: Scheme, two: bool, origi
     return native, pairs, notes
 
 
-def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, origin: str):
-    table = dst.table(two)
+def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, origin: str,
+                pooled: bool = False):
+    """``pooled``: the network pools time after its first stage (pytorchvideo numbers its blocks
+    around that pool)."""
+    table = dst.table(two, pooled, factorised=FACTORISED_STEM in native)
     if table is None:
         raise Inflate3dError(f"{origin}: {dst.name} has no {'two' if two else 'one'}-pathway naming; "
                              "choose another target scheme")
@@ -84,12 +93,41 @@ def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, orig
         fast = int(native[HEAD_W].shape[1]) - _slow_channels(native)
         native[HEAD_W] = swap_head_columns(native[HEAD_W], first=fast)
         notes.append("head columns reordered from mmaction2's [fast, slow] to [slow, fast]")
+    if dst.name != "mmaction2" and not two and "backbone.layer1.0.conv2.0.conv.weight" in native:
+        if "backbone.layer1.0.conv2.1.conv.weight" in native:
+            raise Inflate3dError(f"{origin}: an ip-CSN (a 1x1x1 conv before each depthwise one) has no "
+                                 f"{dst.name} naming; choose --to mmaction2")
+        native = {k.replace(".conv2.0.", ".conv2."): v for k, v in native.items()}
     last_block = _last_blocks(native)
     out, pairs, dropped = _rename(native, lambda k: table.from_native(k, last_block), f"native -> {dst.name}", origin)
     if dropped:
         notes.append(f"{len(dropped)} tensors have no {dst.name} counterpart and are left out "
                      "(BN batch counters)")
     return out, pairs, notes
+
+
+_CSN_CONV2 = re.compile(r"(backbone\.layer\d\.\d+\.conv2)\.(conv|bn)\.")
+
+
+def _is_conv_weight(key: str, t: torch.Tensor) -> bool:
+    return key.startswith("backbone.") and key.endswith("conv.weight") and t.dim() in (4, 5)
+
+
+def _frame_kernels(native: Mapping[str, torch.Tensor]) -> int | None:
+    """5 when every backbone conv is 5-D with one tap in time (a C2D stored 3-D), else None."""
+    convs = [v for k, v in native.items() if _is_conv_weight(k, v)]
+    return 5 if convs and all(v.dim() == 5 and v.shape[2] == 1 for v in convs) else None
+
+
+def _depthwise(native: Mapping[str, torch.Tensor]) -> bool:
+    """A CSN: its 3x3x3 convs have one input channel per group."""
+    w = native.get("backbone.layer1.0.conv2.conv.weight")
+    return w is not None and w.dim() == 5 and w.shape[1] == 1 and w.shape[0] > 1
+
+
+def csn_native_name(key: str) -> str:
+    """mmaction2 nests CSN's depthwise conv in a sequence: ``conv2.conv`` -> ``conv2.0.conv``."""
+    return _CSN_CONV2.sub(r"\1.0.\2.", key)
 
 
 def _rename(tensors: Mapping[str, torch.Tensor], mapper, direction: str, origin: str):
@@ -151,48 +189,74 @@ def _last_blocks(native: Mapping[str, torch.Tensor]) -> dict[int, int]:
 
 def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
                name: str | None = None, settings: Mapping | None = None) -> tuple[Arch, dict]:
-    """The named architecture (plus the fewest overrides) whose keys and shapes are exactly these.
+    """The named architecture (plus the fewest overrides) whose keys and shapes are exactly these,
+    and whose settings agree with the facts the file states (``info.facts``, ``--set`` included).
 
-    With ``name`` given, only that one is tried, and a mismatch is an error with its reason.
-    With ``settings``, only that arch plus those settings is tried."""
+    With ``name`` given (or named by the file's metadata), only that one is tried, and a mismatch is
+    an error with its reason. Facts that no candidate has become overrides; when several named
+    architectures fit and nothing in the file tells them apart, the choice is a stated convention
+    (a note on ``info``). With ``settings`` (the complete settings), only that arch plus exactly
+    those settings is tried."""
     shapes = {k: tuple(v.shape) for k, v in native.items()}
     if settings:
         return _match_settings(shapes, info, origin, name, dict(settings))
     head = {"num_classes": info.num_classes}
+    named_by = "--arch"
+    if not name and "arch" in info.facts and info.facts["arch"].value in ARCHS:
+        name, named_by = info.facts["arch"].value, info.facts["arch"].source
     if name and name not in ARCHS:
         from ..names import unknown_arch_message
 
         raise UnknownNameError(unknown_arch_message(name, ARCHS))
     candidates = [ARCHS[name]] if name else \
         [a for a in ARCHS.values() if a.family == info.family and a.depth == info.depth]
+    required = {k: f.value for k, f in info.facts.items() if k != "arch" and not k.startswith("non_local_cfg.")}
     if info.family == "tsm":  # compare without shift wrappers: 2D names have none
         plain = {strip_net(k): v for k, v in shapes.items()}
         place = info.pathways["backbone"]["shift_place"]
-        for arch in candidates:
-            for overrides in ({}, {"shift_place": place}):
+        for arch in candidates:  # --arch c2d_r50 names mmaction2's C2D: the same 2-D keys as a TSN
+            for overrides in ({}, {"shift_place": place}) if arch.family == "tsm" else ({},):
                 if {strip_net(k): v for k, v in state_dict_shapes(arch, **head, **overrides).items()} == plain:
                     return arch, overrides
         raise Inflate3dError(f"{origin}: keys and shapes match no TSM architecture of depth {info.depth}")
     if info.family == "slowfast":
         # a named arch is taken as it is: fusion with BN onto one without is refused below
-        options = [{"slow_pathway": {"lateral_norm": True}}] if info.lateral_norm and not name else [{}]
+        norm = {"lateral_norm": True} if info.lateral_norm and not (name and named_by == "--arch") else {}
+        slow, fast = info.pathways["slow"], info.pathways["fast"]
+        norm = {**norm, **_non_local(slow, info.facts)}
+        options = [{"slow_pathway": norm} if norm else {},
+                   {"slow_pathway": {**norm, "inflate": slow["inflate"]}, "fast_pathway": {"inflate": fast["inflate"]}}]
         candidates = [a for a in candidates if name or info.fusion_kernel is None
                       or a.backbone["slow_pathway"]["fusion_kernel"] == info.fusion_kernel]
     else:
         single = info.pathways["backbone"]
         style = single["inflate_style"] if single["inflate_style"] != "mixed" else single["inflate_styles"]
         width = {"base_channels": single["base_channels"]} if single["base_channels"] != 64 else {}
+        width.update(_non_local(single, info.facts))
         options = [{**width}, {"conv1_kernel": single["conv1_kernel"], **width},
                    {"conv1_kernel": single["conv1_kernel"], "inflate": single["inflate"],
                     "inflate_style": style, **width}]
     for overrides in options:  # fewest overrides first
+        fits = []
         for arch in candidates:
             stem = overrides.get("conv1_kernel", arch.backbone.get("conv1_kernel"))
             if info.family == "resnet3d" and tuple(stem) != tuple(single["conv1_kernel"]):
                 continue  # cannot match: skip the build
-            if state_dict_shapes(arch, **head, **overrides) == shapes:
-                return arch, overrides
-    if name and info.family == "slowfast" and info.lateral_norm:
+            extra = {k: v for k, v in required.items() if setting_of(arch, k, overrides) != v}
+            full = merge_settings(overrides, extra)
+            if state_dict_shapes(arch, **head, **full) != shapes:
+                continue
+            fits.append((len(extra), arch, full))
+        if fits:
+            best = min(n for n, _, _ in fits)
+            chosen = [(a, o) for n, a, o in fits if n == best]
+            if len(chosen) > 1 and not name:
+                info.notes.append(
+                    f"the weights fit {', '.join(a.name for a, _ in chosen)} alike, and nothing in the file "
+                    f"tells them apart (they differ in temporal strides or pools, which weights do not carry); "
+                    f"convention: {chosen[0][0].name}, the first registered; override with --arch")
+            return chosen[0]
+    if name and named_by == "--arch" and info.family == "slowfast" and info.lateral_norm:
         raise Inflate3dError(f"{origin}: its laterals have BN (fast->slow fusion is conv+BN+ReLU, as in "
                              f"PySlowFast and pytorchvideo), which {name} does not have; name no architecture "
                              "to let inflate3d infer the lateral-norm variant, or add the setting "
@@ -218,13 +282,50 @@ def _match_settings(shapes, info: ArchInfo, origin: str, name: str | None, setti
     raise InvalidInputError(f"{origin}: keys and shapes do not match {what} with {format_settings(settings)}")
 
 
+def _non_local(pathway: Mapping, facts: Mapping) -> dict:
+    """The non-local settings of a pathway: where the blocks are (from the names), their maths (facts)."""
+    pattern = pathway.get("non_local")
+    if not pattern or not any(any(stage) for stage in pattern):
+        return {}
+    cfg = {k.split(".", 1)[1]: f.value for k, f in facts.items() if k.startswith("non_local_cfg.")}
+    if pathway.get("non_local_out_bias"):
+        cfg["out_bias"] = True
+    return {"non_local": pattern, "non_local_cfg": cfg}
+
+
+def merge_settings(base: Mapping, extra: Mapping) -> dict:
+    """Overrides plus dotted settings (``slow_pathway.lateral_norm``) nested into their pathway."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for key, value in extra.items():
+        head, _, leaf = key.partition(".")
+        if leaf:
+            out[head] = {**out.get(head, {}), leaf: value}
+        else:
+            out[key] = value
+    return out
+
+
+def pools_after_first_stage(arch: Arch, overrides: Mapping) -> bool:
+    """Does this one-pathway network pool time after layer1 (pytorchvideo's ``blocks.2``)?"""
+    return arch.family == "resnet3d" and bool(setting_of(arch, "with_pool2", overrides))
+
+
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str,
-            origin: str, arch: str | None = None, settings: Mapping | None = None) -> Conversion:
-    """Rename ``tensors`` from their scheme (detected; ``source`` checks it) to ``target``
-    through the native names, checked against the architecture (inferred, or ``arch`` plus
-    ``settings``). A 2D ResNet is converted only as a TSM network's weights: with ``source=
-    'torchvision'`` or a ``tsm_*`` arch; otherwise it is an error that points to inflation."""
-    detected, two = detect_scheme(tensors.keys(), origin)
+            origin: str, arch: str | None = None, config: str | None = None,
+            metadata: Mapping[str, str] | None = None, settings: Mapping | None = None) -> Conversion:
+    """Rename ``tensors`` from their scheme (detected; ``source`` checks it, and names it where the
+    keys cannot tell) to ``target`` through the native names, checked against the architecture
+    (inferred, or ``arch``). ``config``: the training config the file carries (PySlowFast's
+    ``cfg``); ``metadata``: its inflate3d metadata; ``settings``: ``--set`` values. They state
+    what the weights cannot. A 2D ResNet is converted only as a TSM network's weights: with
+    ``source='torchvision'`` or a ``tsm_*`` arch; otherwise it is an error that points to
+    inflation."""
+    try:
+        detected, two = detect_scheme(tensors.keys(), origin)
+    except Inflate3dError:
+        if not source:
+            raise
+        detected, two = source, scheme(source).single is None  # --from, where the keys cannot tell
     if detected == "torchvision3d" and tensors["conv1.weight"].dim() == 4:
         detected = "torchvision"  # 2D names: a TSM network (TSN names)
         if source != "torchvision" and not (arch or "").startswith("tsm_"):
@@ -240,8 +341,16 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
     src = scheme(detected)
     dst = scheme(target)
     native, in_pairs, notes = to_native(tensors, src, two, origin)
+    if arch in ARCHS and ARCHS[arch].backbone.get("conv_2d") and _frame_kernels(native) == 5:
+        native = {k: v.squeeze(2) if _is_conv_weight(k, v) else v for k, v in native.items()}
+        notes.append(f"conv kernels squeezed from 5-D (T=1) to 2-D: {arch} stores them 2-D and runs them "
+                     "frame by frame (the same maths)")
     info = infer_arch(native, origin)
-    arch_obj, overrides = match_arch(native, info, origin, arch, settings)
+    info.facts = facts_for(info, scheme=src.name, two=two,
+                           names_pool2=src.pooled_names(tensors) if src.single_pooled and not two else None,
+                           config=config, metadata=dict(metadata or {}), settings=dict(settings or {}))
+    arch_obj, overrides = match_arch(native, info, origin, arch)
+    notes += [f"assumed {k}={f.value}: {f.source}" for k, f in info.facts.items() if f.assumed]
     # order as the native network does, so every target file is laid out like the model
     order = state_dict_shapes(arch_obj, num_classes=info.num_classes, **overrides)
     if info.family == "tsm":  # place the shift wrappers where the architecture has them
@@ -249,8 +358,12 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
         native = {k: by_plain[strip_net(k)] for k in order}
     else:
         native = {k: native[k] for k in order}
-    out, out_pairs, out_notes = from_native(native, dst, two, origin)
+    if arch_obj.backbone.get("conv_2d") and dst.name not in ("mmaction2", "torchvision", "tsm"):
+        native = {k: v.unsqueeze(2) if _is_conv_weight(k, v) else v for k, v in native.items()}
+        notes.append(f"conv kernels unsqueezed to 5-D (T=1): {dst.name} stores C2D's convs 3-D")
+    out, out_pairs, out_notes = from_native(native, dst, two, origin,
+                                            pooled=pools_after_first_stage(arch_obj, overrides))
     to_target = dict(out_pairs)
     key_map = [(s, n, to_target.get(n) if n else None) for s, n in in_pairs]
     return Conversion(src.name, dst.name, two, out, key_map, info, arch_obj.name, overrides,
-                      notes + out_notes + info.notes)
+                      notes + out_notes + info.notes, native)

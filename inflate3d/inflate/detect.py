@@ -27,6 +27,8 @@ def detect_scheme(keys, origin: str) -> tuple[str, bool]:
         return "pytorchvideo", any(".multipathway_blocks." in k for k in keys)
     if any(k.startswith("base_model.") for k in keys):
         return "tsm", False
+    if "stem.0.weight" in ks:
+        return "torchvision_video", False
     if "conv1.weight" in ks:
         return "torchvision3d", False  # or 2D "torchvision": the kernels' rank tells (convert does)
     raise Inflate3dError(f"{origin}: cannot tell the naming scheme from keys such as "
@@ -45,6 +47,9 @@ class ArchInfo:
     channel_ratio: int | None = None
     num_classes: int | None = None
     notes: list[str] = field(default_factory=list)
+    # settings the weights do not carry, each with its source (see facts.py), and the file's record
+    facts: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
 
 
 _BLOCK = re.compile(r"layer([1-4])\.(\d+)\.")
@@ -71,10 +76,14 @@ def _pathway_info(tensors: Mapping[str, torch.Tensor], prefix: str, origin: str)
             stage_styles.append("3x3x3" if bottleneck and k2 > 1 and k1 == 1 else "3x1x1")
         inflate.append(tuple(flags))
         styles.append(tuple(stage_styles))
+    non_local = tuple(tuple(int(f"{prefix}layer{stage}.{b}.non_local_block.theta.conv.weight" in tensors)
+                            for b in range(n)) for stage, n in enumerate(blocks, start=1))
     used = {st for stage, fl in zip(styles, inflate) for st, f in zip(stage, fl) if f}
     return {"depth": depth, "stage_blocks": tuple(blocks), "conv1_kernel": stem,
             "base_channels": int(tensors[f"{prefix}conv1.conv.weight"].shape[0]),
-            "inflate": tuple(inflate), "inflate_styles": tuple(styles),
+            "inflate": tuple(inflate), "inflate_styles": tuple(styles), "non_local": non_local,
+            "non_local_out_bias": any(k.startswith(prefix) and k.endswith("non_local_block.conv_out.conv.bias")
+                                      for k in tensors),
             "inflate_style": used.pop() if len(used) == 1 else ("mixed" if used else "3x1x1")}
 
 
@@ -98,9 +107,11 @@ def _infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
                         lateral_norm="backbone.slow_path.conv1_lateral.bn.weight" in native,
                         fusion_kernel=int(lat.shape[2]) if lat is not None else None,
                         channel_ratio=slow["base_channels"] // fast["base_channels"], num_classes=num_classes)
-        info.notes.append("alpha (the temporal stride of the laterals) is not stored in the weights; "
-                          "it follows the fusion kernel by convention (5: alpha 8, 7: alpha 4)")
         return info
+    if "backbone.layer1.0.conv2.0.conv.weight" in native:
+        return _csn_info(native, origin, num_classes)
+    if "backbone.conv1.conv.conv_s.weight" in native or "backbone.layer1.0.conv2.conv.conv_s.weight" in native:
+        return _r2plus1d_info(native, origin, num_classes)
     if native["backbone.conv1.conv.weight"].dim() == 4:
         return _tsm_info(native, origin, num_classes)
     single = _pathway_info(native, "backbone.", origin)
@@ -131,5 +142,53 @@ def _tsm_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> A
                     num_classes=num_classes)
     if not any(".net." in k for k in native):
         info.notes.append("no temporal-shift wrappers in the names (2D / TSN names): the shifts are placed "
-                          "as the TSM architecture places them")
+                          "as the TSM architecture places them (mmaction2's C2D has these very keys: "
+                          "--arch c2d_r50)")
     return info
+
+
+def _r2plus1d_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> ArchInfo:
+    """R(2+1)D: blocks per stage, the stem's kernel and whether each block's conv has a temporal tap,
+    read from the factorised convs (``conv_s`` 1 x k x k, ``conv_t`` t x 1 x 1)."""
+    blocks = [0, 0, 0, 0]
+    for k in native:
+        if k.startswith("backbone.") and (m := _BLOCK.match(k[len("backbone."):])):
+            blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    bottleneck = "backbone.layer1.0.conv3.conv.weight" in native
+    depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
+                  if counts == tuple(blocks) and (blk.expansion == 4) == bottleneck), None)
+    if depth is None:
+        raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no R(2+1)D depth")
+    if "backbone.conv1.conv.conv_s.weight" in native:
+        conv_s, conv_t = native["backbone.conv1.conv.conv_s.weight"], native["backbone.conv1.conv.conv_t.weight"]
+        stem = (int(conv_t.shape[2]), int(conv_s.shape[3]), int(conv_s.shape[4]))
+        width = int(conv_t.shape[0])
+    else:
+        stem, width = tuple(native["backbone.conv1.conv.weight"].shape[2:]), int(native["backbone.conv1.conv.weight"].shape[0])
+    conv = "conv2" if bottleneck else "conv1"
+    inflate = tuple(tuple(int(native[f"backbone.layer{s + 1}.{b}.{conv}.conv.conv_t.weight"].shape[2] > 1)
+                          for b in range(n)) for s, n in enumerate(blocks))
+    return ArchInfo("r2plus1d", depth, {"backbone": {
+        "depth": depth, "stage_blocks": tuple(blocks), "base_channels": width,
+        "conv1_kernel": stem,
+        "inflate": inflate, "inflate_styles": tuple(("3x1x1",) * n for n in blocks), "inflate_style": "3x1x1"}},
+        num_classes=num_classes)
+
+
+def _csn_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> ArchInfo:
+    """CSN: depth from the blocks per stage; 'ip' when a 1x1x1 conv precedes the depthwise one."""
+    blocks = [0, 0, 0, 0]
+    for k in native:
+        if k.startswith("backbone.") and (m := _BLOCK.match(k[len("backbone."):])):
+            blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
+                  if counts == tuple(blocks) and blk.expansion == 4), None)
+    if depth is None:
+        raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no CSN depth")
+    stem = native["backbone.conv1.conv.weight"]
+    mode = "ip" if "backbone.layer1.0.conv2.1.conv.weight" in native else "ir"
+    return ArchInfo("csn", depth, {"backbone": {
+        "depth": depth, "stage_blocks": tuple(blocks), "conv1_kernel": tuple(stem.shape[2:]),
+        "base_channels": int(stem.shape[0]), "bottleneck_mode": mode,
+        "inflate": tuple((1,) * n for n in blocks), "inflate_styles": tuple(("3x3x3",) * n for n in blocks),
+        "inflate_style": "3x3x3"}}, num_classes=num_classes)

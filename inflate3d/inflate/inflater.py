@@ -6,8 +6,9 @@ order, each computed from its 2D source just before it is written.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,11 +16,11 @@ from torch import nn
 from .. import __version__
 from ..errors import Inflate3dError, InvalidInputError, UnknownNameError
 from ..settings import format_settings
-from ..slowfast.archs import Arch, build_model, get_arch, normalize_settings
+from ..slowfast.archs import HEAD_SETTINGS, Arch, build_model, get_arch, normalize_settings
 from ..slowfast.resnet3d import init_module
 from .kernels import METHODS, inflate_kernel, pad_columns_front, pad_in_channels
 from .mapping import FRESH, HEAD, Plan, plan_inflation
-from .sources import Source2D
+from .sources import Source2D, resolve_source
 
 HEAD_CHOICES = "none | imagenet | N (classes)"
 
@@ -128,6 +129,7 @@ class Inflation:
             "source": self.source.label,
             "source_kind": self.source.kind,
             "source_sha256": self.source.sha256,
+            "source_tensors_sha256": self.source.tensors_sha256,
             "source_depth": str(self.source.depth),
             "seed": str(self.seed),
         }
@@ -150,13 +152,16 @@ def _materialise(module: nn.Module) -> nn.Module:
 
 
 def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",
-            head: str | int | None = None, seed: int = 0, settings: dict | None = None) -> Inflation:
+            head: str | int | None = None, seed: int = 0, settings: Mapping[str, Any] | None = None,
+            overrides: Mapping[str, Any] | None = None) -> Inflation:
     """Check and plan the inflation of ``source`` into ``arch`` (plus ``settings``, e.g.
-    ``{'slow_pathway': {'lateral_norm': True}}``); nothing is computed until ``tensors()``."""
+    ``{'slow_pathway': {'lateral_norm': True}}``; ``overrides`` is the same, by its older name),
+    on a meta-device network; nothing is computed until ``tensors()``."""
     arch = arch if isinstance(arch, Arch) else get_arch(arch)
     from ..names import METHOD_ALIASES
 
     method = METHOD_ALIASES.get(method, method)
+    settings = {**(overrides or {}), **(settings or {})}
     if method not in METHODS:
         raise InvalidInputError(f"inflation method {method!r}: choose one of {', '.join(METHODS)}")
     head = parse_head(head)
@@ -208,6 +213,23 @@ def inflate(source, arch: str | Arch, *, method: str = "mean", head: str | int |
         from ..verify import verify_inflated
 
         ver = verify_inflated(state_dict, arch, src.tensors, depth=src.depth, method=inflation.method,
-                              origin=src.label, settings=inflation.settings)
+                              origin=src.label, settings=inflation.settings,
+                              head_from_2d=inflation.head == "imagenet")
     return InflationResult(state_dict, inflation.report(), inflation.metadata(), arch.name,
                            inflation.settings, ver)
+
+
+def build_inflated(name: str | Arch, source, *, method: str = "mean", num_classes: int | str | None = 400,
+                   seed: int = 0, trust_pickle: bool = False, **overrides: Any) -> nn.Module:
+    """A named architecture with the 2D weights of ``source`` inflated in, by the engine of
+    ``inflate3d inflate`` (``prepare``): the same tensors, loaded strictly. ``num_classes``: N (a
+    fresh head, seeded by ``seed``), ``'imagenet'`` (the 2D classifier) or None (backbone only)."""
+    arch = name if isinstance(name, Arch) else get_arch(name)
+    src = resolve_source(source, depth=arch.depth, trust_pickle=trust_pickle, seed=seed)
+    backbone = {k: v for k, v in overrides.items() if k not in HEAD_SETTINGS}
+    inflation = prepare(src, arch, method=method, head=num_classes, seed=seed, settings=backbone)
+    classes = int(src.tensors["fc.weight"].shape[0]) if inflation.head == "imagenet" else inflation.head
+    model = build_model(arch, num_classes=classes, init=False, **overrides)
+    model.load_state_dict(inflation.state_dict(), strict=True)
+    return model
+

@@ -10,7 +10,7 @@ import hashlib
 import os
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,19 +35,28 @@ DOWNLOAD_ROOT = "https://download.pytorch.org/models/"
 SEEDED = "seeded-init"
 IMAGENET = "torchvision-imagenet"
 FILE = "file"
-MEMORY = "in-memory"
+MEMORY = "in-memory"  # a state dict or a module handed over in Python
 
 
 @dataclass
 class Source2D:
     tensors: dict[str, torch.Tensor]
     label: str  # what the user named, without absolute paths (goes into metadata)
-    kind: str  # 'file' | 'torchvision-imagenet' | 'seeded-init'
+    kind: str  # 'file' | 'torchvision-imagenet' | 'seeded-init' | 'in-memory'
     sha256: str
-    depth: int
+    depth: int | None  # None: a 2D module whose names are not torchvision's (its structure is used)
     path: Path | None = None
     container: str | None = None
     prefix: str | None = None
+    _tensors_sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def tensors_sha256(self) -> str:
+        """The weights' identity whatever their container: the same tensors in a .pth, a
+        safetensors file or under another wrapper have the same digest."""
+        if self._tensors_sha256 is None:
+            self._tensors_sha256 = tensors_sha256(self.tensors)
+        return self._tensors_sha256
 
     @property
     def description(self) -> str:
@@ -73,12 +82,18 @@ def resolve_source(spec, *, depth: int | None = None, trust_pickle: bool = False
     - a file path (``str`` or ``Path``): a torchvision-style state dict, plain or wrapped;
     - ``'torchvision:resnetNN[:WEIGHTS]'`` from the torch hub cache;
     - ``'seeded:resnetNN:SEED'``: a seeded initialisation (NOT ImageNet weights);
-    - a state dict (``{name: tensor}``) or a torchvision ``nn.Module`` in memory;
+    - a state dict (``{name: tensor}``) or a 2D ``nn.Module`` in memory (a module whose names are
+      not torchvision's has ``depth=None``: ``inflate_into`` uses its structure);
     - ``None``: torchvision's ImageNet weights of ``depth`` if cached, else a seeded one.
 
     The depth is read from the weights; ``depth`` is needed only for ``None``."""
-    if isinstance(spec, torch.nn.Module):
-        return _from_tensors(spec.state_dict(), f"in-memory {type(spec).__name__}")
+    if isinstance(spec, torch.nn.Module):  # its depth may not be readable: inflate_into uses its structure
+        tensors = {k: v.detach() for k, v in spec.state_dict().items()}
+        depth_read = None
+        with contextlib.suppress(Inflate3dError):
+            depth_read = infer_depth(tensors, type(spec).__name__)
+        return Source2D(tensors, f"a 2D {type(spec).__name__} module", MEMORY, tensors_sha256(tensors),
+                        depth_read)
     if isinstance(spec, Mapping):
         return _from_tensors(spec, "in-memory state dict")
     if isinstance(spec, os.PathLike):
@@ -194,11 +209,13 @@ def seeded_source(depth: int, *, seed: int = 0, calibration_batches: int = 4) ->
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """A digest of names, dtypes, shapes and bytes, for sources that are not files."""
+    """A digest of names, dtypes, shapes and bytes, in name order (safetensors files sort their
+    keys; a state dict does not), so it identifies the weights and not their container."""
     from ..io.save import tensor_bytes
 
     h = hashlib.sha256()
-    for name, t in tensors.items():
+    for name in sorted(tensors):
+        t = tensors[name]
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(tensor_bytes(t))
     return h.hexdigest()

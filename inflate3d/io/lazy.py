@@ -1,77 +1,82 @@
 """Tensors one at a time: a safetensors file is read tensor by tensor with positioned reads (no
 mmap, so pages already compared do not stay resident); other formats are loaded whole once.
 
-The header is validated before anything is allocated: known dtypes, non-negative shapes, offsets
-that match each tensor's size and stay inside the file.
+The header is validated (``safetensors_header``, the one validation every reader uses) before
+anything is allocated. The file is opened once and held for the reader's whole life, so a file
+atomically replaced under the same name during a long ``diff`` cannot mix one header's offsets
+with another file's bytes.
 """
 from __future__ import annotations
 
-import json
-import math
 import os
-import struct
 from pathlib import Path
 
 import torch
 
 from ..errors import Inflate3dError
+from .safetensors_header import parse_header, read_header
 from .save import ST_DTYPES
 
 ST_TORCH = {name: dtype for dtype, name in ST_DTYPES.items()}  # safetensors dtype name -> torch
-MAX_HEADER = 100 * 2**20
+
+__all__ = ["SafetensorsFile", "TensorFile", "read_header"]
 
 
-def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
-    """(tensors {name: {dtype, shape, data_offsets}} in file order, metadata, data start)."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise Inflate3dError(f"{path}: truncated safetensors file (no header)")
-        (n,) = struct.unpack("<Q", raw)
-        if n > min(size - 8, MAX_HEADER):
-            raise Inflate3dError(f"{path}: safetensors header claims {n} bytes but the file has "
-                                 f"{size - 8}; the file is truncated or corrupt")
+class SafetensorsFile:
+    """One open safetensors file: its validated header, and ``get(k)`` by positioned reads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
         try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise Inflate3dError(f"{path}: invalid safetensors header ({e})") from None
-    if not isinstance(header, dict):
-        raise Inflate3dError(f"{path}: invalid safetensors header (not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise Inflate3dError(f"{path}: invalid safetensors metadata (not an object)")
-    data = size - 8 - n
-    for name, info in header.items():
-        ok = isinstance(info, dict) and info.get("dtype") in ST_TORCH \
-            and isinstance(info.get("shape"), list) and all(isinstance(d, int) and d >= 0 for d in info["shape"]) \
-            and isinstance(info.get("data_offsets"), list) and len(info["data_offsets"]) == 2 \
-            and all(isinstance(o, int) for o in info["data_offsets"])
-        if not ok:
-            raise Inflate3dError(f"{path}: invalid safetensors entry {name!r} (dtype, shape or offsets)")
+            self._f = open(path, "rb")  # noqa: SIM115 - held until close()
+        except OSError as e:
+            raise Inflate3dError(f"{path}: cannot be read ({e.strerror or e})") from None
+        try:
+            self.header, self.metadata, self._start = parse_header(self._f, path)
+        except BaseException:
+            self._f.close()
+            raise
+
+    def get(self, key: str) -> torch.Tensor:
+        info = self.header[key]
         begin, end = info["data_offsets"]
-        nbytes = math.prod(info["shape"]) * torch.empty((), dtype=ST_TORCH[info["dtype"]]).element_size()
-        if not 0 <= begin <= end or end - begin != nbytes:
-            raise Inflate3dError(f"{path}: tensor {name} has offsets {begin}..{end} for {nbytes} bytes")
-        if end > data:
-            raise Inflate3dError(f"{path}: tensor {name} ends at byte {end} of a {data}-byte data "
-                                 "section; the file is truncated")
-    ordered = dict(sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]))
-    return ordered, {str(k): str(v) for k, v in metadata.items()}, 8 + n
+        dtype = ST_TORCH[info["dtype"]]
+        buf = bytearray(end - begin)
+        view, got = memoryview(buf), 0
+        while got < len(buf):
+            n = os.preadv(self._f.fileno(), [view[got:]], self._start + begin + got)
+            if n <= 0:
+                raise Inflate3dError(f"{self.path}: truncated while reading {key[:200]!r}")
+            got += n
+        if not buf:
+            return torch.empty(info["shape"], dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(info["shape"])
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> SafetensorsFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class TensorFile:
     """``keys()``, ``shape(k)``, ``dtype(k)`` without reading data; ``get(k)`` reads one tensor."""
 
     def __init__(self, path: str | os.PathLike, *, trust_pickle: bool = False) -> None:
-        from .load import load_checkpoint, sniff_format
+        from .load import hf_folder, load_checkpoint, sniff_format
 
-        self.path = Path(path)
+        self.path, record = hf_folder(Path(path))
         self.format = sniff_format(self.path)
         self._tensors: dict[str, torch.Tensor] | None = None
-        self.container = None
+        self._st: SafetensorsFile | None = None
+        self.container = "huggingface folder" if record else None
         if self.format == "safetensors":
-            self._header, self.metadata, self._start = read_header(self.path)
+            self._st = SafetensorsFile(self.path)
+            self._header, self.metadata = self._st.header, self._st.metadata
+            self.metadata.update(record)
         else:
             ckpt = load_checkpoint(self.path, trust_pickle=trust_pickle)
             self.format, self._tensors, self.metadata = ckpt.format, ckpt.tensors, ckpt.metadata
@@ -89,14 +94,20 @@ class TensorFile:
     def get(self, key: str) -> torch.Tensor:
         if self._tensors is not None:
             return self._tensors[key]
-        info = self._header[key]
-        begin, end = info["data_offsets"]
-        buf = bytearray(end - begin)
-        with open(self.path, "rb") as f:
-            f.seek(self._start + begin)
-            if f.readinto(buf) != len(buf):
-                raise Inflate3dError(f"{self.path}: truncated while reading {key}")
-        dtype = ST_TORCH[info["dtype"]]
-        if not buf:
-            return torch.empty(info["shape"], dtype=dtype)
-        return torch.frombuffer(buf, dtype=dtype).reshape(info["shape"])
+        assert self._st is not None
+        return self._st.get(key)
+
+    def close(self) -> None:
+        if self._st is not None:
+            self._st.close()
+
+    def __enter__(self) -> TensorFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        st = getattr(self, "_st", None)
+        if st is not None:
+            st.close()

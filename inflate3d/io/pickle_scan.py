@@ -1,77 +1,195 @@
-"""List the globals a pickle would import, without unpickling it (``pickletools.genops`` only
-reads opcodes), so a refusal can name every offending one, not just the first."""
+"""Look at a pickle before anything unpickles it: every global it would import, how deeply its
+objects nest, and whether its opcodes are intact. ``pickletools.genops`` only reads opcodes; the
+pickle machine's stack is simulated (strings, marks, memo), so a global is named even when the
+file hides it (a ``POP`` between ``STACK_GLOBAL``'s two strings, strings fetched from the memo).
+
+Nesting is bounded (``MAX_DEPTH``) because CPython hashes and compares nested tuples recursively in
+C: a dict key nested 200,000 deep overflowed the C stack (a segfault, no message). Reads are
+streamed and capped by the bytes actually there, so a size field claiming 2**60 allocates nothing.
+"""
 from __future__ import annotations
 
-import io
 import pickletools
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
+
+MAX_DEPTH = 1000  # real checkpoints nest < 30 deep (mmaction2's meta with its config is the deepest)
+MAX_EXPANSION = 4  # a torch zip stores its members; allow some compression, not a zip bomb
 
 _STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING",
             "BINSTRING", "STRING"}
+_GETS = {"BINGET", "LONG_BINGET", "GET"}
+_PUTS = {"BINPUT", "LONG_BINPUT", "PUT"}
+_MUTATORS = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}  # change their first operand
+_MARK = object()
 
 
-def _globals_in(data: bytes | io.BufferedIOBase) -> tuple[list[str], int]:
-    """(globals, bytes consumed) of one pickle."""
-    stream = io.BytesIO(data) if isinstance(data, bytes) else data
-    found: list[str] = []
-    memo: dict[int, object] = {}
-    pushes: list[object] = []  # what each opcode pushed: the string, or None for anything else
-    end = 0
+@dataclass
+class Scan:
+    """What one or more pickles would do when unpickled."""
+
+    globals: list[str] = field(default_factory=list)
+    depth: int = 0  # deepest nesting of containers
+    damage: str | None = None  # the first damaged opcode, if any
+    pickles: int = 0
+
+
+class _Capped:
+    """A read-only view of a buffered file that never asks it for more than is left in it (a size
+    field claiming 2**60 bytes would otherwise make ``read`` allocate that much up front)."""
+
+    def __init__(self, f: IO[bytes], left: int) -> None:
+        self._f, self.left, self.pos = f, left, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(self.left if n is None or n < 0 else min(n, self.left))
+        self.left -= len(data)
+        self.pos += len(data)
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        data = self._f.readline(self.left if limit is None or limit < 0 else min(limit, self.left))
+        self.left -= len(data)
+        self.pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.pos
+
+
+def scan_stream(stream: IO[bytes], scan: Scan) -> bool:
+    """Scan one pickle from ``stream`` into ``scan``; False when the stream held no pickle."""
+    stack: list = []  # cells [depth, short string or None], or _MARK
+    memo: dict[int, list] = {}
+    started = False
     try:
-        for op, arg, pos in pickletools.genops(stream):
-            end = pos
+        for op, arg, _pos in pickletools.genops(stream):
+            started = True
             name = op.name
             if name in _STRINGS:
-                pushes.append(arg)
-            elif name in ("BINGET", "LONG_BINGET", "GET"):
-                pushes.append(memo.get(int(arg)))
-            elif name == "MEMOIZE":
-                memo[len(memo)] = pushes[-1] if pushes else None
-            elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-                memo[int(arg)] = pushes[-1] if pushes else None
+                stack.append([0, arg if isinstance(arg, str) and len(arg) <= 256 else None])
+            elif name == "MARK":
+                stack.append(_MARK)
+            elif name in _GETS:
+                stack.append(memo.get(int(arg)) or [0, None])
+            elif name in _PUTS or name == "MEMOIZE":
+                if not stack or stack[-1] is _MARK:
+                    raise ValueError(f"{name} on an empty stack")
+                memo[int(arg) if name in _PUTS else len(memo)] = stack[-1]
             elif name in ("GLOBAL", "INST"):
-                found.append(str(arg).replace(" ", "."))
-                pushes.append(None)
+                scan.globals.append(str(arg).replace(" ", "."))
+                if name == "INST":
+                    _pop_mark(stack)
+                stack.append([0, None])
             elif name == "STACK_GLOBAL":
-                if len(pushes) >= 2 and isinstance(pushes[-1], str) and isinstance(pushes[-2], str):
-                    found.append(f"{pushes[-2]}.{pushes[-1]}")
-                pushes.append(None)
+                b, a = _pop(stack), _pop(stack)
+                scan.globals.append(f"{a[1]}.{b[1]}" if a[1] is not None and b[1] is not None
+                                    else "a global whose name is computed")
+                stack.append([0, None])
+            elif name == "POP":
+                if stack and stack[-1] is _MARK:
+                    stack.pop()
+                else:
+                    _pop(stack)
+            elif name == "POP_MARK":
+                _pop_mark(stack)
+            elif name == "DUP":
+                stack.append(stack[-1] if stack else [0, None])
             elif name == "STOP":
                 break
+            elif not op.stack_before:  # pushes one new object (or nothing: PROTO, FRAME)
+                if op.stack_after:
+                    stack.append([0, None])
+                continue
             else:
-                pushes.append(None)
-    except (ValueError, TypeError, IndexError, EOFError, UnicodeDecodeError):
-        pass  # a damaged pickle: report what was seen before the damage
-    return found, end + 1
+                _generic(op, stack, scan)
+            if stack and stack[-1] is not _MARK and stack[-1][0] > scan.depth:
+                scan.depth = stack[-1][0]
+                if scan.depth > MAX_DEPTH:  # refused whatever follows: stop reading
+                    break
+        else:
+            if started:
+                raise ValueError("no STOP opcode: the pickle is truncated")
+    except (ValueError, TypeError, IndexError, EOFError, UnicodeDecodeError, OverflowError) as e:
+        if started:
+            scan.damage = scan.damage or str(e).splitlines()[0][:200]
+    if started:
+        scan.pickles += 1
+    return started
+
+
+def _pop(stack: list) -> list:
+    if not stack or stack[-1] is _MARK:
+        raise ValueError("pop from an empty stack")
+    return stack.pop()
+
+
+def _pop_mark(stack: list) -> list:
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i] is _MARK:
+            items = stack[i + 1:]
+            del stack[i:]
+            return items
+    raise ValueError("no MARK on the stack")
+
+
+def _generic(op, stack: list, scan: Scan) -> None:
+    before, after = op.stack_before, op.stack_after
+    if pickletools.markobject in before:
+        above = _pop_mark(stack)
+        below = [_pop(stack) for _ in range(before.index(pickletools.markobject))][::-1]
+        args = below + above
+    else:
+        args = [_pop(stack) for _ in range(len(before))][::-1]
+    if not after:
+        return
+    if op.name in _MUTATORS:  # the container stays the same object: its depth grows at most by one
+        cell = args[0]
+        if len(args) > 1:
+            cell[0] = max(cell[0], 1 + max(c[0] for c in args[1:]))
+    else:
+        cell = [1 + max(c[0] for c in args) if args else 0, None]
+    stack.append(cell)
+
+
+def scan_file(path: Path, *, pickles: int = 4) -> Scan:
+    """The pickles of a torch zip (every ``.pkl`` member, streamed), or the first ``pickles`` of a
+    legacy torch file or plain pickle (legacy torch: magic, protocol, sys info, the state dict)."""
+    scan = Scan()
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if too_large := zip_too_large(z, path.stat().st_size):
+                raise ValueError(too_large)
+            for info in z.infolist():
+                if info.filename.endswith(".pkl"):
+                    with z.open(info) as member:
+                        scan_stream(_Capped(member, info.file_size), scan)
+        return scan
+    with open(path, "rb") as f:
+        capped = _Capped(f, path.stat().st_size)
+        for _ in range(pickles):
+            if not scan_stream(capped, scan) or scan.damage or scan.depth > MAX_DEPTH:
+                break
+    return scan
+
+
+def zip_too_large(z: zipfile.ZipFile, size: int) -> str | None:
+    """Why a torch zip would unpack to far more than its size (a zip bomb), or None."""
+    total = sum(i.file_size for i in z.infolist())
+    if total > MAX_EXPANSION * size + 2**20:
+        return f"its members unpack to {total:,} bytes from a {size:,}-byte file"
+    return None
 
 
 def pickle_globals(path: Path) -> list[str]:
     """Every global referenced by the pickles of a torch zip, a legacy torch file or a plain pickle
     (as many as can be read: a damaged file yields what precedes the damage)."""
     try:
-        return _pickle_globals(path)
+        return list(dict.fromkeys(scan_file(path).globals))
     except (OSError, zipfile.BadZipFile, ValueError, EOFError, KeyError, RuntimeError):
         return []
-
-
-def _pickle_globals(path: Path) -> list[str]:
-    found: list[str] = []
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            for member in z.namelist():
-                if member.endswith(".pkl"):
-                    found += _globals_in(z.read(member))[0]
-    else:
-        data = path.read_bytes()[: 64 * 2**20]
-        offset = 0
-        for _ in range(4):  # legacy torch: magic, protocol, sys info, then the state dict
-            globs, used = _globals_in(data[offset:])
-            found += globs
-            offset += used
-            if offset >= len(data):
-                break
-    return list(dict.fromkeys(found))
 
 
 def disallowed(globals_: list[str]) -> list[str]:
@@ -82,4 +200,4 @@ def disallowed(globals_: list[str]) -> list[str]:
         allowed = set(_get_allowed_globals())
     except (ImportError, AttributeError):  # a torch without the private list: report them all
         allowed = set()
-    return [g for g in globals_ if g not in allowed and not g.startswith("torch._utils._rebuild")]
+    return [g for g in dict.fromkeys(globals_) if g not in allowed and not g.startswith("torch._utils._rebuild")]

@@ -7,9 +7,9 @@ nothing, never a partial one.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -19,7 +19,7 @@ from typing import IO, Any
 import torch
 
 from ..errors import Inflate3dError
-from ..paths import check_output  # noqa: F401  (re-exported: commands import it from here)
+from ..paths import FORMAT_BY_SUFFIX, FORMAT_CHOICES, check_output, output_format  # noqa: F401  (re-exported)
 
 ST_DTYPES: dict[torch.dtype, str] = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -28,35 +28,143 @@ ST_DTYPES: dict[torch.dtype, str] = {
 }
 
 
+COMMITTED: list[Path] = []  # outputs given their final name in this process, in order
+_TMP_TAG = "inflate3d"
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, *, force: bool = False, inputs: Sequence[Path] = ()) -> Iterator[IO[bytes]]:
     """Yield a binary file that becomes ``path`` only if the block finishes without error.
 
     The block may read the file back through ``f.name`` (e.g. to verify it) before it is committed.
+    The commit (rename, bookkeeping) and the cleanup run with SIGINT and SIGTERM held back, so an
+    interrupt lands before the rename (nothing written, no temporary file) or after it (the file
+    is complete and listed in ``COMMITTED``), never in between, and never stops a cleanup.
     """
     path = Path(path)
     check_output(path, force=force, inputs=inputs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+    remove_stale_temporaries(path.parent)
+    tmp = None
     try:
+        with signals_deferred():  # an interrupt inside mkstemp would leave a file nobody removes
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_TMP_TAG}-{os.getpid()}-", suffix=".tmp",
+                                       dir=path.parent)
+            os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         try:
             with open(tmp, "wb") as f:  # f.name is the temporary path: checks may read it back
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
-        except OSError as e:  # disk full, file-size limit, I/O error
-            raise Inflate3dError(f"{path}: could not be written ({e.strerror or e}); nothing was "
-                                 "written") from None
-        if force:
-            os.replace(tmp, path)
-        else:
-            _commit_no_clobber(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        except RuntimeError as e:
+            if isinstance(e.__context__, KeyboardInterrupt):  # torch's writer turns one into this
+                raise e.__context__ from None
+            if not _is_write_failure(e):
+                raise
+            raise Inflate3dError(f"{path}: could not be written ({_why_write_failed(Path(tmp), e)}); nothing "
+                                 "was written") from None
+        with signals_deferred():
+            if force:
+                os.replace(tmp, path)
+            else:
+                _commit_no_clobber(tmp, path)
+            tmp = None
+            COMMITTED.append(path)
+            _fsync_dir(path.parent)
+    except OSError as e:  # disk full, file-size limit, I/O error, a read-only folder
+        raise Inflate3dError(f"{path}: could not be written ({e.strerror or e}); nothing was "
+                             "written") from None
+    finally:
+        if tmp is not None:
+            with signals_deferred(), contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _is_write_failure(e: RuntimeError) -> bool:
+    """torch.save reports a failed write (disk full, file too large) as a RuntimeError."""
+    msg = str(e)
+    return any(m in msg for m in ("PytorchStreamWriter", "file write failed", "unexpected pos"))
+
+
+def _why_write_failed(tmp: Path, e: RuntimeError) -> str:
+    """torch's message says where its write stopped, not why: ask the file system."""
+    import resource
+
+    with contextlib.suppress(OSError, ValueError):
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and tmp.stat().st_size >= limit - 2**16:
+            return "File too large"
+        st = os.statvfs(tmp.parent)
+        if st.f_bavail * st.f_frsize < 2**20:
+            return "No space left on device"
+    return str(e).splitlines()[0][:200]
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for a few system calls: one that arrives meanwhile is
+    recorded, and handed to the handler that was in place on the way out. (Python runs handlers
+    in the main thread between bytecodes whichever thread the signal hit, so a recording
+    handler is what holds them back; a thread's signal mask would not.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread
+        yield
+        return
+    caught: list[int] = []
+    old = {s: signal.signal(s, lambda signum, _frame: caught.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            handler = old[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])  # the default action, now that it is back
+
+
+_STALE = re.compile(rf"^\..+\.{_TMP_TAG}-(\d+)-[a-z0-9_]{{8}}\.tmp$")
+
+
+def remove_stale_temporaries(folder: Path) -> list[str]:
+    """Remove the temporary files that an earlier run killed outright (``kill -9``, a power cut)
+    left in ``folder``: only names of our own pattern whose process is gone. Says so (a warning)."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _STALE.match(name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
+            removed.append(name)
+    if removed:
+        import warnings
+
+        shown = ", ".join(removed[:3]) + (f" and {len(removed) - 3} more" if len(removed) > 3 else "")
+        warnings.warn(f"{folder}: removed {len(removed)} temporary file(s) left by an interrupted "
+                      f"earlier run: {shown}", stacklevel=3)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or an absurd pid): leave its file alone
+    return True
 
 
 def _commit_no_clobber(tmp: str, path: Path) -> None:
@@ -133,14 +241,34 @@ def write_safetensors(f: IO[bytes], specs: Sequence[tuple[str, tuple[int, ...], 
 
 
 def tensor_bytes(t: torch.Tensor) -> memoryview:
-    """The tensor's little-endian bytes without a copy when it is contiguous on the CPU."""
+    """The tensor's little-endian bytes, in a buffer that keeps its own memory alive.
+
+    A strided view (a transposed kernel, a slice of a wider buffer) is copied to a contiguous
+    tensor first; the returned view holds a reference to that copy (through numpy's base), so the
+    bytes cannot be freed before they are written, for every dtype (bf16 included: it is viewed as
+    raw bytes, never converted).
+    """
     t = t.detach().to("cpu").contiguous()
-    nbytes = t.numel() * t.element_size()
-    if nbytes == 0:
+    if t.numel() == 0:
         return memoryview(b"")
-    # A view on the tensor's own memory (no numpy needed); the caller writes it at once.
-    return memoryview((ctypes.c_char * nbytes).from_address(t.data_ptr())).cast("B")
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
 
 
 def write_pth(f: IO[bytes], obj: Any) -> None:
-    torch.save(obj, f)
+    """``torch.save`` of ``obj`` with every tensor given its own compact storage: torch.save keeps
+    a view's strides and writes its whole storage, so a slice of a wider buffer would carry the
+    buffer's other bytes into the file."""
+    torch.save(_owned(obj), f)
+
+
+def _owned(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        compact = t.is_contiguous() and t.storage_offset() == 0 and \
+            t.untyped_storage().nbytes() == t.numel() * t.element_size()
+        return t if compact else t.clone(memory_format=torch.contiguous_format)
+    if isinstance(obj, dict):
+        return type(obj)((k, _owned(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_owned(v) for v in obj)
+    return obj

@@ -34,10 +34,12 @@ class BasicBlock3d(nn.Module):
                               act=False)
         self.downsample = downsample
         self.relu = nn.ReLU(inplace=True)
+        self.non_local_block: nn.Module | None = None  # set by the network where one follows the block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + identity)
+        out = self.relu(self.conv2(self.conv1(x)) + identity)
+        return out if self.non_local_block is None else self.non_local_block(out)
 
     def last_bn(self) -> nn.BatchNorm3d:
         return self.conv2.bn
@@ -65,10 +67,12 @@ class Bottleneck3d(nn.Module):
         self.conv3 = ConvBN3d(planes, planes * self.expansion, 1, act=False)
         self.downsample = downsample
         self.relu = nn.ReLU(inplace=True)
+        self.non_local_block: nn.Module | None = None  # set by the network where one follows the block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv3(self.conv2(self.conv1(x))) + identity)
+        out = self.relu(self.conv3(self.conv2(self.conv1(x))) + identity)
+        return out if self.non_local_block is None else self.non_local_block(out)
 
     def last_bn(self) -> nn.BatchNorm3d:
         return self.conv3.bn

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from .blocks import BasicBlock3d, Bottleneck3d
-from .conv import ConvBN3d, triple
+from .conv import ConvBN3d, FrameConv2d, triple
+from .non_local import NonLocal3d
 
 STAGE_BLOCKS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
     18: (BasicBlock3d, (2, 2, 2, 2)),
@@ -61,7 +62,8 @@ class ResNet3d(nn.Module):
                  pool1_stride_t: int = 1, with_pool1: bool = True, with_pool2: bool = True,
                  style: str = "pytorch", frozen_stages: int = -1, inflate: InflatePattern = (1, 1, 1, 1),
                  inflate_style: str | Sequence = "3x1x1", norm_eval: bool = False,
-                 zero_init_residual: bool = True) -> None:
+                 zero_init_residual: bool = True, non_local: InflatePattern = 0,
+                 non_local_cfg: dict | None = None, conv_2d: bool = False) -> None:
         super().__init__()
         if depth not in STAGE_BLOCKS:
             raise ValueError(f"invalid depth {depth} for ResNet3d; choose one of {DEPTHS}")
@@ -91,10 +93,11 @@ class ResNet3d(nn.Module):
         inflations = per_stage(inflate, num_stages)
         styles = per_stage(inflate_style, num_stages) if not isinstance(inflate_style, str) \
             else (inflate_style,) * num_stages
+        non_locals = per_stage(non_local, num_stages)
+        self.non_local_cfg = dict(non_local_cfg or {})
 
-        self.conv1 = ConvBN3d(in_channels, base_channels, self.conv1_kernel,
-                              stride=(conv1_stride_t, conv1_stride_s, conv1_stride_s),
-                              padding=tuple((k - 1) // 2 for k in self.conv1_kernel))
+        self.conv1 = self._make_stem_conv(in_channels, base_channels,
+                                          stride=(conv1_stride_t, conv1_stride_s, conv1_stride_s))
         self.maxpool = nn.MaxPool3d((1, 3, 3), stride=(pool1_stride_t, pool1_stride_s, pool1_stride_s),
                                     padding=(0, 1, 1))
         self.pool2 = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1))
@@ -110,10 +113,19 @@ class ResNet3d(nn.Module):
                                          dilation=dilations[i],
                                          inflate=tuple(map(bool, per_block(inflations[i], blocks, i))),
                                          styles=per_block(styles[i], blocks, i, "inflate_style"))
+            for b, flag in enumerate(per_block(non_locals[i], blocks, i, "non_local pattern")):
+                if flag:  # after the block's own modules, as mmaction2 registers it
+                    layer[b].non_local_block = NonLocal3d(planes * self.block.expansion, **self.non_local_cfg)
             inplanes = planes * self.block.expansion
             self.add_module(f"layer{i + 1}", layer)
             self.res_layers.append(f"layer{i + 1}")
         self.feat_dim = self.block.expansion * base_channels * 2 ** (len(self.stage_blocks) - 1)
+        self.conv_2d = conv_2d
+        if conv_2d:  # mmaction2's C2D: 2-D convs (4-D weights) applied frame by frame
+            for m in self.modules():
+                if isinstance(m, ConvBN3d) and isinstance(m.conv, nn.Conv3d) and m.conv.kernel_size[0] == 1 \
+                        and m.conv.stride[0] == 1:
+                    m.conv = FrameConv2d.from_3d(m.conv)
 
     def _lateral_inplanes(self) -> list[int]:
         """Extra input channels of each stage's first block (laterals concatenated in)."""
@@ -125,8 +137,7 @@ class ResNet3d(nn.Module):
         out = planes * self.block.expansion
         downsample = None
         if spatial_stride != 1 or inplanes != out:
-            downsample = ConvBN3d(inplanes, out, 1,
-                                  stride=(temporal_stride, spatial_stride, spatial_stride), act=False)
+            downsample = self._make_downsample(inplanes, out, (temporal_stride, spatial_stride, spatial_stride))
         layers = []
         for b in range(blocks):
             layers.append(self.block(
@@ -134,8 +145,19 @@ class ResNet3d(nn.Module):
                 spatial_stride=spatial_stride if b == 0 else 1,
                 temporal_stride=temporal_stride if b == 0 else 1,
                 dilation=dilation, downsample=downsample if b == 0 else None, style=self.style,
-                inflate=inflate[b], inflate_style=styles[b]))
+                inflate=inflate[b], inflate_style=styles[b], **self._block_settings()))
         return nn.Sequential(*layers)
+
+    # what a variant (R(2+1)D, CSN) changes: the stem conv, the shortcut conv, the blocks' settings
+    def _make_stem_conv(self, in_channels: int, out_channels: int, *, stride) -> nn.Module:
+        return ConvBN3d(in_channels, out_channels, self.conv1_kernel, stride=stride,
+                        padding=tuple((k - 1) // 2 for k in self.conv1_kernel))
+
+    def _make_downsample(self, inplanes: int, out: int, stride) -> nn.Module:
+        return ConvBN3d(inplanes, out, 1, stride=stride, act=False)
+
+    def _block_settings(self) -> dict:
+        return {}
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
@@ -184,7 +206,7 @@ class ResNet3d(nn.Module):
 @torch.no_grad()
 def init_module(m: nn.Module, generator: torch.Generator | None = None) -> None:
     """Initialise one leaf module the way mmaction2 (mmcv ``kaiming_init``) does."""
-    if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Conv2d)):
+    if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Conv2d)):  # FrameConv2d is a Conv2d
         nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
         if m.bias is not None:
             nn.init.zeros_(m.bias)

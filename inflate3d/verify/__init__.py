@@ -24,6 +24,8 @@ class Verification:
     notes: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)  # arch settings it was checked with
     scheme: str = "mmaction2"  # the names the checkpoint came in
+    warnings: list[str] = field(default_factory=list)  # true but worth knowing (e.g. inexact clip lengths)
+    caveats: list[str] = field(default_factory=list)  # what the checks do not prove
 
     @property
     def passed(self) -> bool:
@@ -41,10 +43,14 @@ def detect_method(tensors: Mapping[str, torch.Tensor]) -> str:
 
 def verify_inflated(tensors: Mapping[str, torch.Tensor], arch: Arch, source_tensors: Mapping[str, torch.Tensor],
                     *, depth: int, method: str | None = None, origin: str, size: int = 32,
-                    seed: int = 0, settings: Mapping | None = None) -> Verification:
+                    seed: int = 0, settings: Mapping | None = None,
+                    head_from_2d: bool | None = None) -> Verification:
     """Strict-load ``tensors`` (recognizer names) into ``arch`` and compare with the 2D source on a
-    boring video. The logits are compared too when the head is the 2D classifier's. ``settings``
-    are the arch settings it was built with (``{'slow_pathway': {'lateral_norm': True}}``)."""
+    boring video. ``settings`` are the arch settings it was built with (``{'slow_pathway':
+    {'lateral_norm': True}}``). The logits are compared too when the head is the 2D classifier's:
+    as recorded (``head_from_2d``, from the inflation's ``head`` choice), never guessed from a
+    class count that a fresh head may share; without a record, the logits are not compared (said
+    in a note)."""
     method = "shift" if arch.family == "tsm" else (method or detect_method(tensors))
     if method not in METHODS + ("shift",):
         raise Inflate3dError(f"{origin}: unknown inflation method {method!r}", exit_code=CHECK_FAILED)
@@ -56,8 +62,11 @@ def verify_inflated(tensors: Mapping[str, torch.Tensor], arch: Arch, source_tens
     result.notes.append(f"strict load into {arch.name}: {len(tensors)} tensors, no missing or "
                         "unexpected keys, all shapes equal")
     net2d = build_2d(source_tensors, depth)
-    compare_logits = head_w is not None and "fc.weight" in source_tensors and \
+    compare_logits = bool(head_from_2d) and head_w is not None and "fc.weight" in source_tensors and \
         int(source_tensors["fc.weight"].shape[0]) == num_classes
+    if head_from_2d is None and head_w is not None:
+        result.notes.append("no recorded head choice: the head is taken as fresh and the logits are "
+                            "not compared (a head kept from 2D is recorded as head=imagenet)")
     dtype = next(iter(tensors.values())).dtype
     with torch.random.fork_rng(devices=[]):
         result.checks = boring_video_check(model, net2d, method=method, dtype=dtype, size=size,

@@ -92,5 +92,6 @@ def test_convert_errors(tmp_path, pv_file):
     save_file({"encoder.layers.0.weight": torch.zeros(2)}, str(bad))
     result = run("convert", bad, "-o", out, ok=(2,))
     assert "cannot tell the naming scheme" in result.stderr and "Traceback" not in result.output
-    result = run("convert", pv_file, "--to", "caffe2", "--format", "pth", "-o", out, ok=(2,))
-    assert "Caffe2 checkpoints are .pkl" in result.stderr and not out.exists()
+    pth = tmp_path / "o.pth"
+    result = run("convert", pv_file, "--to", "caffe2", "-o", pth, ok=(2,))
+    assert "Caffe2 checkpoints are .pkl" in result.stderr and not pth.exists()

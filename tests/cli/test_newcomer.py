@@ -93,7 +93,7 @@ def test_json_contract_of_every_command(tmp_path, r18_file):
     assert json.loads(docs["inspect"].stdout)["input"] == str(out)
     for check in verified["verification"]["checks"] + converted["checks"]:
         assert set(check) >= {"name", "passed", "detail"} and check["passed"] is True
-    assert [c["name"] for c in converted["checks"]] == ["strict_load", "round_trip"]
+    assert [c["name"] for c in converted["checks"]] == ["read_back", "strict_load", "round_trip"]
     assert inflated["tensors"]["inflated"]["tensors"] == 11
 
 
@@ -265,7 +265,11 @@ def test_the_pytorchvideo_file_verifies_inspects_and_converts_with_its_settings(
     assert verified["scheme"] == "pytorchvideo"
     shown = run("inspect", out).stdout
     assert "head columns are [slow, fast]" in shown and "reordered from" not in shown
-    refused = run("convert", out, "--arch", "slowfast_r50_8x8", "-o", tmp_path / "a.safetensors", ok=(2,))
+    recorded = json.loads(run("convert", out, "--arch", "slowfast_r50_8x8", "--dry-run", "--json").stdout)
+    assert recorded["arch_settings"] == "slow_pathway.lateral_norm=True"  # from the file's own record
+    bare = tmp_path / "bare.pyth"  # the same weights without inflate3d's record
+    torch.save({"model_state": torch.load(out, weights_only=True)["model_state"]}, bare)
+    refused = run("convert", bare, "--arch", "slowfast_r50_8x8", "-o", tmp_path / "a.safetensors", ok=(2,))
     assert "slow_pathway.lateral_norm=true" in refused.stderr
     back = tmp_path / "mm.safetensors"
     data = json.loads(run("convert", out, "--arch", "slowfast_r50_8x8", "--set", "slow_pathway.lateral_norm=true",

@@ -110,9 +110,16 @@ def test_pyslowfast_and_caffe2_chains_keep_every_weight(pv_sf, via):
 def test_pyslowfast_names_equal_pyslowfast_own(ref, arch, overrides, pyslowfast_reference):
     expected = {k: tuple(s) for k, s in pyslowfast_reference[ref]["keys"]}
     model = build_model(arch, device="meta", init=False, **overrides)
-    sd = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in model.state_dict().items()}
+    sd = _distinct(model.state_dict())
     out = convert(sd, source=None, target="pyslowfast", origin=arch).tensors
     assert {k: tuple(v.shape) for k, v in out.items()} == expected
+    # the values too: the stem and one BN, read through PySlowFast's own names (no table involved)
+    slow = "slow_path." if "pathway1" in " ".join(expected) else ""
+    for ps, mm in [("s1.pathway0_stem.conv.weight", f"backbone.{slow}conv1.conv.weight"),
+                   ("s1.pathway0_stem.bn.running_mean", f"backbone.{slow}conv1.bn.running_mean"),
+                   ("s1.pathway0_stem.bn.running_var", f"backbone.{slow}conv1.bn.running_var"),
+                   ("s2.pathway0_res0.branch2.a_bn.running_var", f"backbone.{slow}layer1.0.conv1.bn.running_var")]:
+        assert torch.equal(out[ps], sd[mm]), ps
     # and PySlowFast's own key list converts to native and loads strictly
     theirs = {k: torch.zeros(s) for k, s in expected.items()}
     conv = convert(theirs, source="pyslowfast", target="mmaction2", origin=ref)
@@ -123,7 +130,7 @@ def test_pyslowfast_names_equal_pyslowfast_own(ref, arch, overrides, pyslowfast_
 def test_caffe2_names_equal_pyslowfast_converter(pyslowfast_reference):
     """Each Caffe2 blob lands where PySlowFast's own c2_model_loading puts it."""
     sf = build_model("slowfast_r50_8x8", device="meta", init=False, slow_pathway={"lateral_norm": True})
-    blobs_native = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in sf.state_dict().items()}
+    blobs_native = _distinct(sf.state_dict())  # zeros would hide a swapped running_mean/running_var
     blobs = convert(blobs_native, source=None, target="caffe2", origin="x").tensors
     blobs.update({"res2_0_branch2a_w_momentum": torch.zeros(1), "lr": torch.zeros(1), "model_iter": torch.zeros(1)})
     pyslowfast = convert(blobs, source="caffe2", target="pyslowfast", origin="c2").tensors
@@ -132,6 +139,19 @@ def test_caffe2_names_equal_pyslowfast_converter(pyslowfast_reference):
             continue  # not weights: PySlowFast ignores them, inflate3d drops them with a note
         assert c2 in blobs, c2
         assert ps in pyslowfast and torch.equal(pyslowfast[ps], blobs[c2]), (c2, ps)
+
+
+def _distinct(meta_state: dict) -> dict[str, torch.Tensor]:
+    """Tensors of ``meta_state``'s shapes, each with its own values (offset by a counter per key,
+    varying along dim 0); broadcast views, so a 34M-parameter net costs no memory."""
+    out = {}
+    for i, (k, v) in enumerate(meta_state.items()):
+        if v.dtype == torch.int64:
+            out[k] = torch.tensor(i + 1)
+        else:
+            rows = torch.arange(v.shape[0], dtype=torch.float32) * 1e-3 + i
+            out[k] = rows.view(-1, *[1] * (v.dim() - 1)).expand(v.shape)
+    return out
 
 
 def _torchvision3d(depth: int, seed: int) -> tuple[dict, tuple, tuple]:

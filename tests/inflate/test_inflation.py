@@ -91,7 +91,8 @@ def test_every_tensor_and_the_boring_video(arch, method, seeded):
     inflation = prepare(source, arch, method=method, head=head)
     sd = inflation.state_dict()
     check_every_tensor(inflation, sd, method, head)
-    ver = verify_inflated(sd, inflation.arch, source.tensors, depth=depth, method=method, origin=arch)
+    ver = verify_inflated(sd, inflation.arch, source.tensors, depth=depth, method=method, origin=arch,
+                          head_from_2d=head == "imagenet")
     assert ver.passed, [(c.name, c.max_rel) for c in ver.checks]
     assert [c.name for c in ver.checks] == ["stem", "layer1", "layer2", "layer3", "layer4"] + \
         (["logits"] if head == "imagenet" else [])

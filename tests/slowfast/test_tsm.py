@@ -66,13 +66,13 @@ def test_inflation_copies_every_tensor_and_passes_the_boring_video(depth, seeded
         for n in ("1", "2", "3"):
             plain = plain.replace(f"conv{n}.bn.", f"bn{n}.")
         assert torch.equal(t, src.tensors[plain]), key
-    ver = verify_inflated(sd, inflation.arch, src.tensors, depth=depth, origin="tsm")
+    ver = verify_inflated(sd, inflation.arch, src.tensors, depth=depth, origin="tsm", head_from_2d=True)
     assert ver.passed and max(c.max_rel for c in ver.checks) < 1e-12
     radius = sum(inflation.model.backbone.shifted_blocks())
     assert (ver.checks[4].frames.lo, ver.checks[4].frames.length) == (radius, 2 * radius + 2)
     # a corrupted tensor fails from its stage on
     sd["backbone.layer3.0.conv2.conv.weight"] = sd["backbone.layer3.0.conv2.conv.weight"] * 1.1
-    bad = verify_inflated(sd, inflation.arch, src.tensors, depth=depth, origin="tsm")
+    bad = verify_inflated(sd, inflation.arch, src.tensors, depth=depth, origin="tsm", head_from_2d=True)
     assert [c.name for c in bad.checks if not c.passed] == ["layer3", "layer4", "logits"]
 
 
@@ -102,6 +102,10 @@ def test_cli_inflate_and_convert_tsm(tmp_path, r18_file):
     assert json.loads(result.stdout)["verification"]["passed"]
     orig = tmp_path / "orig.pth"
     assert CliRunner().invoke(main, ["convert", str(out), "--to", "tsm", "--format", "pth", "-o", str(orig)]).exit_code == 0
+    # the original TSM container keeps the inflation record: verify maps it back to native names
+    result = CliRunner().invoke(main, ["verify", str(orig), "--against", str(r18_file), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [c["name"] for c in json.loads(result.stdout)["verification"]["checks"]][-1] == "logits"
     tsn = tmp_path / "tsn.safetensors"
     assert CliRunner().invoke(main, ["convert", str(orig), "--to", "torchvision", "-o", str(tsn)]).exit_code == 0
     assert set(load_file(str(tsn))) == set(torch.load(r18_file, weights_only=True))
@@ -113,3 +117,102 @@ def test_cli_inflate_and_convert_tsm(tmp_path, r18_file):
     info = json.loads(CliRunner().invoke(main, ["inspect", str(orig), "--json"]).stdout)
     assert info["scheme"] == "tsm" and info["architecture"]["matches"]["name"] == "tsm_r18"
     assert info["architecture"]["per_pathway"]["backbone"]["shifted_blocks"] == 8
+
+
+# --- TSM's own semantics (mit-han-lab/temporal-shift-module), written out independently ---------
+
+def _tsm_shift(x, n_segment, fold_div):
+    """TSM's ``TemporalShift.shift``, as published."""
+    nt, c, h, w = x.size()
+    x = x.view(nt // n_segment, n_segment, c, h, w)
+    fold = c // fold_div
+    out = torch.zeros_like(x)
+    out[:, :-1, :fold] = x[:, 1:, :fold]  # shift left
+    out[:, 1:, fold: 2 * fold] = x[:, :-1, fold: 2 * fold]  # shift right
+    out[:, :, 2 * fold:] = x[:, :, 2 * fold:]  # not shift
+    return out.view(nt, c, h, w)
+
+
+def _tsm_temporal_pool(x, n_segment):
+    """TSM's ``TemporalPool.temporal_pool``, element by element: frame t' of the output is the max
+    of input frames 2t'-1, 2t', 2t'+1 (those that exist)."""
+    nt, c, h, w = x.shape
+    v = x.view(nt // n_segment, n_segment, c, h, w)
+    out = torch.stack([torch.stack([v[:, max(2 * t - 1, 0): 2 * t + 2].amax(dim=1)[b]
+                                    for t in range((n_segment + 1) // 2)]) for b in range(v.shape[0])])
+    return out.reshape(-1, c, h, w)
+
+
+def _tiny_tsm(**kwargs):
+    from inflate3d.slowfast import ResNetTSM
+
+    torch.manual_seed(0)
+    net = ResNetTSM(18, num_segments=4, **kwargs)
+    net.init_weights(torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():  # BN statistics that are not the identity
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return net.eval()
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: one thread (two spin against each other on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("temporal_pool", [False, True])
+def test_shift_place_block_and_temporal_pool_follow_tsm(temporal_pool, one_thread):
+    """shift_place='block' shifts the input of the whole block (its identity path too); with
+    temporal_pool, layer2 first max-pools time by 2 and later stages shift over T/2 segments."""
+    from inflate3d.slowfast.tsm import TemporalPool
+
+    net = _tiny_tsm(shift_place="block", temporal_pool=temporal_pool)
+    x = torch.randn(2 * 4, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        got = net(x)
+        ref = net.maxpool(net.conv1(x))
+        segments = 4
+        for i, name in enumerate(net.res_layers):
+            layer = getattr(net, name)
+            if isinstance(layer, TemporalPool):
+                ref = _tsm_temporal_pool(ref, segments)
+                segments, layer = segments // 2, layer.net
+            for block in layer:
+                ref = block.net(_tsm_shift(ref, segments, 8))
+    assert isinstance(net.layer2, TemporalPool) == temporal_pool
+    assert got.shape[0] == (4 if temporal_pool else 8)
+    assert torch.allclose(got, ref, rtol=0, atol=1e-6)
+    blockres = _tiny_tsm(shift_place="blockres", temporal_pool=temporal_pool)
+    with torch.inference_mode():
+        assert not torch.allclose(blockres(x), got, atol=1e-3)  # where the shift sits matters
+
+
+def test_temporal_pool_is_tsm_max_pool_over_time():
+    from inflate3d.slowfast.tsm import TemporalPool
+
+    x = torch.randn(2 * 8, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    out = TemporalPool(torch.nn.Identity(), 8)(x)
+    assert torch.equal(out, _tsm_temporal_pool(x, 8)) and out.shape == (8, 3, 2, 2)
+
+
+@pytest.mark.parametrize("temporal_pool", [False, True])
+def test_tsm_head_averages_the_per_frame_scores(temporal_pool):
+    """TSN's consensus: avgpool -> fc on each frame, then the mean over the segments."""
+    from inflate3d.slowfast import TSMHead
+
+    head = TSMHead(5, 16, num_segments=8, temporal_pool=temporal_pool, dropout_ratio=0.5).eval()
+    head.init_weights(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        head.fc_cls.bias.copy_(torch.arange(5.0))
+    t = 4 if temporal_pool else 8
+    x = torch.randn(3 * t, 16, 4, 4, generator=torch.Generator().manual_seed(1))
+    per_frame = x.mean(dim=(2, 3)) @ head.fc_cls.weight.T + head.fc_cls.bias
+    want = per_frame.view(3, t, 5).mean(dim=1)
+    assert torch.allclose(head(x), want, rtol=0, atol=1e-6)

@@ -83,3 +83,24 @@ def test_detect_method(seeded):
     src = seeded(18)
     assert detect_method(prepare(src, "i3d_r18", method="center").state_dict()) == "center"
     assert detect_method(prepare(src, "i3d_r18", method="mean").state_dict()) == "mean"
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_two_percent_error_in_one_layer4_kernel_fails_float32_verification(seeded, one_thread):
+    """Pins the float32 tolerance: one layer4 kernel scaled by 1.02 must fail (at layer4 only),
+    while the exact inflation passes."""
+    src = seeded(18)
+    inflation = prepare(src, "i3d_r18", method="mean")
+    sd = inflation.state_dict()
+    assert verify_inflated(sd, inflation.arch, src.tensors, depth=18, method="mean", origin="x", size=16).passed
+    key = "backbone.layer4.1.conv2.conv.weight"
+    sd[key] = sd[key] * 1.02
+    ver = verify_inflated(sd, inflation.arch, src.tensors, depth=18, method="mean", origin="x", size=16)
+    assert [c.name for c in ver.checks if not c.passed] == ["layer4"], [(c.name, c.max_rel) for c in ver.checks]

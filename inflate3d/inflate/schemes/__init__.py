@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from .mmaction2 import MMACTION2
 from .pyslowfast import CAFFE2, CAFFE2_SINGLE, PYSLOWFAST, PYSLOWFAST_SINGLE
-from .pytorchvideo import PYTORCHVIDEO, PYTORCHVIDEO_SINGLE
+from .pytorchvideo import PYTORCHVIDEO, PYTORCHVIDEO_POOLED, PYTORCHVIDEO_SINGLE, has_pool_block
 from .table import KeyTable, Template
 from .torchvision3d import TORCHVISION3D
+from .torchvision_video import TORCHVISION_R2PLUS1D, TORCHVISION_VIDEO
 from .tsm import TSM_ORIGINAL
 
 
@@ -24,9 +25,25 @@ class Scheme:
     head_slow_first: bool  # SlowFast head columns [slow, fast]; mmaction2's are [fast, slow]
     fuse_has_bn: bool  # fast->slow fusion is conv+BN+ReLU (native lateral_norm=True)
     description: str
+    # one pathway whose stage numbering shows the pool after the first stage (native with_pool2)
+    single_pooled: KeyTable | None = None
+    # one pathway of factorised (2+1)D convs, where the scheme nests them (torchvision r2plus1d_18)
+    single_factorised: KeyTable | None = None
 
-    def table(self, two_pathways: bool) -> KeyTable | None:
-        return self.multi if two_pathways else self.single
+    def table(self, two_pathways: bool, pooled: bool = False, factorised: bool = False) -> KeyTable | None:
+        if two_pathways:
+            return self.multi
+        if factorised and self.single_factorised is not None:
+            return self.single_factorised
+        return self.single_pooled if pooled and self.single_pooled is not None else self.single
+
+    def factorised_names(self, keys) -> bool:
+        """Do these names nest factorised convs (torchvision's r2plus1d stem: ``stem.3.weight``)?"""
+        return self.single_factorised is not None and "stem.3.weight" in set(keys)
+
+    def pooled_names(self, keys) -> bool:
+        """Do these (single-pathway) names number their stages around a pool block?"""
+        return self.single_pooled is not None and has_pool_block(keys)
 
 
 SCHEMES: dict[str, Scheme] = {s.name: s for s in (
@@ -37,9 +54,12 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme("caffe2", CAFFE2, CAFFE2_SINGLE, True, True,
            "PySlowFast's Caffe2 blobs (conv1_w, res2_0_branch2a_w, t_pool1_subsample_w, pred_w)"),
     Scheme("pytorchvideo", PYTORCHVIDEO, PYTORCHVIDEO_SINGLE, True, True,
-           "pytorchvideo create_slowfast / create_resnet (blocks.N...)"),
+           "pytorchvideo create_slowfast / create_resnet (blocks.N...)", PYTORCHVIDEO_POOLED),
     Scheme("torchvision3d", None, TORCHVISION3D, False, False,
            "torchvision names with 5-D kernels (conv1.weight, layer1.0.conv1.weight, fc)"),
+    Scheme("torchvision_video", None, TORCHVISION_VIDEO, False, False,
+           "torchvision.models.video ResNets (stem.0.weight, layer1.0.conv1.0.weight, fc)",
+           single_factorised=TORCHVISION_R2PLUS1D),
     Scheme("torchvision", None, TORCHVISION3D, False, False,
            "torchvision 2D names (TSN), for TSM networks"),
     Scheme("tsm", None, TSM_ORIGINAL, False, False,

@@ -2,6 +2,8 @@
 
 Two-pathway tables serve SlowFast; single-pathway ones serve Slow-only/I3D (PySlowFast writes the
 one pathway as ``pathway0``). PySlowFast's fuse is conv + BN + ReLU: native ``lateral_norm=True``.
+Its non-local blocks (``pathway0_nonlocal{b}``) follow block b; their maths differ from mmaction2's
+(see ``slowfast/non_local.py``), their names map one to one.
 """
 from .table import KeyTable
 
@@ -17,6 +19,11 @@ PYSLOWFAST = KeyTable.of("pyslowfast", [
     ("s{L+1}.pathway{p}_res{b}.branch1_bn.{t*}",         f"backbone.{_P}.layer{{L}}.{{b}}.downsample.bn.{{t*}}"),
     (f"s{{L+1}}.pathway{{p}}_res{{b}}.branch2.{_C}.{{t*}}",    f"backbone.{_P}.layer{{L}}.{{b}}.conv{{c+1}}.conv.{{t*}}"),
     (f"s{{L+1}}.pathway{{p}}_res{{b}}.branch2.{_C}_bn.{{t*}}", f"backbone.{_P}.layer{{L}}.{{b}}.conv{{c+1}}.bn.{{t*}}"),
+    ("s{L+1}.pathway{p}_nonlocal{b}.conv_theta.{t*}",    f"backbone.{_P}.layer{{L}}.{{b}}.non_local_block.theta.conv.{{t*}}"),
+    ("s{L+1}.pathway{p}_nonlocal{b}.conv_phi.{t*}",      f"backbone.{_P}.layer{{L}}.{{b}}.non_local_block.phi.0.conv.{{t*}}"),
+    ("s{L+1}.pathway{p}_nonlocal{b}.conv_g.{t*}",        f"backbone.{_P}.layer{{L}}.{{b}}.non_local_block.g.0.conv.{{t*}}"),
+    ("s{L+1}.pathway{p}_nonlocal{b}.conv_out.{t*}",      f"backbone.{_P}.layer{{L}}.{{b}}.non_local_block.conv_out.conv.{{t*}}"),
+    ("s{L+1}.pathway{p}_nonlocal{b}.bn.{t*}",            f"backbone.{_P}.layer{{L}}.{{b}}.non_local_block.conv_out.bn.{{t*}}"),
     ("head.projection.{t*}",                             "cls_head.fc_cls.{t*}"),
 ])
 
@@ -27,6 +34,11 @@ PYSLOWFAST_SINGLE = KeyTable.of("pyslowfast", [
     ("s{L+1}.pathway0_res{b}.branch1_bn.{t*}",           "backbone.layer{L}.{b}.downsample.bn.{t*}"),
     (f"s{{L+1}}.pathway0_res{{b}}.branch2.{_C}.{{t*}}",        "backbone.layer{L}.{b}.conv{c+1}.conv.{t*}"),
     (f"s{{L+1}}.pathway0_res{{b}}.branch2.{_C}_bn.{{t*}}",     "backbone.layer{L}.{b}.conv{c+1}.bn.{t*}"),
+    ("s{L+1}.pathway0_nonlocal{b}.conv_theta.{t*}",      "backbone.layer{L}.{b}.non_local_block.theta.conv.{t*}"),
+    ("s{L+1}.pathway0_nonlocal{b}.conv_phi.{t*}",        "backbone.layer{L}.{b}.non_local_block.phi.0.conv.{t*}"),
+    ("s{L+1}.pathway0_nonlocal{b}.conv_g.{t*}",          "backbone.layer{L}.{b}.non_local_block.g.0.conv.{t*}"),
+    ("s{L+1}.pathway0_nonlocal{b}.conv_out.{t*}",        "backbone.layer{L}.{b}.non_local_block.conv_out.conv.{t*}"),
+    ("s{L+1}.pathway0_nonlocal{b}.bn.{t*}",              "backbone.layer{L}.{b}.non_local_block.conv_out.bn.{t*}"),
     ("head.projection.{t*}",                             "cls_head.fc_cls.{t*}"),
 ])
 

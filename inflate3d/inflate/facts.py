@@ -1,0 +1,162 @@
+"""Architecture facts that the weights do not carry (temporal strides, pools, alpha), each with
+where it came from.
+
+Shapes cannot tell mmaction2's I3D (stem stride 2 in time) from PySlowFast's (stride 1, a 2x1x1
+pool after res2), nor SlowFast's alpha. So these facts are read, in order, from: ``--set``; the
+file's own record (PySlowFast's ``cfg``, inflate3d's metadata); the structure of the names
+(pytorchvideo's pool block); the codebase whose names the file uses; and last a stated convention
+that says how to override it. Nothing is guessed silently: every fact carries its source.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .settings import flatten_settings, read_recorded_settings
+
+
+@dataclass(frozen=True)
+class Fact:
+    value: Any
+    source: str  # where the value was read, or the convention it follows and how to override it
+
+    @property
+    def assumed(self) -> bool:
+        return self.source.startswith("convention")
+
+
+# PySlowFast's ResNet (video_model_builder.py): which MODEL.ARCH pools time after res2 (_POOL1)
+_PYSF_POOL2 = {"c2d": True, "i3d": True, "slow_c2d": False, "slow_i3d": False, "slow": False,
+               "slowfast": False, "2d": False}
+
+
+def pyslowfast_record(text: str) -> dict[str, Any]:
+    """The architecture part of PySlowFast's ``cfg`` (the YAML its ``save_checkpoint`` stores)."""
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(cfg, dict):
+        return {}
+    model, slowfast, resnet, data = (cfg.get(k) or {} for k in ("MODEL", "SLOWFAST", "RESNET", "DATA"))
+    picked = {"MODEL.ARCH": model.get("ARCH"), "MODEL.NUM_CLASSES": model.get("NUM_CLASSES"),
+              "RESNET.DEPTH": resnet.get("DEPTH"), "SLOWFAST.ALPHA": slowfast.get("ALPHA"),
+              "SLOWFAST.BETA_INV": slowfast.get("BETA_INV"),
+              "SLOWFAST.FUSION_KERNEL_SZ": slowfast.get("FUSION_KERNEL_SZ"),
+              "DATA.NUM_FRAMES": data.get("NUM_FRAMES"), "DATA.SAMPLING_RATE": data.get("SAMPLING_RATE"),
+              "NONLOCAL.INSTANTIATION": (cfg.get("NONLOCAL") or {}).get("INSTANTIATION")}
+    return {k: v for k, v in picked.items() if v is not None}
+
+
+def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool, inflate=(),
+                 fusion_kernel: int | None, depth: int, record: dict[str, Any],
+                 metadata_arch: str | None, names_pool2: bool | None,
+                 settings: dict[str, Any], metadata_settings: dict[str, Any] | None = None,
+                 has_non_local: bool = False) -> dict[str, Fact]:
+    """The backbone settings the file states or implies, keyed by native setting name (dotted
+    for a SlowFast pathway), plus ``arch`` when the file names its architecture."""
+    facts: dict[str, Fact] = {}
+    if metadata_arch:
+        facts["arch"] = Fact(metadata_arch, "inflate3d metadata (arch)")
+        for key, value in flatten_settings(metadata_settings).items():
+            facts[key] = Fact(tuple(value) if isinstance(value, list) else value,
+                              "inflate3d metadata (arch_settings)")
+    arch_cfg = record.get("MODEL.ARCH")
+    if two:
+        _slowfast_facts(facts, record, fusion_kernel, depth, metadata_arch)
+    elif scheme in ("pyslowfast", "caffe2", "pytorchvideo") and not metadata_arch:
+        code = "pytorchvideo" if scheme == "pytorchvideo" else "PySlowFast"
+        facts["conv1_stride_t"] = Fact(1, f"{code} names: its ResNet stems keep every frame")
+        facts["pool1_stride_t"] = Fact(1, f"{code} names: its stem pool is 1x3x3")
+        if names_pool2 is not None:
+            facts["with_pool2"] = Fact(names_pool2, "names: a pool block after the first stage"
+                                       if names_pool2 else "names: no pool block between stages")
+        elif arch_cfg in _PYSF_POOL2:
+            facts["with_pool2"] = Fact(_PYSF_POOL2[arch_cfg], f"checkpoint cfg (MODEL.ARCH={arch_cfg})")
+        elif stem_t is not None:
+            kind = "I3D" if stem_t > 1 else ("Slow" if inflated else "C2D")
+            facts["with_pool2"] = Fact(kind != "Slow", f"convention: the kernels say {kind}, and "
+                                       "PySlowFast pools time after res2 in I3D and C2D, not in Slow; "
+                                       "override with --set with_pool2=True|False")
+    elif scheme == "torchvision_video" and not metadata_arch:
+        why = "torchvision video names: "
+        facts["conv1_stride_t"] = Fact(1, why + "its stem conv has stride (1, 2, 2)")
+        facts["with_pool1"] = Fact(False, why + "its stem has no max pool")
+        facts["with_pool2"] = Fact(False, why + "no pool between stages")
+        # a 3x3x3 conv (Conv3DSimple) strides time with space; a 1x3x3 one (Conv3DNoTemporal) does not
+        facts["temporal_strides"] = Fact((1,) + tuple(2 if stage and stage[0] else 1 for stage in inflate[1:]),
+                                         why + "stages whose convs are 3x3x3 stride time by 2")
+    if has_non_local and not metadata_arch:
+        _non_local_facts(facts, scheme, record, two, stem_t)
+    for key, value in flatten_settings(settings).items():
+        facts[key] = Fact(value, "--set")
+    if two and "speed_ratio" in settings and "resample_rate" not in settings:
+        facts["resample_rate"] = Fact(settings["speed_ratio"], "--set speed_ratio (resample_rate = alpha: the "
+                                                               "clip is the fast pathway's frames)")
+    return facts
+
+
+# PySlowFast's NONLOCAL.INSTANTIATION -> the native (mmcv) mode and scaling
+_PYSF_NL = {"softmax": ("embedded_gaussian", True), "dot_product": ("dot_product", False)}
+
+
+def _non_local_facts(facts: dict[str, Fact], scheme: str, record: dict[str, Any], two: bool,
+                     stem_t: int | None) -> None:
+    pysf = scheme in ("pyslowfast", "caffe2")
+    inst = record.get("NONLOCAL.INSTANTIATION")
+    if inst in _PYSF_NL:
+        mode, scale = _PYSF_NL[inst]
+        src = f"checkpoint cfg (NONLOCAL.INSTANTIATION={inst})"
+    elif pysf:  # PySlowFast's zoo: softmax in I3D/C2D, dot product in Slow and SlowFast
+        mode, scale = _PYSF_NL["dot_product" if two or stem_t == 1 else "softmax"]
+        src = ("convention: PySlowFast's zoo uses dot_product in Slow/SlowFast, softmax in I3D/C2D; "
+               "override with --set non_local_cfg.mode=embedded_gaussian|dot_product")
+    else:
+        mode, scale = "dot_product", False
+        src = ("convention: mmaction2's non-local I3D config is dot_product; override with "
+               "--set non_local_cfg.mode=embedded_gaussian")
+    facts["non_local_cfg.mode"] = Fact(mode, src)
+    facts["non_local_cfg.use_scale"] = Fact(scale, src)
+    facts["non_local_cfg.pool_first"] = Fact(
+        pysf, "PySlowFast names: its non-local pools before phi and g" if pysf
+        else f"{scheme} names: non-local pools after phi and g (mmaction2's NonLocal3d)")
+
+
+def _slowfast_facts(facts: dict[str, Fact], record: dict[str, Any], fusion_kernel: int | None,
+                    depth: int, metadata_arch: str | None) -> None:
+    if "SLOWFAST.ALPHA" in record:
+        alpha = int(record["SLOWFAST.ALPHA"])
+        facts["speed_ratio"] = Fact(alpha, "checkpoint cfg (SLOWFAST.ALPHA)")
+        facts["resample_rate"] = Fact(alpha, "checkpoint cfg (SLOWFAST.ALPHA; the clip is the fast "
+                                             "pathway's frames)")
+        return
+    if metadata_arch or fusion_kernel is None:
+        return  # a named architecture carries alpha
+    alpha = 4 if fusion_kernel == 7 or depth >= 101 else 8
+    facts["speed_ratio"] = Fact(alpha, f"convention: fusion kernel {fusion_kernel} at depth {depth} -> "
+                                f"alpha {alpha}, as in PySlowFast's zoo (except its 8x8 NLN R50: alpha 4 "
+                                "with kernel 5); override with --set speed_ratio=N")
+    facts["resample_rate"] = Fact(alpha, "convention: resample_rate = alpha (the clip is the fast "
+                                         "pathway's frames); override with --set resample_rate=N")
+
+
+def facts_for(info, *, scheme: str, two: bool, names_pool2: bool | None, config: str | None,
+              metadata: dict[str, str] | None, settings: dict[str, Any] | None) -> dict[str, Fact]:
+    """``gather_facts`` for an inferred architecture (``detect.ArchInfo``); the record's own facts
+    are kept on ``info.record`` for display."""
+    record = pyslowfast_record(config) if config else {}
+    info.record = record
+    metadata = metadata or {}
+    stored = read_recorded_settings(metadata.get("arch_settings") or "")
+    main = next(iter(info.pathways.values()), {})
+    inflated = any(any(stage) for stage in main.get("inflate", ()))
+    stem = main.get("conv1_kernel")
+    return gather_facts(scheme=scheme, two=two, stem_t=stem[0] if stem else None, inflated=inflated,
+                        inflate=main.get("inflate", ()),
+                        has_non_local=any(any(s) for s in main.get("non_local", ())),
+                        fusion_kernel=info.fusion_kernel, depth=info.depth, record=record,
+                        metadata_arch=metadata.get("arch") or None, names_pool2=names_pool2,
+                        settings=settings or {}, metadata_settings=stored if isinstance(stored, dict) else {})

@@ -1,0 +1,9 @@
+"""``--set KEY=VALUE``: the one parser lives in the torch-free ``inflate3d.settings`` (the command
+line checks a setting before importing torch); re-exported here for the inflation code."""
+from __future__ import annotations
+
+from ..settings import (flatten_settings, format_settings, merge_settings, parse_settings, parse_value,
+                        read_recorded_settings)
+
+__all__ = ["flatten_settings", "format_settings", "merge_settings", "parse_settings", "parse_value",
+           "read_recorded_settings"]

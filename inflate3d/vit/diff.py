@@ -1,0 +1,88 @@
+"""``diff --inflated`` for video transformers: every tensor against what its plan says it was made
+of (copy, temporal copy, zero, resampled or tiled position embedding, tubelet kernel, q/k/v split),
+per module: still exactly the inflation of the 2D ViT, or how far training moved it."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from ..diff.inflated import InflatedDiff, InflatedTensor, StageReport
+from ..diff.metrics import relative_change
+from ..errors import Inflate3dError
+from ..io.lazy import TensorFile
+from ..slowfast.archs import state_dict_shapes
+from . import inflation as inf
+from .kernels import resize_pos_embed, tile_pos_embed, tubelet_method
+from .vit2d import canonical
+
+
+def _group(key: str) -> str:
+    if key.startswith("cls_head."):
+        return "head"
+    m = re.search(r"(?:layers|layer)\.(\d+)\.", key)
+    return f"layer{m[1]}" if m else "embedding"
+
+
+def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
+    from .family import _record, detect_scheme, infer, native_names
+
+    fa = TensorFile(a_path, trust_pickle=trust_pickle)
+    scheme = detect_scheme(fa.keys())
+    if scheme is None or scheme.endswith("-vit"):
+        raise Inflate3dError(f"{a_path}: not a TimeSformer / ViViT checkpoint")
+    names = native_names(fa.keys(), scheme, str(a_path))
+    native = {n: fa.get(k) for n, k in names.items()}
+    arch, overrides, facts = infer(native, _record(str(a_path)) or dict(fa.metadata), str(a_path))
+    fb = TensorFile(b_path, trust_pickle=trust_pickle)
+    src, _, _ = canonical({k: fb.get(k) for k in fb.keys()}, str(b_path))
+    target = state_dict_shapes(arch, num_classes=facts.num_classes, **overrides)
+    head_from_2d = facts.num_classes is not None and "head.weight" in src and \
+        src["head.weight"].shape[0] == facts.num_classes
+    plan = inf.plan(target, {k: tuple(v.shape) for k, v in src.items()}, facts.family,
+                    head_from_2d=head_from_2d, origin=str(b_path))
+    result = InflatedDiff(arch.name, unused_2d=plan.unused)
+    pattern = re.compile(keys) if keys else None
+    steps = facts.settings.get("num_frames", 1) // (facts.settings.get("tubelet_size") or (1,))[0]
+    for e in plan.entries:
+        if pattern is not None and not pattern.search(e.key):
+            continue
+        if e.action == inf.FRESH:
+            result.no_source.append(e.key)
+            continue
+        t = _compare(e, native[e.key], src, steps)
+        result.tensors.append(t)
+        stage = result.stages.setdefault(_group(e.key), StageReport())
+        stage.tensors += 1
+        stage.exact += t.exact
+        stage.max_rel_change = max(stage.max_rel_change, t.rel_change)
+        stage.methods.add(t.method)
+    if not result.tensors:
+        raise Inflate3dError(f"{a_path}: no tensor has a counterpart in {b_path}")
+    return result
+
+
+def _compare(e, w3d: torch.Tensor, src: dict, steps: int) -> InflatedTensor:
+    if e.action == inf.ZERO:
+        moved = float(w3d.double().norm())
+        return InflatedTensor(e.key, "(zero)", "zero", not bool(w3d.any()), float(w3d.double().abs().max()),
+                              moved, None)
+    w2d = src[e.source]
+    method = "copy"
+    if e.action == inf.SPLIT:
+        w2d = w2d.chunk(3, 0)[("query", "key", "value").index(e.key.split(".")[-2])]
+    elif e.action == inf.RESIZED:
+        w2d, method = resize_pos_embed(w2d, int((w3d.shape[1] - 1) ** 0.5)), "resized"
+    elif e.action == inf.TILED:
+        grid = int(((w3d.shape[1] - 1) // steps) ** 0.5)
+        w2d, method = tile_pos_embed(resize_pos_embed(w2d, grid), steps), "tiled"
+    elif e.action == inf.INFLATE:
+        found = tubelet_method(w3d, w2d)
+        method = found or "mean"
+        back = w3d.double().sum(2) if method != "center" else w3d[:, :, w3d.shape[2] // 2].double()
+        exact = found is not None
+        return InflatedTensor(e.key, e.source, method, exact, float((back - w2d.double()).abs().max()),
+                              0.0 if exact else relative_change(back, w2d), None)
+    exact = bool(torch.equal(w3d, w2d.to(w3d.dtype)))
+    max_abs = float((w3d.double() - w2d.double()).abs().max()) if w3d.numel() else 0.0
+    return InflatedTensor(e.key, e.source, method, exact, max_abs, relative_change(w3d, w2d), None)

@@ -1,0 +1,217 @@
+"""2D ViT sources in one canonical naming (timm's), whichever codebase saved them.
+
+timm / DeiT (``blocks.i.attn.qkv``), torchvision ``vit_b_16`` & co. (``encoder.layers.encoder_layer_i``,
+``in_proj_weight``) and Hugging Face ``ViTModel`` / ``ViTForImageClassification`` (separate
+query / key / value) are renamed by two-way tables; Hugging Face's q, k, v are concatenated in that
+order, which is exactly timm's ``qkv`` (and torch's ``in_proj_weight``). The same weights therefore
+give the same canonical bytes in any format. ``ViT2d`` is the reference network the proofs run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import Inflate3dError
+from ..inflate.schemes.table import KeyTable
+
+TIMM = KeyTable.of("timm", [(k, k) for k in (
+    "cls_token", "pos_embed", "patch_embed.proj.{t*}", "blocks.{i}.norm1.{t*}", "blocks.{i}.attn.qkv.{t*}",
+    "blocks.{i}.attn.proj.{t*}", "blocks.{i}.norm2.{t*}", "blocks.{i}.mlp.fc1.{t*}", "blocks.{i}.mlp.fc2.{t*}",
+    "norm.{t*}", "head.{t*}")])
+
+TORCHVISION = KeyTable.of("torchvision", [
+    ("class_token",                                          "cls_token"),
+    ("encoder.pos_embedding",                                "pos_embed"),
+    ("conv_proj.{t*}",                                       "patch_embed.proj.{t*}"),
+    ("encoder.layers.encoder_layer_{i}.ln_1.{t*}",           "blocks.{i}.norm1.{t*}"),
+    ("encoder.layers.encoder_layer_{i}.self_attention.in_proj_weight", "blocks.{i}.attn.qkv.weight"),
+    ("encoder.layers.encoder_layer_{i}.self_attention.in_proj_bias",   "blocks.{i}.attn.qkv.bias"),
+    ("encoder.layers.encoder_layer_{i}.self_attention.out_proj.{t*}",  "blocks.{i}.attn.proj.{t*}"),
+    ("encoder.layers.encoder_layer_{i}.ln_2.{t*}",           "blocks.{i}.norm2.{t*}"),
+    ("encoder.layers.encoder_layer_{i}.mlp.0.{t*}",          "blocks.{i}.mlp.fc1.{t*}"),
+    ("encoder.layers.encoder_layer_{i}.mlp.3.{t*}",          "blocks.{i}.mlp.fc2.{t*}"),
+    ("encoder.layers.encoder_layer_{i}.mlp.linear_1.{t*}",   "blocks.{i}.mlp.fc1.{t*}"),
+    ("encoder.layers.encoder_layer_{i}.mlp.linear_2.{t*}",   "blocks.{i}.mlp.fc2.{t*}"),
+    ("encoder.ln.{t*}",                                      "norm.{t*}"),
+    ("heads.head.{t*}",                                      "head.{t*}"),
+])
+
+# Hugging Face ViT as saved on disk; q / k / v go to provisional names and are fused afterwards.
+HUGGINGFACE = KeyTable.of("huggingface-vit", [
+    ("embeddings.cls_token",                                 "cls_token"),
+    ("embeddings.position_embeddings",                       "pos_embed"),
+    ("embeddings.patch_embeddings.projection.{t*}",          "patch_embed.proj.{t*}"),
+    ("encoder.layer.{i}.layernorm_before.{t*}",              "blocks.{i}.norm1.{t*}"),
+    ("encoder.layer.{i}.attention.attention.{q=query|key|value}.{t*}", "blocks.{i}.attn.{q=q|k|v}.{t*}"),
+    ("encoder.layer.{i}.attention.output.dense.{t*}",        "blocks.{i}.attn.proj.{t*}"),
+    ("encoder.layer.{i}.layernorm_after.{t*}",               "blocks.{i}.norm2.{t*}"),
+    ("encoder.layer.{i}.intermediate.dense.{t*}",            "blocks.{i}.mlp.fc1.{t*}"),
+    ("encoder.layer.{i}.output.dense.{t*}",                  "blocks.{i}.mlp.fc2.{t*}"),
+    ("layernorm.{t*}",                                       "norm.{t*}"),
+    ("classifier.{t*}",                                      "head.{t*}"),
+    ("pooler.dense.{t*}",                                    None),
+])
+
+FORMATS = {"timm": TIMM, "torchvision": TORCHVISION, "huggingface": HUGGINGFACE}
+# Facts of each codebase's ViT code that its weights do not carry.
+LAYER_NORM_EPS = {"timm": 1e-6, "torchvision": 1e-6, "huggingface": 1e-12}  # HF ViTConfig's default
+HEAD_DIM = 64  # every published ViT (Ti/S/B/L/H) has 64-dimensional heads
+
+
+def detect_format(keys) -> str | None:
+    keys = set(keys)
+    if "blocks.0.attn.qkv.weight" in keys and "patch_embed.proj.weight" in keys:
+        return "timm" if not any(".temporal_" in k for k in keys) else None
+    if "conv_proj.weight" in keys and "class_token" in keys:
+        return "torchvision"
+    if "embeddings.patch_embeddings.projection.weight" in keys and \
+            "encoder.layer.0.attention.attention.query.weight" in keys:
+        return "huggingface"
+    return None
+
+
+@dataclass
+class ViT2dInfo:
+    format: str
+    embed_dims: int
+    depth: int
+    patch_size: int
+    grid: int
+    hidden: int
+    qkv_bias: bool
+    num_classes: int | None
+    num_heads: int
+    layer_norm_eps: float
+    hidden_act: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def img_size(self) -> int:
+        return self.grid * self.patch_size
+
+    @property
+    def label(self) -> str:
+        return f"ViT ({self.embed_dims} wide, {self.depth} blocks, patch {self.patch_size}, {self.img_size}px)"
+
+
+def canonical(tensors: Mapping[str, torch.Tensor], origin: str) -> tuple[dict[str, torch.Tensor], str, list[str]]:
+    """(timm-named tensors, source format, notes). Every key must be known; none is dropped silently."""
+    from ..inflate.convert import _rename
+
+    if any(k.startswith("vit.") for k in tensors):  # ViTForImageClassification
+        tensors = {k[4:] if k.startswith("vit.") else k: v for k, v in tensors.items()}
+    fmt = detect_format(tensors)
+    if fmt is None:
+        raise Inflate3dError(f"{origin}: not a 2D ViT from timm, torchvision or Hugging Face "
+                             f"(e.g. {', '.join(list(tensors)[:3])}); give a ViT checkpoint")
+    out, _, dropped = _rename(tensors, FORMATS[fmt].to_native, f"{fmt} ViT -> canonical", origin)
+    notes = [f"left out {', '.join(dropped)} (Hugging Face's pooler: no video network uses it)"] if dropped else []
+    for i in range(_depth(out)):
+        for t in ("weight", "bias"):
+            parts = [out.pop(f"blocks.{i}.attn.{n}.{t}", None) for n in "qkv"]
+            if all(p is not None for p in parts):
+                out[f"blocks.{i}.attn.qkv.{t}"] = torch.cat(parts, 0)
+            elif any(p is not None for p in parts):
+                raise Inflate3dError(f"{origin}: block {i} has some of query/key/value {t}s but not all")
+    return dict(sorted(out.items(), key=lambda kv: _order(kv[0]))), fmt, notes
+
+
+_ORDER = ["cls_token", "pos_embed", "patch_embed.proj", "norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1",
+          "mlp.fc2", "norm.", "head."]
+
+
+def _order(key: str) -> tuple:
+    m = re.match(r"blocks\.(\d+)\.", key)
+    block = int(m[1]) if m else (-1 if not key.startswith(("norm.", "head.")) else 1 << 20)
+    rank = next((i for i, p in enumerate(_ORDER) if p in key), len(_ORDER))
+    return block, rank, key
+
+
+def _depth(canon: Mapping[str, object]) -> int:
+    return len({int(m[1]) for k in canon if (m := re.match(r"blocks\.(\d+)\.", k))})
+
+
+def describe(canon: Mapping[str, torch.Tensor], fmt: str, origin: str, record: Mapping[str, str] | None = None,
+             notes: list[str] | None = None) -> ViT2dInfo:
+    """The ViT's geometry from its shapes; heads, LayerNorm eps and activation from its record
+    (a Hugging Face config.json or inflate3d metadata) or, said in a note, from its codebase."""
+    record = dict(record or {})
+    hf = json.loads(record["hf_config"]) if "hf_config" in record else {}
+    notes = list(notes or [])
+    needed = ["cls_token", "pos_embed", "patch_embed.proj.weight", "norm.weight"]
+    missing = [k for k in needed if k not in canon]
+    if missing:
+        raise Inflate3dError(f"{origin}: not a complete ViT: {', '.join(missing)} missing")
+    dims = int(canon["cls_token"].shape[-1])
+    patch = int(canon["patch_embed.proj.weight"].shape[-1])
+    n = int(canon["pos_embed"].shape[1]) - 1
+    grid = math.isqrt(n)
+    if grid * grid != n:
+        raise Inflate3dError(f"{origin}: {n} position embeddings (besides the class token) are not a square grid")
+    heads = hf.get("num_attention_heads") or record.get("num_heads")
+    if heads:
+        heads = int(heads)
+    elif dims % HEAD_DIM == 0:
+        heads = dims // HEAD_DIM
+        notes.append(f"the number of attention heads is not stored in the weights: assumed {heads} "
+                     f"({HEAD_DIM}-wide heads, as every published ViT); a Hugging Face folder's config.json "
+                     "or a safetensors metadata entry num_heads overrides it")
+    else:
+        raise Inflate3dError(f"{origin}: the number of attention heads is not stored in the weights and "
+                             f"{dims} is not a multiple of {HEAD_DIM}; save the ViT as a Hugging Face folder "
+                             "(config.json) or as safetensors with metadata num_heads")
+    eps = hf.get("layer_norm_eps") or record.get("layer_norm_eps")
+    if eps is None:
+        eps = LAYER_NORM_EPS[fmt]
+        if fmt == "huggingface":
+            notes.append("LayerNorm eps not recorded: 1e-12, Hugging Face ViTConfig's default")
+    act = hf.get("hidden_act") or record.get("hidden_act") or "gelu"  # timm, torchvision: exact nn.GELU
+    if act != "gelu":
+        raise Inflate3dError(f"{origin}: hidden_act {act!r}; only exact GELU ViTs are supported")
+    head = canon.get("head.weight")
+    return ViT2dInfo(fmt, dims, _depth(canon), patch, grid, int(canon["blocks.0.mlp.fc1.weight"].shape[0]),
+                     "blocks.0.attn.qkv.bias" in canon, None if head is None else int(head.shape[0]),
+                     heads, float(eps), act, notes)
+
+
+class ViT2d(nn.Module):
+    """timm's VisionTransformer (class token, pre-norm blocks, exact GELU), for the proofs.
+    ``stages`` returns the tokens after the embedding and after every block, and the final class token."""
+
+    def __init__(self, canon: Mapping[str, torch.Tensor], info: ViT2dInfo) -> None:
+        super().__init__()
+        self.info = info
+        self.p = {k: v for k, v in canon.items()}
+
+    def _ln(self, x, name):
+        return nn.functional.layer_norm(x, x.shape[-1:], self.p[f"{name}.weight"], self.p[f"{name}.bias"],
+                                        self.info.layer_norm_eps)
+
+    def _lin(self, x, name):
+        return nn.functional.linear(x, self.p[f"{name}.weight"], self.p.get(f"{name}.bias"))
+
+    def stages(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
+        p, heads = self.p, self.info.num_heads
+        x = nn.functional.conv2d(img, p["patch_embed.proj.weight"], p["patch_embed.proj.bias"],
+                                 stride=self.info.patch_size).flatten(2).transpose(1, 2)
+        x = torch.cat((p["cls_token"].expand(x.shape[0], -1, -1), x), 1) + p["pos_embed"]
+        out = {"embedding": x}
+        for i in range(self.info.depth):
+            b = f"blocks.{i}"
+            h = self._ln(x, f"{b}.norm1")
+            n, t, d = h.shape
+            q, k, v = self._lin(h, f"{b}.attn.qkv").reshape(n, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+            a = ((q @ k.transpose(-2, -1)) * (d // heads) ** -0.5).softmax(-1) @ v
+            x = x + self._lin(a.transpose(1, 2).reshape(n, t, d), f"{b}.attn.proj")
+            h = nn.functional.gelu(self._lin(self._ln(x, f"{b}.norm2"), f"{b}.mlp.fc1"))
+            x = out[f"layer{i}"] = x + self._lin(h, f"{b}.mlp.fc2")
+        out["cls"] = self._ln(x, "norm")[:, 0]
+        return out
+
+

@@ -1,0 +1,325 @@
+"""Hostile files (issue 13): each case once crashed, hung, blew up memory or hid what it asked for.
+
+Every one must now be refused with one line naming the file and exit 2, quickly, in bounded memory.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from inflate3d.cli import main
+from inflate3d.errors import Inflate3dError
+from inflate3d.io.lazy import TensorFile
+from inflate3d.io.load import _finite, load_checkpoint
+from inflate3d.io.safetensors_header import read_header
+
+PY = sys.executable
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def refused(path: Path, *needles: str, command: str = "inspect") -> str:
+    result = cli(command, path)
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    err = result.stderr
+    assert len(err.strip().splitlines()) == 1 and str(path) in err and "Traceback" not in result.output, err
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+# ---- hand-made pickles -------------------------------------------------------------------------
+
+def _str(s: str) -> bytes:
+    b = s.encode()
+    return b"\x8c" + bytes([len(b)]) + b  # SHORT_BINUNICODE
+
+
+def _deep_key_dict(depth: int, wrap_blobs: bool = False) -> bytes:
+    """{(((...(0,)...),),): 0}: a dict key that is a tuple nested ``depth`` deep."""
+    key = b"K\x00" + b"\x85" * depth  # BININT1 0, then TUPLE1 over and over
+    inner = b"}" + key + b"K\x00" + b"s"  # EMPTY_DICT key value SETITEM
+    if wrap_blobs:
+        inner = b"}" + _str("blobs") + inner + b"s"
+    return b"\x80\x04" + inner + b"."
+
+
+def _torch_zip_with(path: Path, data_pkl: bytes, *, compress: bool = False) -> Path:
+    """A real torch zip whose data.pkl is replaced."""
+    good = path.with_suffix(".good")
+    torch.save({"w": torch.zeros(2)}, good)
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = data_pkl if info.filename.endswith("data.pkl") else src.read(info)
+            dst.writestr(info.filename, data, zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
+    good.unlink()
+    return path
+
+
+def _peak_mib(*cli_args) -> tuple[int, str, float]:
+    """(exit code, stderr, peak RSS in MiB) of the CLI in a fresh process."""
+    # VmHWM, not ru_maxrss: Linux carries the parent's (pytest's) peak across exec into ru_maxrss
+    code = ("import sys, runpy; sys.argv = ['inflate3d'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_module('inflate3d', run_name='__main__')\n"
+            "finally:\n    print('PEAK', [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0],"
+            " file=sys.stderr)")
+    proc = subprocess.run([PY, "-c", code, *map(str, cli_args)], capture_output=True, text=True, timeout=600)
+    peak = int(proc.stderr.rsplit("PEAK", 1)[1].split()[0]) / 1024
+    return proc.returncode, proc.stderr.rsplit("PEAK", 1)[0], peak
+
+
+# ---- deep nesting: was a segfault (exit 139) ---------------------------------------------------
+
+@pytest.mark.parametrize("where", ["caffe2", "torch zip"])
+def test_a_key_nested_200000_deep_is_refused_not_a_segfault(tmp_path, where):
+    data = _deep_key_dict(200_000, wrap_blobs=where == "caffe2")
+    path = tmp_path / "deep.pkl"
+    if where == "caffe2":
+        path.write_bytes(data)
+    else:
+        _torch_zip_with(path, data)
+    proc = subprocess.run([PY, "-m", "inflate3d", "inspect", str(path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-500:])
+    assert "nested more than 1000 deep" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_nesting_under_the_bound_still_loads(tmp_path):
+    """The bound is not a refusal of nesting as such: a 50-deep key in metadata loads."""
+    key: object = 0
+    for _ in range(50):
+        key = (key,)
+    path = tmp_path / "ok.pth"
+    torch.save({"state_dict": {"conv1.weight": torch.ones(2)}, "meta": {key: 1}}, path)
+    assert list(load_checkpoint(path).tensors) == ["conv1.weight"]
+
+
+# ---- views larger than their storage: was a hang (2**40 sums) ----------------------------------
+
+def test_a_zero_stride_view_of_one_value_is_refused_before_any_work(tmp_path):
+    path = tmp_path / "hang.pth"
+    torch.save({"w": torch.zeros(1).expand(2**20, 2**20)}, path)
+    assert path.stat().st_size < 2000
+    err = refused(path, "claims 1,099,511,627,776 values", "strides (0, 0)", "storage of 1")
+    assert "4,294,967,296" not in err
+
+
+def test_overlapping_views_claiming_more_than_the_storage_are_refused(tmp_path):
+    path = tmp_path / "overlap.pth"
+    torch.save({"w": torch.arange(4.0).as_strided((3, 3), (1, 0))}, path)
+    refused(path, "claims 9 values", "storage of 4")
+    fine = tmp_path / "fine.pth"  # an overlapping view within its storage is data, not an attack
+    torch.save({"w": torch.arange(4.0).as_strided((2, 2), (1, 1))}, fine)
+    assert load_checkpoint(fine).tensors["w"].tolist() == [[0.0, 1.0], [1.0, 2.0]]
+
+
+def test_the_finite_screen_works_chunk_by_chunk():
+    t = torch.arange(40.0)
+    assert _finite(t, chunk=7)
+    t[38] = float("nan")  # in the last chunk only
+    assert not _finite(t, chunk=7)
+    t[38] = 0.0
+    t[3] = float("inf")
+    assert not _finite(t.reshape(5, 8).t(), chunk=7)  # non-contiguous
+
+
+# ---- memory amplification: 2.1 GB, 4.7 GB and 2.56 GB from small files -------------------------
+
+def _codecs_chain(times: int) -> bytes:
+    body = _str("a")
+    for _ in range(times):  # _codecs.encode(_codecs.encode(...), 'hex')
+        body = _str("_codecs") + _str("encode") + b"\x93" + body + _str("hex") + b"\x86R"
+    return b"\x80\x04}" + _str("blobs") + b"}" + _str("x") + body + b"ss."
+
+
+def _numpy_reconstruct(shape: int, dtype: str) -> bytes:
+    mod = "numpy.core.multiarray"
+    call = (_str(mod) + _str("_reconstruct") + b"\x93" + _str("numpy") + _str("ndarray") + b"\x93"
+            + b"J" + struct.pack("<i", shape) + b"\x85" + _str(dtype) + b"\x87R")
+    return b"\x80\x04}" + _str("blobs") + b"}" + _str("x") + call + b"ss."
+
+
+@pytest.mark.parametrize("name,data,needle", [
+    ("codecs chain", _codecs_chain(30), "only latin1 text is allowed"),
+    ("object array", _numpy_reconstruct(2**29, "O"), "dtype object"),
+    ("float array", _numpy_reconstruct(2**29, "f8"), "arrays larger than the file itself"),
+])
+def test_small_pickles_cannot_allocate_gigabytes(tmp_path, name, data, needle):
+    path = tmp_path / "amp.pkl"
+    path.write_bytes(data)
+    assert len(data) < 1000
+    code, err, peak = _peak_mib("inspect", path)
+    assert code == 2 and needle in err and str(path) in err, (code, err)
+    assert peak < 700, f"{name}: {peak:.0f} MiB"
+
+
+def test_a_legacy_file_claiming_a_huge_storage_is_refused_in_bounded_memory(tmp_path):
+    """Found by fuzzing: torch's legacy reader sizes a storage from the file before reading it."""
+    path = tmp_path / "legacy.pth"
+    torch.save({"w": torch.arange(4.0)}, path, _use_new_zipfile_serialization=False)
+    raw = path.read_bytes()
+    at = raw.index(b"K\x04", raw.index(b"cpu"))  # ('storage', FloatStorage, key, 'cpu', 4): its size
+    path.write_bytes(raw[:at] + b"J" + struct.pack("<i", 2**30) + raw[at + 2:])  # 4 GiB
+    code, err, peak = _peak_mib("inspect", path)
+    assert code == 2 and "refused: loading it would take more than" in err and "cannot hold" in err, err
+    assert peak < 1100, peak
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path):
+    bomb = pickle.dumps({"w": "x"}, protocol=2)[:-1] + b"." + bytes(64 * 2**20)
+    path = _torch_zip_with(tmp_path / "bomb.pth", bomb, compress=True)
+    assert path.stat().st_size < 2**20
+    code, err, peak = _peak_mib("inspect", path)
+    assert code == 2 and "unpack to" in err and "zip" in err, err
+    assert peak < 700, peak
+
+
+# ---- tracebacks (exit 1) that are now one line ---------------------------------------------------
+
+def _caffe2(path: Path, **extra) -> Path:
+    with open(path, "wb") as f:
+        pickle.dump({"blobs": {"conv1_w": np.ones((2, 3), np.float32)}, **extra}, f, protocol=2)
+    return path
+
+
+@pytest.mark.parametrize("meta,outcome", [
+    (np.zeros(3, np.float32), "its 'inflate3d' metadata is a ndarray, not a mapping"),
+    ([1, 2], "its 'inflate3d' metadata is a list, not a mapping"),
+    ({"arch": 10**5000}, None),  # loads; the value is reported as unprintable
+])
+def test_odd_caffe2_metadata(tmp_path, meta, outcome):
+    path = _caffe2(tmp_path / "m.pkl", inflate3d=meta)
+    if outcome:
+        refused(path, outcome)
+    else:
+        ckpt = load_checkpoint(path)
+        assert ckpt.metadata == {"arch": "<unprintable int>"}
+        assert ckpt.tensors["conv1_w"].tolist() == [[1.0] * 3] * 2
+
+
+def test_a_longdouble_blob_is_refused(tmp_path):
+    path = tmp_path / "ld.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"blobs": {"conv1_w": np.ones(3, np.longdouble)}}, f, protocol=2)
+    refused(path, "dtype float128", "only little-endian float16/32/64")
+
+
+def _st(header_json: str | bytes, data: bytes = b"") -> bytes:
+    raw = header_json.encode() if isinstance(header_json, str) else header_json
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+@pytest.mark.parametrize("name,raw,needle", [
+    ("JSON nested 100,000 deep", _st('{"a":' * 100_000 + "1" + "}" * 100_000), "nested too deep"),
+    ("a 5,000-digit number", _st('{"w":{"dtype":"F32","shape":[' + "9" * 5000 + '],"data_offsets":[0,4]}}', bytes(4)),
+     "5000-digit number"),
+])
+def test_hostile_safetensors_json(tmp_path, name, raw, needle):
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(raw)
+    refused(path, needle)
+
+
+# ---- the two safetensors readers must agree -------------------------------------------------------
+
+ENTRY = '"{k}":{{"dtype":"F32","shape":[{n}],"data_offsets":[{a},{b}]}}'
+DISAGREED = {  # each was accepted by the lazy reader (diff); the library refuses all but duplicates
+    "overlapping offsets": ("{" + ENTRY.format(k="a", n=2, a=0, b=8) + "," + ENTRY.format(k="b", n=2, a=4, b=12) + "}", 12),
+    "a gap": ("{" + ENTRY.format(k="a", n=1, a=0, b=4) + "," + ENTRY.format(k="b", n=1, a=8, b=12) + "}", 12),
+    "duplicate keys": ("{" + ENTRY.format(k="a", n=1, a=0, b=4) + "," + ENTRY.format(k="a", n=1, a=0, b=4) + "}", 4),
+    "a bool shape": ('{"a":{"dtype":"F32","shape":[true],"data_offsets":[0,4]}}', 4),
+    "list-valued metadata": ('{"__metadata__":{"x":[1]},' + ENTRY.format(k="a", n=1, a=0, b=4) + "}", 4),
+    "empty-list metadata (found by fuzzing)": ('{"__metadata__":[],' + ENTRY.format(k="a", n=1, a=0, b=4) + "}", 4),
+    "bytes after the last tensor": ("{" + ENTRY.format(k="a", n=1, a=0, b=4) + "}", 12),
+}
+
+
+@pytest.mark.parametrize("case", list(DISAGREED))
+def test_every_reader_refuses_what_the_safetensors_library_refuses(tmp_path, case):
+    header, nbytes = DISAGREED[case]
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(_st(header, bytes(range(nbytes))))
+    if case != "duplicate keys":  # the library keeps one of the two silently; we refuse the ambiguity
+        with pytest.raises(Exception):  # noqa: B017,PT011 - the library's own verdict
+            with safe_open(str(path), framework="pt") as f:
+                [f.get_tensor(k) for k in f.keys()]  # noqa: B018
+    for read in (load_checkpoint, TensorFile, read_header):
+        with pytest.raises(Inflate3dError, match=str(path)):
+            read(path)
+    result = cli("diff", path, path)
+    assert result.exit_code == 2 and str(path) in result.stderr
+
+
+def test_a_valid_file_reads_the_same_through_every_reader(tmp_path):
+    path = tmp_path / "ok.safetensors"
+    tensors = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.tensor([True, False]), "c": torch.zeros(0, 3)}
+    save_file(tensors, str(path), metadata={"k": "v"})
+    header, meta, start = read_header(path)
+    assert list(header) == ["a", "b", "c"] or set(header) == {"a", "b", "c"}
+    assert meta == {"k": "v"} and start > 8
+    ckpt = load_checkpoint(path)
+    with TensorFile(path) as tf:
+        for k, t in tensors.items():
+            assert torch.equal(ckpt.tensors[k], t) and torch.equal(tf.get(k), t)
+
+
+def test_the_lazy_reader_keeps_reading_the_file_it_opened(tmp_path):
+    """diff used to reopen the path per tensor: a file atomically replaced mid-run had the old
+    header's offsets applied to the new bytes."""
+    path = tmp_path / "x.safetensors"
+    save_file({"a": torch.full((4,), 1.0), "b": torch.full((4,), 2.0)}, str(path))
+    with TensorFile(path) as tf:
+        assert tf.get("a").tolist() == [1.0] * 4
+        new = tmp_path / "new.safetensors"
+        save_file({"b": torch.full((2,), 7.0), "a": torch.full((6,), 9.0)}, str(new))
+        os.replace(new, path)
+        assert tf.get("b").tolist() == [2.0] * 4 and tf.get("a").tolist() == [1.0] * 4
+
+
+# ---- every global named ---------------------------------------------------------------------------
+
+def test_a_caffe2_pickle_asking_for_two_globals_names_both(tmp_path):
+    data = (b"\x80\x04}" + _str("blobs") + b"}" + _str("a") + _str("posix") + _str("system") + b"\x93" + _str("id")
+            + b"\x85Rs" + _str("b") + _str("builtins") + _str("eval") + b"\x93" + _str("1") + b"\x85Rss.")
+    path = tmp_path / "two.pkl"
+    path.write_bytes(data)
+    refused(path, "would call posix.system, builtins.eval", "Nothing was run")
+
+
+def test_a_pop_between_stack_globals_strings_does_not_hide_it(tmp_path):
+    hidden = (b"\x80\x04" + _str("posix") + _str("decoy") + b"0" + _str("system") + b"\x93"  # POP in between
+              + _str("id") + b"\x85R.")
+    path = _torch_zip_with(tmp_path / "hidden.pth", hidden)
+    result = cli("inspect", path)  # (torch warns first that STACK_GLOBAL's protocol 4 is unusual)
+    assert result.exit_code == 2 and "error: " in result.stderr.splitlines()[-1]
+    assert f"{path}: refused: unpickling would call posix.system. Nothing was run" in result.stderr
+
+
+# ---- terminal injection ---------------------------------------------------------------------------
+
+def test_key_names_cannot_split_the_error_line_or_drive_the_terminal(tmp_path):
+    path = tmp_path / "inj.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "evil\n\x1b[2Jkey": 3}, path)
+    err = refused(path, "evil\\n\\x1b[2Jkey")
+    assert "\x1b" not in err
+
+
+def test_a_10_mib_name_is_cut(capsys):
+    from inflate3d.console import Console
+
+    Console().error("bad key " + "k" * (10 * 2**20) + "\x07; do this")
+    err = capsys.readouterr().err
+    assert len(err) < 2200 and "characters cut" in err and err.rstrip().endswith("\\x07; do this")
