@@ -9,7 +9,6 @@ that says how to override it. Nothing is guessed silently: every fact carries it
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 

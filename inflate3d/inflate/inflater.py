@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import Inflate3dError, InvalidInputError, UnknownNameError
+from ..errors import Inflate3dError, InvalidInputError
 from ..settings import format_settings
 from ..slowfast.archs import HEAD_SETTINGS, Arch, build_model, get_arch, normalize_settings
 from ..slowfast.resnet3d import init_module
@@ -232,4 +232,3 @@ def build_inflated(name: str | Arch, source, *, method: str = "mean", num_classe
     model = build_model(arch, num_classes=classes, init=False, **overrides)
     model.load_state_dict(inflation.state_dict(), strict=True)
     return model
-
