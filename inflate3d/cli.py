@@ -10,13 +10,31 @@ import click
 
 from . import __version__
 from .console import Console
+from .names import METHOD_NAMES, SCHEME_NAMES, TARGET_NAMES
 
 ARCH_DEFAULT = "slowfast_r50_4x16"
-json_option = click.option("--json", "json_mode", is_flag=True, help="Print one JSON document for scripts.")
-debug_option = click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+TARGETS = list(TARGET_NAMES)  # what `inflate --to` writes: a codebase's names and container, or a HF folder
+SCHEME_NAMES = list(SCHEME_NAMES)
+
+
+def common_options(fn):
+    """--json, -q/--quiet and --debug, on every command."""
+    fn = click.option("--debug", is_flag=True, help="Show the traceback of an error.")(fn)
+    fn = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")(fn)
+    return click.option("--json", "json_mode", is_flag=True,
+                        help="Print one JSON document for scripts (errors too).")(fn)
+
+
+trust_option = click.option("--trust-pickle", is_flag=True,
+                            help="Allow pickles that run code when loaded. Only for files you trust.")
+force_option = click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
 set_option = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-                          help="An architecture setting the file does not state (e.g. speed_ratio=4, "
-                               "with_pool2=True, slow_pathway.fusion_kernel=7); repeatable.")
+                          help="An architecture setting, e.g. slow_pathway.lateral_norm=true, speed_ratio=4, "
+                               "with_pool2=True (repeatable): on inflate it is recorded in the output's "
+                               "metadata; on convert, verify and inspect it states what the file does not.")
+METHODS_METAVAR = "[" + "|".join(METHOD_NAMES) + "]"
+method_help = ("mean: w/T on every tap (I3D); center (or centre): w on the centre tap, zeros elsewhere; "
+               "arp: approximate rank pooling (ViViT tubelets only).")
 
 
 def _terminate(signum, _frame) -> None:
@@ -58,10 +76,14 @@ def _interrupted(console: Console, signum, before: int) -> None:
 
     done = _committed()[before:]
     if done:
-        console.warn(f"interrupted after {', '.join(map(str, done))} was written; the file is complete")
+        message = f"interrupted after {', '.join(map(str, done))} was written; the file is complete"
+        console.warn(message)
+        console.emit_json({"ok": True, "interrupted": True, "output": str(done[-1]), "note": message})
         sys.exit(0)
+    code = 128 + (signum if signum in (signal.SIGINT, signal.SIGTERM) else signal.SIGINT)
     console.error("interrupted; nothing was written")
-    sys.exit(128 + (signum if signum in (signal.SIGINT, signal.SIGTERM) else signal.SIGINT))
+    console.emit_json({"ok": False, "error": "interrupted; nothing was written", "exit_code": code})
+    sys.exit(code)
 
 
 MAX_CLASSES = 100_000
@@ -79,7 +101,8 @@ def _check_options(kwargs: dict) -> None:
 
 
 def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
-    """Call a command body; turn every failure into one line and an exit code.
+    """Call a command body; turn every failure into one line and an exit code (and, under
+    ``--json``, one JSON object: ``{"ok": false, "schema", "error", "exit_code", ...details}``).
 
     2: bad input, or the input could not be read or the output not written (an ``OSError``, out of
     memory); 1: a check failed; 3: an internal error (a bug: ``--debug`` shows the traceback);
@@ -87,7 +110,7 @@ def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
     """
     _install_signal_handlers()
     before, signals = len(_committed()), len(_SIGNALS)
-    console = Console(json_mode=json_mode)
+    console = Console(json_mode=json_mode, quiet=kwargs.pop("quiet", False))
     warnings.showwarning = lambda message, *_args, **_kw: console.warn(str(message))
     if kwargs.get("trust_pickle"):
         console.warn("--trust-pickle: pickles that import code will be loaded and may run it; "
@@ -105,8 +128,8 @@ def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
                 traceback.print_exc()
             message, exit_code = _one_line(e)
             console.error(message)
-            if json_mode:
-                console.emit_json({"ok": False, "error": message})
+            console.emit_json({"ok": False, "error": message, "exit_code": exit_code,
+                               **getattr(e, "details", {})})
             sys.exit(exit_code)
     except KeyboardInterrupt as e:  # a signal while reporting an error
         _interrupted(console, e.args[0] if e.args else None, before)
@@ -127,37 +150,63 @@ def _one_line(e: Exception) -> tuple[str, int]:
     return f"internal error ({type(e).__name__}: {first[:200]}); rerun with --debug and report it", 3
 
 
-class _Group(click.Group):
+class Group(click.Group):
+    """Usage errors as one line (``error: ...``, exit 2), or under ``--json`` as the same JSON
+    object every other error gives: ``{"ok": false, "error": ..., "exit_code": ...}``. An
+    interrupt before a command reached ``_run`` (while torch imports) or after it returned is one
+    line too, never click's "Aborted!", and says what is on disk."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            Console(json_mode="--json" in argv).error("aborted")
+            sys.exit(1)
+        except click.ClickException as e:
+            console = Console(json_mode="--json" in argv)
+            where = f" (see: {e.ctx.command_path} --help)" if getattr(e, "ctx", None) else ""
+            message = e.format_message()
+            console.error(f"{message}{where}")
+            console.emit_json({"ok": False, "error": message, "exit_code": e.exit_code})
+            sys.exit(e.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context):
-        """An interrupt before a command reached ``_run`` (while torch imports) or after it returned
-        is one line too, never click's "Aborted!", and says what is on disk."""
         before = len(_committed())
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as e:  # also one that lands while a finished command exits
-            _interrupted(Console(), e.args[0] if e.args else None, before)
+            _interrupted(Console(json_mode="--json" in getattr(sys, "argv", ())[1:]), e.args[0] if e.args else None,
+                         before)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="inflate3d")
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="inflate3d")
 def main() -> None:
-    """Turn 2D ImageNet ResNets into verified 3D video networks (I3D, Slow-only, SlowFast)."""
+    """Turn 2D ImageNet ResNets (and ViTs) into verified 3D video networks (I3D, Slow-only, SlowFast,
+    X3D, Video Swin, TimeSformer, ViViT), and move video checkpoints between mmaction2, PySlowFast,
+    pytorchvideo, torchvision and Hugging Face names."""
     _install_signal_handlers()
 
 
 @main.command()
-@json_option
-@debug_option
-def archs(json_mode: bool, debug: bool) -> None:
+@common_options
+def archs(json_mode: bool, debug: bool, **opts) -> None:
     """List the named architectures: family, depth, parameters and input clip."""
     from .commands import archs as cmd
 
-    _run(json_mode, debug, cmd.run)
+    _run(json_mode, debug, cmd.run, **opts)
 
 
 @main.command()
 @click.argument("source", required=False)
 @click.option("--arch", default=None, help=f"Target architecture (see `inflate3d archs`).  [default: {ARCH_DEFAULT}]")
+@click.option("--to", "target", type=click.Choice(TARGETS), default="mmaction2", show_default=True,
+              help="Write straight into this codebase: its names, its container and its variant of the "
+                   "arch (PySlowFast, Caffe2 and pytorchvideo fuse with conv+BN+ReLU); huggingface: a "
+                   "folder (config.json + model.safetensors) for from_pretrained (timesformer_*, vivit_*).")
+@set_option
 @click.option("--into", default=None, metavar="MODULE:FACTORY",
               help="Inflate into your own model instead: imports MODULE (this runs its code) and calls "
                    "FACTORY(**kwargs), e.g. torchvision.models.video:r3d_18; writes its state dict in its own names (a plain dict with --format pth).")
@@ -167,30 +216,29 @@ def archs(json_mode: bool, debug: bool) -> None:
 @click.option("--strict", is_flag=True, help="With --into: fail if any conv / norm of the model has no 2D counterpart.")
 @click.option("--input-shape", default=None, metavar="JSON",
               help="With --into: the input shape its forward takes, if not a usual clip, e.g. [[1,3,8,224,224],[1,3,32,224,224]].")
-@click.option("--method", type=click.Choice(["mean", "center", "arp"]), default="mean", show_default=True,
-              help="mean: w/T on every tap (I3D); center: w on the centre tap, zeros elsewhere; "
-                   "arp: approximate rank pooling (ViViT tubelets only).")
+@click.option("--method", default="mean", show_default=True, metavar=METHODS_METAVAR, help=method_help)
 @click.option("--head", default="none", show_default=True, help="none | imagenet (keep the 2D fc) | N (fresh head, N classes).")
-@click.option("-o", "--output", help="Output file [default: checkpoints/<arch>_<method>_<source>.<ext>].")
-@click.option("--format", "fmt", type=click.Choice(["safetensors", "pth"]), default=None,
-              help="[default: from the -o extension, else safetensors] pth writes mmaction2's {'state_dict', 'meta'}.")
-@click.option("--to", type=click.Choice(["mmaction2", "huggingface"]), default="mmaction2", show_default=True,
-              help="huggingface: a folder (config.json + model.safetensors) for from_pretrained (timesformer_*, vivit_*).")
-@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("-o", "--output", help="Output file [default: checkpoints/<arch>_<method>_<source>.<ext>]; "
+                                     "missing folders are created.")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "pth", "pkl"]), default=None,
+              help="[default: from the -o extension, else safetensors] pth (the codebase's container: mmaction2's "
+                   "{'state_dict', 'meta'}) or pkl (Caffe2 blobs, with --to caffe2).")
+@force_option
 @click.option("--no-verify", is_flag=True, help="Skip the strict-load and boring-video checks.")
 @click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512), help="Frame size of the verification clip.")
-@click.option("--seed", default=0, show_default=True, help="Seed of fresh initialisations (fast pathway, laterals, new head).")
+@click.option("--seed", default=0, show_default=True, help="Seed of fresh initialisations (fast pathway, laterals, new head) "
+                                                          "and of the seeded fallback source.")
 @click.option("--dry-run", is_flag=True, help="Print the 2D->3D key map and write nothing.")
-@click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded. Only for files you trust.")
-@json_option
-@debug_option
+@trust_option
+@common_options
 def inflate(json_mode: bool, debug: bool, **opts) -> None:
     """Inflate a 2D ResNet (or ViT) into a 3D network and verify it.
 
     SOURCE is a torchvision-style ResNet state dict (.safetensors, .pth, .pt), a 2D ViT (timm,
-    torchvision or Hugging Face weights or folder) for timesformer_* / vivit_*, or
-    torchvision:resnetNN[:IMAGENET1K_V1|IMAGENET1K_V2] from the torch hub cache. Without SOURCE:
-    torchvision's ImageNet weights if cached, else a seeded initialisation (said loudly).
+    torchvision or Hugging Face weights or folder) for timesformer_* / vivit_*,
+    torchvision:resnetNN[:IMAGENET1K_V1|IMAGENET1K_V2] from the torch hub cache, or
+    seeded:resnetNN:SEED. Without SOURCE: torchvision's ImageNet weights if cached, else a seeded
+    initialisation (said loudly).
 
     With --into MODULE:FACTORY the 2D weights go into any 3D model whose layer graph corresponds
     (aligned by structure, not names), with a report of every tensor and a per-layer proof.
@@ -200,7 +248,8 @@ def inflate(json_mode: bool, debug: bool, **opts) -> None:
         from .commands import inflate_into as cmd
 
         given = click.get_current_context().get_parameter_source
-        named_only = [f"--{k}" for k in ("arch", "head", "seed")
+        named_only = [f"--{k.replace('target', 'to').replace('settings', 'set')}"
+                      for k in ("arch", "target", "settings", "head", "seed")
                       if given(k) is not click.core.ParameterSource.DEFAULT]
         if named_only:
             raise click.UsageError(f"{', '.join(named_only)} apply to named architectures, not --into")
@@ -208,7 +257,7 @@ def inflate(json_mode: bool, debug: bool, **opts) -> None:
              kwargs=into_opts["into_kwargs"], method=opts["method"], output=opts["output"], fmt=opts["fmt"],
              force=opts["force"], strict=into_opts["strict"], hints=into_opts["hints"],
              input_shape=into_opts["input_shape"], no_verify=opts["no_verify"], verify_size=opts["verify_size"],
-             dry_run=opts["dry_run"], trust_pickle=opts["trust_pickle"])
+             dry_run=opts["dry_run"], trust_pickle=opts["trust_pickle"], quiet=opts["quiet"])
         return
     if into_opts["into_kwargs"] or into_opts["hints"] or into_opts["strict"] or into_opts["input_shape"]:
         raise click.UsageError("--kwargs, --hint, --strict and --input-shape need --into")
@@ -221,15 +270,15 @@ def inflate(json_mode: bool, debug: bool, **opts) -> None:
 @main.command()
 @click.argument("checkpoint")
 @click.option("--against", "source", required=True, help="The 2D source it was inflated from (path or torchvision:...).")
-@click.option("--arch", default=None, help="Architecture [default: from the checkpoint's metadata].")
-@click.option("--method", type=click.Choice(["mean", "center", "arp"]), default=None,
+@click.option("--arch", default=None, help="Architecture [default: from the checkpoint's metadata, else its keys].")
+@set_option
+@click.option("--method", default=None, metavar=METHODS_METAVAR,
               help="[default: from the metadata, else detected from the kernels]")
 @click.option("--verify-size", default=32, show_default=True, type=click.IntRange(16, 512))
 @click.option("--frames", type=click.IntRange(1, 512), default=None,
               help="Clip length to check (Video Swin: exact only at some lengths, see `inspect`).")
-@click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
-@json_option
-@debug_option
+@trust_option
+@common_options
 def verify(json_mode: bool, debug: bool, **opts) -> None:
     """Check an inflated CHECKPOINT: strict load, then boring-video equivalence with its 2D source."""
     from .commands import verify as cmd
@@ -237,25 +286,20 @@ def verify(json_mode: bool, debug: bool, **opts) -> None:
     _run(json_mode, debug, cmd.run, **opts)
 
 
-SCHEME_NAMES = ["mmaction2", "pyslowfast", "caffe2", "pytorchvideo", "torchvision3d", "torchvision_video", "torchvision",
-                "tsm", "huggingface", "timesformer"]
-
-
 @main.command()
 @click.argument("checkpoint")
-@click.option("-o", "--output", help="Output file (required unless --dry-run).")
+@click.option("-o", "--output", help="Output file (required unless --dry-run); missing folders are created.")
 @click.option("--from", "source_scheme", type=click.Choice(SCHEME_NAMES), help="[default: detected from the keys]")
 @click.option("--to", "target_scheme", type=click.Choice(SCHEME_NAMES), default="mmaction2", show_default=True)
 @click.option("--arch", default=None, help="Native architecture to check against [default: inferred from keys and shapes].")
+@set_option
 @click.option("--format", "fmt", type=click.Choice(["safetensors", "pth", "pkl"]), default=None,
               help="[default: from the -o extension] safetensors, pth (the target codebase's container) or pkl (Caffe2 blobs).")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="Cast floating tensors [default: keep].")
-@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@force_option
 @click.option("--dry-run", is_flag=True, help="Print the key map and write nothing.")
-@click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
-@set_option
-@json_option
-@debug_option
+@trust_option
+@common_options
 def convert(json_mode: bool, debug: bool, **opts) -> None:
     """Convert CHECKPOINT between mmaction2, PySlowFast (and its Caffe2 blobs), pytorchvideo and
     torchvision-style 3D names, through the native names; prove it by converting back."""
@@ -267,14 +311,13 @@ def convert(json_mode: bool, debug: bool, **opts) -> None:
 @main.command()
 @click.argument("a")
 @click.argument("b")
-@click.option("--atol", default=0.0, show_default=True, help="Absolute tolerance.")
-@click.option("--rtol", default=0.0, show_default=True, help="Relative tolerance (of B's values).")
+@click.option("--atol", default=0.0, show_default=True, type=click.FloatRange(min=0), help="Absolute tolerance.")
+@click.option("--rtol", default=0.0, show_default=True, type=click.FloatRange(min=0), help="Relative tolerance (of B's values).")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1), help="Worst tensors to list.")
 @click.option("--keys", default=None, help="Compare only keys (native names) matching this regex.")
-@click.option("--inflated", is_flag=True, help="A is a 3D checkpoint, B the 2D ResNet it was inflated from.")
-@click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
-@json_option
-@debug_option
+@click.option("--inflated", is_flag=True, help="One is a 3D checkpoint, the other the 2D ResNet it was inflated from.")
+@trust_option
+@common_options
 def diff(json_mode: bool, debug: bool, **opts) -> None:
     """Compare checkpoints A and B, across naming schemes (or across the inflation with --inflated).
     Exit 0: equal within tolerance; 1: they differ; 2: bad input."""
@@ -285,10 +328,10 @@ def diff(json_mode: bool, debug: bool, **opts) -> None:
 
 @main.command()
 @click.argument("checkpoint")
-@click.option("--trust-pickle", is_flag=True, help="Allow pickles that run code when loaded.")
+@click.option("--from", "source_scheme", type=click.Choice(SCHEME_NAMES), help="[default: detected from the keys]")
 @set_option
-@json_option
-@debug_option
+@trust_option
+@common_options
 def inspect(json_mode: bool, debug: bool, **opts) -> None:
     """Describe CHECKPOINT: format, container, scheme, tensors, metadata and inferred architecture."""
     from .commands import inspect as cmd

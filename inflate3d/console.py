@@ -1,7 +1,10 @@
-"""The one object that owns all output: rich tables and messages for people, JSON for scripts.
+"""The one object that owns all output: rich tables and messages for people, plain text for pipes
+and logs, JSON for scripts.
 
 Commands never print directly. In JSON mode stdout carries exactly one JSON document; messages and
-errors go to stderr either way.
+errors go to stderr either way. When stdout is not a terminal, tables are plain aligned text with
+every cell whole (a key map or a hash cut to ``…`` is data lost), and nothing carries colour codes.
+``NO_COLOR`` turns colour off on a terminal too; ``COLUMNS`` sets the width of terminal tables.
 """
 from __future__ import annotations
 
@@ -14,13 +17,26 @@ from typing import Any
 from rich.console import Console as RichConsole
 from rich.markup import escape
 
+JSON_SCHEMA = 1  # the version of every command's --json document; bump on incompatible changes
+
+
+def _rich(stderr: bool) -> RichConsole:
+    """rich emits no colour codes unless the stream is a terminal, honours ``NO_COLOR`` (and
+    ``FORCE_COLOR``), and takes its width from ``COLUMNS``."""
+    return RichConsole(stderr=stderr, highlight=False, soft_wrap=True)
+
 
 class Console:
     def __init__(self, *, json_mode: bool = False, quiet: bool = False) -> None:
         self.json_mode = json_mode
         self.quiet = quiet
-        self.out = RichConsole(highlight=False, soft_wrap=True)
-        self.err = RichConsole(stderr=True, highlight=False, soft_wrap=True)
+        self.out = _rich(stderr=False)
+        self.err = _rich(stderr=True)
+
+    @property
+    def plain(self) -> bool:
+        """True when stdout is a pipe or a file: tables are printed whole, as aligned text."""
+        return not self.out.is_terminal
 
     def info(self, message: str) -> None:
         if not self.json_mode and not self.quiet:
@@ -38,15 +54,20 @@ class Console:
 
     def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               *, justify: Sequence[str] | None = None, markup: bool = False) -> None:
-        """A table; the first column never wraps (it holds names). Cells are plain text unless
-        ``markup``; a table whose columns are all empty has no header."""
+        """A table; cells are plain text unless ``markup``; a table whose columns are all empty has
+        no header. On a terminal, long cells fold onto more lines instead of being cut."""
         if self.json_mode or self.quiet:
+            return
+        if self.plain:
+            self.out.file.write(plain_table(title, columns, rows, justify=justify, markup=markup))
+            self.out.file.flush()
             return
         from rich.table import Table
 
         t = Table(title=title, title_justify="left", title_style="bold", show_header=any(columns))
         for i, col in enumerate(columns):
-            t.add_column(col, justify=(justify[i] if justify else "left"), no_wrap=i == 0)  # type: ignore[arg-type]
+            t.add_column(col, justify=(justify[i] if justify else "left"),  # type: ignore[arg-type]
+                         no_wrap=i == 0, overflow="fold")
         for row in rows:
             t.add_row(*(str(c) if markup else escape(str(c)) for c in row))
         self.out.print(t)
@@ -57,9 +78,36 @@ class Console:
             return contextlib.nullcontext()
         return self.err.status(message)
 
-    def emit_json(self, payload: Any) -> None:
+    def emit_json(self, payload: dict) -> None:
+        """The command's one JSON document: ``ok`` first, then ``schema``, then the payload."""
         if self.json_mode:
-            sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+            doc = {"ok": payload.get("ok", True), "schema": JSON_SCHEMA,
+                   **{k: v for k, v in payload.items() if k != "ok"}}
+            sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+            sys.stdout.flush()
+
+
+def plain_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                justify: Sequence[str] | None = None, markup: bool = False) -> str:
+    """Columns aligned with two spaces, every cell whole, no box drawing and no colour: what a
+    pipe or a log gets, easy to read, grep and diff."""
+    from rich.text import Text
+
+    def cell(c: Any) -> str:
+        s = Text.from_markup(str(c)).plain if markup else str(c)
+        return " ".join(s.split("\n"))
+
+    body = [[cell(c) for c in row] for row in rows]
+    header = [str(c) for c in columns] if any(columns) else None
+    lines = [header] if header else []
+    lines += body
+    widths = [max((len(r[i]) for r in lines if i < len(r)), default=0) for i in range(len(columns))]
+    out = [title] if title else []
+    for r in lines:
+        parts = [(c.rjust(w) if justify and justify[i] == "right" else c.ljust(w))
+                 for i, (c, w) in enumerate(zip(r, widths))]
+        out.append("  ".join(parts).rstrip())
+    return "\n".join(out) + "\n"
 
 
 def one_line(message: str, limit: int = 2000) -> str:

@@ -5,7 +5,6 @@ source bit for bit -> only then rename it. The inflation record rides along; the
 recorded beside it."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.markup import escape
@@ -25,19 +24,18 @@ CARRIED = ("epoch", "cfg")  # training state worth keeping; the optimizer's is n
 def run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
         target_scheme: str, arch: str | None, fmt: str | None, dtype: str | None, force: bool,
         dry_run: bool, trust_pickle: bool, settings: tuple[str, ...] = ()) -> int:
-    import torch
+    from . import early
+    from ..paths import output_format
 
-    from ..inflate.settings import parse_settings
-    from ..io.load import load_checkpoint, sha256_in_background
-    from ..io.save import check_output, output_format
-
-    path = Path(checkpoint)
-    overrides = parse_settings(settings)
+    arch, overrides = early.arch_name(arch), early.settings(settings)
+    path = early.checkpoint_file(checkpoint)
+    folder = None
     if not dry_run:  # refuse before any work; the commit checks again
         if output is None:
             raise Inflate3dError("convert: give an output path with -o (or use --dry-run)")
-        folder = _folder_family(target_scheme)
-        if folder is not None:  # Hugging Face names: a folder for from_pretrained
+        if target_scheme == "huggingface":  # Hugging Face names: a folder for from_pretrained
+            folder = _folder_family(target_scheme)
+        if folder is not None:
             if fmt not in (None, "safetensors"):
                 raise Inflate3dError("--to huggingface writes a folder with model.safetensors; leave out --format")
             fmt = "safetensors"
@@ -48,13 +46,25 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
                 raise Inflate3dError(f"{output}: .pkl (--format pkl) holds Caffe2 blobs; use it with --to caffe2")
             if target_scheme == "caffe2" and fmt == "pth":
                 raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
-            check_output(Path(output), force=force, inputs=[path])
+            early.output_file(output, force=force, inputs=[path])
+
+    import torch
+
+    from ..inflate.resnet2d import describe_2d
+    from ..io.load import load_checkpoint, sha256_in_background
+    from ..paths import make_parent, remove_made
+
     ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
     source_sha256 = sha256_in_background(ckpt.path)  # (a folder's weights file) overlaps with the conversion
     tensors = ckpt.tensors
     if dtype:
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
                    for k, v in tensors.items()}
+    two_d = describe_2d(tensors)
+    if two_d and source_scheme != "torchvision" and not (arch or "").startswith("tsm_"):
+        raise Inflate3dError(f"{checkpoint}: is a 2D {two_d}, not a video checkpoint; to make a 3D network "
+                             f"from it use `inflate3d inflate {checkpoint} --arch ...`; to convert it as "
+                             "the 2D weights of a TSM network pass --arch tsm_rNN or --from torchvision")
     conv = convert_any(tensors, source=source_scheme, target=target_scheme, origin=checkpoint, arch=arch,
                        recorded_arch=ckpt.metadata.get("arch"), config=ckpt.config, metadata=ckpt.metadata,
                        settings=overrides)
@@ -66,27 +76,32 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
                       ["source", "native", "target"], [[s or "(inserted)", n or "(dropped)", t or "(dropped)" if n else "-"]
                                                       for s, n, t in conv.key_map])
         _render_notes(console, conv, arch_text)
-        console.emit_json({"ok": True, "dry_run": True, **_json(conv), "map": [
+        console.emit_json({"ok": True, "dry_run": True, "input": checkpoint, **_json(conv), "map": [
             {"source": s, "native": n, "target": t} for s, n, t in conv.key_map]})
         return 0
     out = Path(output)
     meta = {**provenance(ckpt.metadata, conv, source=path.name, source_sha256=source_sha256()),
-            "arch_settings": json.dumps(getattr(conv, "arch_overrides", {})),
+            "arch_settings": format_overrides(getattr(conv, "arch_overrides", {})),
             **getattr(conv, "metadata", {})}  # a family's record of what the weights do not carry
     state = carried_state(ckpt)
     conv.notes.extend(_state_notes(ckpt, state, conv.target_scheme, fmt))
-    if (folder := _folder_family(conv.target_scheme)) is not None:
-        proof, fmt = folder.write_folder(out, conv, meta, force=force), "huggingface folder"
-    else:
-        proof = _write_proven(out, conv, meta, state, tensors, fmt=fmt, force=force, inputs=[path])
+    made = [] if folder is not None else make_parent(out)
+    try:
+        if folder is not None:
+            proof, fmt = folder.write_folder(out, conv, meta, force=force), "huggingface folder"
+        else:
+            proof = _write_proven(out, conv, meta, state, tensors, fmt=fmt, force=force, inputs=[path])
+    except BaseException:
+        remove_made(made)
+        raise
     _render_notes(console, conv, arch_text)
     for line in proof:
         console.info(f"[green]✓[/] {escape(line)}")
     size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
     console.info(f"[bold green]wrote[/] {escape(str(out))} ({human_bytes(size)}, {fmt}, {conv.target_scheme}"
                  f"{', ' + escape(_layout(conv.target_scheme, state)) if fmt == 'pth' else ''})")
-    console.emit_json({"ok": True, "output": str(out), "format": fmt, "bytes": size, **_json(conv),
-                       "checks": proof})
+    console.emit_json({"ok": True, "input": checkpoint, "output": str(out), "format": fmt, "bytes": size,
+                       **_json(conv), "checks": [check_json(line) for line in proof]})
     return 0
 
 
@@ -192,10 +207,18 @@ def _note_non_local(conv) -> None:
 
 def format_overrides(overrides: dict) -> str:
     """``{'slow_pathway': {'lateral_norm': True}}`` -> ``slow_pathway.lateral_norm=True``."""
-    parts = []
-    for k, v in overrides.items():
-        parts += [f"{k}.{kk}={vv}" for kk, vv in v.items()] if isinstance(v, dict) else [f"{k}={v}"]
-    return ", ".join(parts)
+    from ..settings import format_settings
+
+    return format_settings(overrides)
+
+
+def check_json(line: str) -> dict:
+    """A proof line as a structured check: {"name", "passed", "detail"} (a failed proof raises)."""
+    name = ("read_back" if line.startswith("read back") else
+            "strict_load" if line.startswith("loads strictly") else
+            "round_trip" if line.startswith("converts back") else
+            "round_trip_in_function" if "round-trip in function" in line else "coverage")
+    return {"name": name, "passed": True, "detail": line}
 
 
 def _version() -> str:
@@ -314,5 +337,5 @@ def _render_notes(console: Console, conv, arch_text: str) -> None:
 
 def _json(conv) -> dict:
     return {"source_scheme": conv.source_scheme, "target_scheme": conv.target_scheme,
-            "arch": conv.arch_name, "arch_overrides": format_overrides(conv.arch_overrides),
+            "arch": conv.arch_name, "arch_settings": format_overrides(conv.arch_overrides),
             "tensors": len(conv.tensors), "notes": conv.notes}

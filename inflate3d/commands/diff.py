@@ -2,25 +2,46 @@
 from __future__ import annotations
 
 from ..console import Console
-from ..errors import CHECK_FAILED
+from ..errors import CHECK_FAILED, Inflate3dError
 
 
 def run(console: Console, a: str, b: str, atol: float, rtol: float, top: int, keys: str | None,
         inflated: bool, trust_pickle: bool) -> int:
+    import re
+
+    from . import early
+
+    early.checkpoint_file(a)
+    early.checkpoint_file(b)
+    if atol < 0 or rtol < 0:
+        raise Inflate3dError(f"--atol/--rtol must be >= 0 (got {atol:g}, {rtol:g})")
+    if keys is not None:
+        try:
+            re.compile(keys)
+        except re.error as e:
+            raise Inflate3dError(f"--keys {keys!r}: not a regular expression ({e})") from None
     if inflated:
         return _inflated(console, a, b, keys, trust_pickle)
     from ..diff import diff_checkpoints
+    from ..diff.checkpoints import two_d_of
+    from ..io.lazy import TensorFile
 
+    flat = [p for p in (a, b) if two_d_of(TensorFile(p, trust_pickle=trust_pickle))]
+    if len(flat) == 1:
+        three = b if flat[0] == a else a
+        raise Inflate3dError(f"{flat[0]} is a 2D ResNet and {three} a 3D checkpoint; did you mean "
+                             f"`inflate3d diff --inflated {three} {flat[0]}` (is it its inflation)?")
     r = diff_checkpoints(a, b, atol=atol, rtol=rtol, keys=keys, trust_pickle=trust_pickle)
     values = sum(d.numel for d in r.diffs)
     console.emit_json({
+        "ok": r.equal, "inputs": {"a": a, "b": b},
         "equal": r.equal, "schemes": {"a": r.schemes[0], "b": r.schemes[1]}, "atol": atol, "rtol": rtol,
         "only_a": r.only_a, "only_b": r.only_b,
         "shape_mismatch": [{"key": k, "a": list(sa), "b": list(sb)} for k, sa, sb in r.shape_mismatch],
         "dtype_mismatch": [{"key": k, "a": da, "b": db} for k, da, db in r.dtype_mismatch],
         "compared": len(r.diffs), "values_compared": values, "differing": len(r.differing),
         "worst": [_tensor_json(d) for d in r.worst(top)],
-        "groups": {g: vars(v) for g, v in r.groups.items()}, "notes": r.notes})
+        "groups": {_key(g): vars(v) for g, v in r.groups.items()}, "notes": r.notes})
     for note in r.notes:
         console.note(f"note: {note}")
     names = f"{r.schemes[0]} vs {r.schemes[1]}" if r.schemes[0] != r.schemes[1] else r.schemes[0]
@@ -43,6 +64,11 @@ def run(console: Console, a: str, b: str, atol: float, rtol: float, top: int, ke
     return 0 if r.equal else CHECK_FAILED
 
 
+def _key(name: str) -> str:
+    """A JSON key without spaces ('slow layer4' -> 'slow_layer4')."""
+    return name.replace(" ", "_")
+
+
 def _tensor_json(d) -> dict:
     return {"key": d.key, "numel": d.numel, "max_abs": d.max_abs, "max_rel": d.max_rel,
             "cosine": d.cosine, "equal": d.equal}
@@ -57,9 +83,11 @@ def _inflated(console: Console, a: str, b: str, keys: str | None, trust_pickle: 
     if hit is not None:
         diff_inflated = families.hook(hit[0], "diff_inflated", "diff --inflated")
     r = diff_inflated(a, b, keys=keys, trust_pickle=trust_pickle)
+    r.three_d, r.two_d = getattr(r, "three_d", "") or a, getattr(r, "two_d", "") or b  # a family's: in order
     console.emit_json({
+        "ok": r.exact, "inputs": {"three_d": r.three_d, "two_d": r.two_d},
         "exact": r.exact, "arch": r.arch, "no_2d_source": r.no_source, "unused_2d": r.unused_2d,
-        "stages": {g: {"tensors": s.tensors, "exact": s.exact, "max_rel_change": s.max_rel_change,
+        "stages": {_key(g): {"tensors": s.tensors, "exact": s.exact, "max_rel_change": s.max_rel_change,
                        "methods": sorted(s.methods), "padding_moved": s.padding_moved} for g, s in r.stages.items()},
         "tensors": [vars(t) for t in r.tensors], "notes": r.notes})
     rows = []
@@ -67,7 +95,9 @@ def _inflated(console: Console, a: str, b: str, keys: str | None, trust_pickle: 
         state = "exact inflation" if s.exact == s.tensors else f"moved: max relative change {s.max_rel_change:.2e}"
         rows.append([g, s.tensors, s.exact, ", ".join(sorted(s.methods)), state +
                      (f"; lateral padding moved in {s.padding_moved}" if s.padding_moved else "")])
-    console.table(f"{a} against its 2D source {b} (architecture {r.arch})",
+    for note in r.notes:
+        console.note(f"note: {note}")
+    console.table(f"{r.three_d} against its 2D source {r.two_d} (architecture {r.arch})",
                   ["module", "tensors", "exact", "methods", "state"], rows,
                   justify=["left", "right", "right", "left", "left"])
     if r.no_source:

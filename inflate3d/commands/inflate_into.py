@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from .. import __version__
 from ..console import Console, human_bytes
-from ..errors import CHECK_FAILED, Inflate3dError
+from ..errors import CHECK_FAILED, CheckFailedError, Inflate3dError
 
 
 def build_user_model(into: str, kwargs: str | None):
@@ -77,6 +77,12 @@ def parse_hints(hints) -> dict[str, str]:
 def run(console: Console, source: str | None, into: str, kwargs: str | None, method: str,
         output: str | None, fmt: str, force: bool, strict: bool, hints, input_shape: str | None,
         no_verify: bool, dry_run: bool, trust_pickle: bool, verify_size: int = 32) -> int:
+    from . import early
+
+    method = early.method_name(method)  # torch-free checks first: centre is center
+    if source is not None:
+        early.input_file(source)
+
     from ..inflate.into import inflate_into
     from ..io.save import check_output, output_format
 
@@ -110,8 +116,9 @@ def run(console: Console, source: str | None, into: str, kwargs: str | None, met
         render_proof(console, *proof)
     console.info(f"[bold green]wrote[/] {escape(str(out))} ({human_bytes(size)}, {fmt}, {into}'s own names, "
                  f"{'verified' if proof else 'not verified: --no-verify'})")
-    console.emit_json({"ok": True, "output": str(out), "format": fmt, "bytes": size, **report.to_json(),
-                       "proof": proof_json(*proof) if proof else None})
+    console.emit_json({"ok": True, "input": source, "output": str(out), "format": fmt, "bytes": size,
+                       **report.to_json(), "proof": proof_json(*proof) if proof else None,
+                       "checks": checks_json(*proof) if proof else []})
     return 0
 
 
@@ -157,8 +164,9 @@ def _write(console: Console, model, report, out: Path, *, fmt: str, force: bool,
                 whole = static_clip_check(model, report, size=verify_size)
             if not all(c.passed for c in layers) or (whole.applicable and not whole.passed):
                 render_proof(console, layers, whole)
-                console.emit_json({"ok": False, "output": None, "proof": proof_json(layers, whole)})
-                raise Inflate3dError(f"{out}: the proof failed; nothing was written", exit_code=CHECK_FAILED)
+                raise CheckFailedError(f"{out}: the proof failed; nothing was written",
+                                       details={"output": None, "proof": proof_json(layers, whole),
+                                                "checks": checks_json(layers, whole)})
             proof = (layers, whole)
     return proof
 
@@ -206,6 +214,16 @@ def render_proof(console: Console, layers, whole) -> None:
         console.info(f"whole-model static-clip check ({whole.frames_in} frames): {len(whole.checks)} layer "
                      f"outputs, worst max rel err {worst.max_rel:.2e} at {escape(worst.name)}: {verdict}"
                      if worst else f"whole-model static-clip check: no clean frames: {verdict}")
+
+
+def checks_json(layers, whole) -> list[dict]:
+    """The proof as the structured checks every command reports: {"name", "passed", "detail"}."""
+    out = [{"name": f"layer {c.name}", "passed": c.passed,
+            "detail": f"max rel err {c.max_rel:.2e} (tol {c.tol:.0e}) against 2D {c.source}"} for c in layers]
+    if whole.applicable:
+        out += [{"name": f"whole model {c.name}", "passed": c.passed,
+                 "detail": f"max rel err {c.max_rel:.2e} (tol {c.tol:.0e})"} for c in whole.checks]
+    return out
 
 
 def proof_json(layers, whole) -> dict:

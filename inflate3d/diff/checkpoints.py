@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..errors import InvalidInputError
 from ..io.lazy import TensorFile
 from .metrics import TensorDiff, compare
 from .views import NativeView, group_of
@@ -41,16 +42,48 @@ class DiffResult:
         return sorted(self.diffs, key=lambda d: (d.max_rel, d.max_abs), reverse=True)[:n]
 
 
+def key_pattern(keys: str | None) -> re.Pattern | None:
+    """The compiled key filter; a malformed regex is an ``InvalidInputError``."""
+    if keys is None:
+        return None
+    try:
+        return re.compile(keys)
+    except re.error as e:
+        raise InvalidInputError(f"key pattern {keys!r} is not a regular expression ({e})") from None
+
+
+def two_d_of(tf: TensorFile) -> str | None:
+    """'ResNet-18 (torchvision names)' when the file is a 2D ResNet, read from shapes alone."""
+    import torch
+
+    from ..inflate.resnet2d import describe_2d
+
+    if "conv1.weight" not in tf.keys():
+        return None
+    return describe_2d({k: torch.empty(tf.shape(k), device="meta") for k in tf.keys()})
+
+
 def diff_checkpoints(a_path, b_path, *, atol: float = 0.0, rtol: float = 0.0, keys: str | None = None,
                      trust_pickle: bool = False) -> DiffResult:
+    """Compare two checkpoints tensor by tensor, through the native names when their schemes
+    differ. ``keys`` (a regex on native names) restricts the comparison and must match a key.
+    A 3D checkpoint against a 2D ResNet is an error: compare those with ``diff_inflated``."""
+    if atol < 0 or rtol < 0:
+        raise InvalidInputError(f"tolerances must be >= 0 (atol {atol}, rtol {rtol})")
+    pattern = key_pattern(keys)
     fa, fb = TensorFile(a_path, trust_pickle=trust_pickle), TensorFile(b_path, trust_pickle=trust_pickle)
+    two_d = two_d_of(fa), two_d_of(fb)
+    if bool(two_d[0]) != bool(two_d[1]):
+        three, flat = (a_path, b_path) if two_d[1] else (b_path, a_path)
+        raise InvalidInputError(f"{flat} is a 2D {two_d[0] or two_d[1]} and {three} is not: to compare a 3D "
+                                "checkpoint with the 2D ResNet it was inflated from, compare across the "
+                                "inflation (diff_inflated)", details={"two_d": str(flat)})
     va, vb = NativeView(fa, native=False), NativeView(fb, native=False)
     if set(va.keys()) != set(vb.keys()):  # different names: compare through the native names
         va, vb = NativeView(fa), NativeView(fb)
     result = DiffResult((va.scheme, vb.scheme), notes=va.notes + vb.notes)
     if "caffe2" in (va.scheme, vb.scheme) and va.scheme != vb.scheme:
         result.notes.append("num_batches_tracked not compared: Caffe2 does not store it")
-    pattern = re.compile(keys) if keys else None
 
     def wanted(k: str) -> bool:
         if "caffe2" in result.schemes and result.schemes[0] != result.schemes[1] and k.endswith("num_batches_tracked"):
@@ -59,6 +92,10 @@ def diff_checkpoints(a_path, b_path, *, atol: float = 0.0, rtol: float = 0.0, ke
 
     a_keys = [k for k in va.keys() if wanted(k)]
     b_set = {k for k in vb.keys() if wanted(k)}
+    if pattern is not None and not a_keys and not b_set:
+        example = next(iter(va.keys()), "")
+        raise InvalidInputError(f"key pattern {keys!r} matches none of the keys of {a_path} or {b_path} "
+                                f"(native names, e.g. {example})")
     result.only_a = [k for k in a_keys if k not in b_set]
     result.only_b = [k for k in vb.keys() if k in b_set and k not in set(a_keys)]
     for k in a_keys:

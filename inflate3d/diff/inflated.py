@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import Inflate3dError
+from ..errors import Inflate3dError, InvalidInputError
 from ..inflate.convert import fill_bn_counters, match_arch
 from ..inflate.detect import infer_arch
 from ..inflate.kernels import deflate_kernel, inflate_kernel, kernel_method
@@ -52,6 +52,8 @@ class InflatedDiff:
     stages: dict[str, StageReport] = field(default_factory=dict)
     unused_2d: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    three_d: str = ""  # the paths, in their roles (the arguments may come in either order)
+    two_d: str = ""
 
     @property
     def exact(self) -> bool:
@@ -59,11 +61,18 @@ class InflatedDiff:
 
 
 def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
-    import re
+    """Compare a 3D checkpoint with the 2D ResNet it was inflated from; the two may come in
+    either order (the 2D one is told by its 4-D kernels and torchvision names)."""
+    from .checkpoints import key_pattern, two_d_of
 
-    a_file = TensorFile(a_path, trust_pickle=trust_pickle)
-    view = NativeView(a_file)
-    src = TensorFile(b_path, trust_pickle=trust_pickle)
+    pattern = key_pattern(keys)
+    fa, fb = TensorFile(a_path, trust_pickle=trust_pickle), TensorFile(b_path, trust_pickle=trust_pickle)
+    swapped = bool(two_d_of(fa)) and not two_d_of(fb)
+    if swapped:
+        a_path, b_path, fa, fb = b_path, a_path, fb, fa
+    a_file = fa
+    view = NativeView(fa)
+    src = fb
     shapes2d = {k: torch.empty(src.shape(k), device="meta") for k in src.keys()}
     infer_depth(shapes2d, str(b_path))
     shapes3d = {k: torch.empty(view.shape(k), device="meta") for k in view.keys()}
@@ -77,11 +86,13 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
     head_from_2d = recorded == "imagenet" if recorded is not None else same_count
     plan = plan_inflation(model, shapes2d, head_from_2d=head_from_2d, origin=str(b_path))
     result = InflatedDiff(arch.name, unused_2d=plan.unused, notes=list(view.notes))
+    result.three_d, result.two_d = str(a_path), str(b_path)
+    if swapped:
+        result.notes.insert(0, f"{b_path} is the 2D source and {a_path} the 3D checkpoint: compared that way round")
     if recorded is None and same_count:
         result.notes.append("no recorded head choice: the head has the 2D class count, so it is compared "
                             "with the 2D fc (a fresh head of that size would show as moved)")
     result.notes += [f"{note}: not compared" for note in unstored]
-    pattern = re.compile(keys) if keys else None
     for e in plan.entries:
         if pattern is not None and not pattern.search(e.key):
             continue
@@ -99,6 +110,8 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         stage.max_rel_change = max(stage.max_rel_change, t.rel_change)
         stage.methods.add(t.method)
         stage.padding_moved += t.pad_zero is False
+    if not result.tensors and pattern is not None:
+        raise InvalidInputError(f"key pattern {keys!r} matches no tensor of {a_path} that has a 2D source")
     if not result.tensors:
         raise Inflate3dError(f"{a_path}: no tensor has a counterpart in {b_path}")
     return result

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import Inflate3dError
+from ..errors import Inflate3dError, InvalidInputError, UnknownNameError
 from ..slowfast.archs import ARCHS, Arch, setting_of, state_dict_shapes
 from .detect import ArchInfo, detect_scheme, infer_arch, strip_net
 from .facts import facts_for
 from .schemes import SCHEMES, Scheme
 
 HEAD_W = "cls_head.fc_cls.weight"
+HEAD_REORDERED = "head columns reordered from [slow, fast] to mmaction2's [fast, slow]"
 FACTORISED_STEM = "backbone.conv1.conv.conv_s.weight"
 
 
@@ -38,7 +39,9 @@ class Conversion:
 
 def scheme(name: str) -> Scheme:
     if name not in SCHEMES:
-        raise Inflate3dError(f"unknown scheme {name!r}; choose one of {', '.join(SCHEMES)}")
+        from ..names import unknown_name_message
+
+        raise UnknownNameError(unknown_name_message("naming scheme", name, SCHEMES))
     return SCHEMES[name]
 
 
@@ -68,7 +71,7 @@ def to_native(tensors: Mapping[str, torch.Tensor], src: Scheme, two: bool, origi
         notes += fill_bn_counters(native)
     if two and src.head_slow_first and HEAD_W in native:
         native[HEAD_W] = swap_head_columns(native[HEAD_W], first=_slow_channels(native))
-        notes.append("head columns reordered from [slow, fast] to mmaction2's [fast, slow]")
+        notes.append(HEAD_REORDERED)
     return native, pairs, notes
 
 
@@ -79,7 +82,7 @@ def from_native(native: Mapping[str, torch.Tensor], dst: Scheme, two: bool, orig
     table = dst.table(two, pooled, factorised=FACTORISED_STEM in native)
     if table is None:
         raise Inflate3dError(f"{origin}: {dst.name} has no {'two' if two else 'one'}-pathway naming; "
-                             "choose another --to")
+                             "choose another target scheme")
     notes = []
     native = dict(native)
     if two and dst.fuse_has_bn and "backbone.slow_path.conv1_lateral.conv.weight" in native \
@@ -185,21 +188,26 @@ def _last_blocks(native: Mapping[str, torch.Tensor]) -> dict[int, int]:
 
 
 def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
-               name: str | None = None) -> tuple[Arch, dict]:
+               name: str | None = None, settings: Mapping | None = None) -> tuple[Arch, dict]:
     """The named architecture (plus the fewest overrides) whose keys and shapes are exactly these,
-    and whose settings agree with the facts the file states (``info.facts``).
+    and whose settings agree with the facts the file states (``info.facts``, ``--set`` included).
 
     With ``name`` given (or named by the file's metadata), only that one is tried, and a mismatch is
     an error with its reason. Facts that no candidate has become overrides; when several named
     architectures fit and nothing in the file tells them apart, the choice is a stated convention
-    (a note on ``info``)."""
+    (a note on ``info``). With ``settings`` (the complete settings), only that arch plus exactly
+    those settings is tried."""
     shapes = {k: tuple(v.shape) for k, v in native.items()}
+    if settings:
+        return _match_settings(shapes, info, origin, name, dict(settings))
     head = {"num_classes": info.num_classes}
     named_by = "--arch"
     if not name and "arch" in info.facts and info.facts["arch"].value in ARCHS:
         name, named_by = info.facts["arch"].value, info.facts["arch"].source
     if name and name not in ARCHS:
-        raise Inflate3dError(f"--arch: unknown architecture {name!r}; see `inflate3d archs`")
+        from ..names import unknown_arch_message
+
+        raise UnknownNameError(unknown_arch_message(name, ARCHS))
     candidates = [ARCHS[name]] if name else \
         [a for a in ARCHS.values() if a.family == info.family and a.depth == info.depth]
     required = {k: f.value for k, f in info.facts.items() if k != "arch" and not k.startswith("non_local_cfg.")}
@@ -250,10 +258,28 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
             return chosen[0]
     if name and named_by == "--arch" and info.family == "slowfast" and info.lateral_norm:
         raise Inflate3dError(f"{origin}: its laterals have BN (fast->slow fusion is conv+BN+ReLU, as in "
-                             f"PySlowFast and pytorchvideo), which {name} does not have; leave out --arch "
-                             "to let inflate3d infer the lateral-norm variant")
+                             f"PySlowFast and pytorchvideo), which {name} does not have; name no architecture "
+                             "to let inflate3d infer the lateral-norm variant, or add the setting "
+                             "slow_pathway.lateral_norm=true")
     raise Inflate3dError(f"{origin}: keys and shapes match no named architecture"
                          f"{' ' + name if name else ''} (depth {info.depth}, {info.family})")
+
+
+def _match_settings(shapes, info: ArchInfo, origin: str, name: str | None, settings: dict) -> tuple[Arch, dict]:
+    from ..settings import format_settings
+
+    candidates = [ARCHS[name]] if name else \
+        [a for a in ARCHS.values() if a.family == info.family and a.depth == info.depth]
+    for arch in candidates:
+        expected = state_dict_shapes(arch, num_classes=info.num_classes, **settings)
+        if info.family == "tsm":
+            expected, got = {strip_net(k): v for k, v in expected.items()}, {strip_net(k): v for k, v in shapes.items()}
+        else:
+            got = shapes
+        if expected == got:
+            return arch, settings
+    what = name or f"any {info.family} architecture of depth {info.depth}"
+    raise InvalidInputError(f"{origin}: keys and shapes do not match {what} with {format_settings(settings)}")
 
 
 def _non_local(pathway: Mapping, facts: Mapping) -> dict:
@@ -287,8 +313,13 @@ def pools_after_first_stage(arch: Arch, overrides: Mapping) -> bool:
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str,
             origin: str, arch: str | None = None, config: str | None = None,
             metadata: Mapping[str, str] | None = None, settings: Mapping | None = None) -> Conversion:
-    """``config``: the training config the file carries (PySlowFast's ``cfg``); ``metadata``: its
-    inflate3d metadata; ``settings``: ``--set`` values. They state what the weights cannot."""
+    """Rename ``tensors`` from their scheme (detected; ``source`` checks it, and names it where the
+    keys cannot tell) to ``target`` through the native names, checked against the architecture
+    (inferred, or ``arch``). ``config``: the training config the file carries (PySlowFast's
+    ``cfg``); ``metadata``: its inflate3d metadata; ``settings``: ``--set`` values. They state
+    what the weights cannot. A 2D ResNet is converted only as a TSM network's weights: with
+    ``source='torchvision'`` or a ``tsm_*`` arch; otherwise it is an error that points to
+    inflation."""
     try:
         detected, two = detect_scheme(tensors.keys(), origin)
     except Inflate3dError:
@@ -297,9 +328,16 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
         detected, two = source, scheme(source).single is None  # --from, where the keys cannot tell
     if detected == "torchvision3d" and tensors["conv1.weight"].dim() == 4:
         detected = "torchvision"  # 2D names: a TSM network (TSN names)
+        if source != "torchvision" and not (arch or "").startswith("tsm_"):
+            from .resnet2d import describe_2d
+
+            raise InvalidInputError(f"{origin}: is a 2D {describe_2d(tensors) or 'ResNet'}, not a video "
+                                    "checkpoint; inflate it to make a 3D network, or convert it as a TSM "
+                                    "network's 2D weights by naming a tsm_* architecture or the "
+                                    "torchvision source scheme")
     if source and source != detected:
-        raise Inflate3dError(f"{origin}: --from {source}, but its keys are {detected}'s "
-                             f"(e.g. {next(iter(tensors))}); drop --from or fix it")
+        raise Inflate3dError(f"{origin}: given as {source}, but its keys are {detected}'s "
+                             f"(e.g. {next(iter(tensors))}); name no source scheme or fix it")
     src = scheme(detected)
     dst = scheme(target)
     native, in_pairs, notes = to_native(tensors, src, two, origin)

@@ -32,7 +32,7 @@ def detect_scheme(keys, origin: str) -> tuple[str, bool]:
     if "conv1.weight" in ks:
         return "torchvision3d", False  # or 2D "torchvision": the kernels' rank tells (convert does)
     raise Inflate3dError(f"{origin}: cannot tell the naming scheme from keys such as "
-                         f"{', '.join(keys[:4])}; pass --from")
+                         f"{', '.join(keys[:4])}; name the source scheme")
 
 
 @dataclass

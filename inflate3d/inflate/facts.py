@@ -9,13 +9,12 @@ that says how to override it. Nothing is guessed silently: every fact carries it
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from .settings import flatten_settings
+from .settings import flatten_settings, read_recorded_settings
 
 
 @dataclass(frozen=True)
@@ -150,10 +149,7 @@ def facts_for(info, *, scheme: str, two: bool, names_pool2: bool | None, config:
     record = pyslowfast_record(config) if config else {}
     info.record = record
     metadata = metadata or {}
-    try:
-        stored = json.loads(metadata.get("arch_settings") or "{}")
-    except json.JSONDecodeError:
-        stored = {}
+    stored = read_recorded_settings(metadata.get("arch_settings") or "")
     main = next(iter(info.pathways.values()), {})
     inflated = any(any(stage) for stage in main.get("inflate", ()))
     stem = main.get("conv1_kernel")

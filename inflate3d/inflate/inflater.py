@@ -7,15 +7,16 @@ order, each computed from its 2D source just before it is written.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import Inflate3dError
-from ..slowfast.archs import HEAD_SETTINGS, Arch, build_model, get_arch
+from ..errors import Inflate3dError, InvalidInputError
+from ..settings import format_settings
+from ..slowfast.archs import HEAD_SETTINGS, Arch, build_model, get_arch, normalize_settings
 from ..slowfast.resnet3d import init_module
 from .kernels import METHODS, inflate_kernel, pad_columns_front, pad_in_channels
 from .mapping import FRESH, HEAD, Plan, plan_inflation
@@ -33,9 +34,9 @@ def parse_head(head: str | int | None) -> str | int | None:
     try:
         n = int(head)
     except (TypeError, ValueError):
-        raise Inflate3dError(f"--head {head!r}: expected {HEAD_CHOICES}") from None
+        raise InvalidInputError(f"head {head!r}: expected {HEAD_CHOICES}") from None
     if n < 1:
-        raise Inflate3dError(f"--head {head!r}: the number of classes must be >= 1")
+        raise InvalidInputError(f"head {head!r}: the number of classes must be >= 1")
     return n
 
 
@@ -48,6 +49,7 @@ class Inflation:
     model: nn.Module  # meta-device target (fresh units materialised)
     plan: Plan
     seed: int
+    settings: dict = field(default_factory=dict)  # arch settings on top of the named arch
 
     @property
     def float_dtype(self) -> torch.dtype:
@@ -95,6 +97,25 @@ class Inflation:
             out.update({f"{unit}.{k}": v for k, v in module.state_dict().items()})
         return out
 
+    def report(self) -> dict:
+        """Where every output tensor comes from, as plain data (what ``--json`` prints)."""
+        import math
+
+        src = self.source
+        tensors = {action: {"tensors": len(entries), "values": sum(math.prod(e.shape) for e in entries)}
+                   for action, entries in self.plan.by_action().items()}
+        tensors = {action.replace(" ", "_").lower(): n for action, n in tensors.items()}  # JSON keys
+        return {
+            "source": {"label": src.label, "kind": src.kind, "description": src.description,
+                       "sha256": src.sha256, "depth": src.depth},
+            "arch": self.arch.name, "arch_settings": format_settings(self.settings),
+            "method": self.method, "head": "none" if self.head is None else self.head,
+            "tensors": tensors,
+            "zero_padded": [e.key for e in self.plan.entries if e.padded],
+            "fresh_units": self.plan.fresh_units,
+            "unused_2d": self.plan.unused,
+        }
+
     def metadata(self) -> dict[str, str]:
         """Provenance: no timestamps and no absolute paths, so outputs are reproducible."""
         return {
@@ -102,6 +123,7 @@ class Inflation:
             "inflate3d_version": __version__,
             "scheme": "mmaction2",
             "arch": self.arch.name,
+            "arch_settings": format_settings(self.settings),
             "method": self.method,
             "head": "none" if self.head is None else str(self.head),
             "source": self.source.label,
@@ -130,13 +152,18 @@ def _materialise(module: nn.Module) -> nn.Module:
 
 
 def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",
-            head: str | int | None = None, seed: int = 0,
+            head: str | int | None = None, seed: int = 0, settings: Mapping[str, Any] | None = None,
             overrides: Mapping[str, Any] | None = None) -> Inflation:
-    """Plan the inflation of ``source`` into ``arch`` (``overrides``: backbone settings, as for
-    ``build_model``), checking everything on a meta-device network."""
-    arch = arch if isinstance(arch, Arch) else _arch(arch)
+    """Check and plan the inflation of ``source`` into ``arch`` (plus ``settings``, e.g.
+    ``{'slow_pathway': {'lateral_norm': True}}``; ``overrides`` is the same, by its older name),
+    on a meta-device network; nothing is computed until ``tensors()``."""
+    arch = arch if isinstance(arch, Arch) else get_arch(arch)
+    from ..names import METHOD_ALIASES
+
+    method = METHOD_ALIASES.get(method, method)
+    settings = {**(overrides or {}), **(settings or {})}
     if method not in METHODS:
-        raise Inflate3dError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+        raise InvalidInputError(f"inflation method {method!r}: choose one of {', '.join(METHODS)}")
     head = parse_head(head)
     if arch.family == "tsm":
         method = "copy"  # a TSM net holds the 2D weights as they are: nothing to inflate
@@ -147,14 +174,49 @@ def prepare(source: Source2D, arch: str | Arch, *, method: str = "mean",
                              "(see `inflate3d archs`)")
     if head == "imagenet":
         if "fc.weight" not in source.tensors:
-            raise Inflate3dError(f"{origin}: has no fc.weight, so --head imagenet has nothing to "
-                                 "keep; use --head none or --head N")
+            raise InvalidInputError(f"{origin}: has no fc.weight, so the imagenet head has nothing "
+                                 "to keep; use head none or a number of classes")
         num_classes = int(source.tensors["fc.weight"].shape[0])
     else:
         num_classes = head
-    model = build_model(arch, num_classes=num_classes, device="meta", init=False, **(overrides or {}))
+    settings = normalize_settings(arch, settings)
+    model = build_model(arch, num_classes=num_classes, device="meta", init=False, **settings)
     plan = plan_inflation(model, source.tensors, head_from_2d=head == "imagenet", origin=origin)
-    return Inflation(arch, method, head, source, model, plan, seed)
+    return Inflation(arch, method, head, source, model, plan, seed, settings)
+
+
+@dataclass
+class InflationResult:
+    """What ``inflate3d.inflate`` returns: plain data."""
+
+    state_dict: dict[str, torch.Tensor]  # mmaction2 Recognizer3D names
+    report: dict  # where every tensor comes from (the CLI's --json)
+    metadata: dict[str, str]  # provenance, as written into files
+    arch: str
+    settings: dict
+    verification: object | None = None  # inflate3d.verify.Verification with verify=True
+
+
+def inflate(source, arch: str | Arch, *, method: str = "mean", head: str | int | None = 400,
+            seed: int = 0, settings: dict | None = None, verify: bool = False,
+            trust_pickle: bool = False) -> InflationResult:
+    """resolve the source -> plan -> tensors (-> verify), in memory."""
+    from .sources import resolve_source
+
+    arch = arch if isinstance(arch, Arch) else get_arch(arch)
+    src = resolve_source(source, depth=arch.depth, trust_pickle=trust_pickle, seed=seed)
+    inflation = prepare(src, arch, method=method, head="none" if head is None else head, seed=seed,
+                        settings=settings)
+    state_dict = inflation.state_dict()
+    ver = None
+    if verify:
+        from ..verify import verify_inflated
+
+        ver = verify_inflated(state_dict, arch, src.tensors, depth=src.depth, method=inflation.method,
+                              origin=src.label, settings=inflation.settings,
+                              head_from_2d=inflation.head == "imagenet")
+    return InflationResult(state_dict, inflation.report(), inflation.metadata(), arch.name,
+                           inflation.settings, ver)
 
 
 def build_inflated(name: str | Arch, source, *, method: str = "mean", num_classes: int | str | None = 400,
@@ -162,18 +224,11 @@ def build_inflated(name: str | Arch, source, *, method: str = "mean", num_classe
     """A named architecture with the 2D weights of ``source`` inflated in, by the engine of
     ``inflate3d inflate`` (``prepare``): the same tensors, loaded strictly. ``num_classes``: N (a
     fresh head, seeded by ``seed``), ``'imagenet'`` (the 2D classifier) or None (backbone only)."""
-    arch = name if isinstance(name, Arch) else _arch(name)
+    arch = name if isinstance(name, Arch) else get_arch(name)
     src = resolve_source(source, depth=arch.depth, trust_pickle=trust_pickle, seed=seed)
     backbone = {k: v for k, v in overrides.items() if k not in HEAD_SETTINGS}
-    inflation = prepare(src, arch, method=method, head=num_classes, seed=seed, overrides=backbone)
+    inflation = prepare(src, arch, method=method, head=num_classes, seed=seed, settings=backbone)
     classes = int(src.tensors["fc.weight"].shape[0]) if inflation.head == "imagenet" else inflation.head
     model = build_model(arch, num_classes=classes, init=False, **overrides)
     model.load_state_dict(inflation.state_dict(), strict=True)
     return model
-
-
-def _arch(name: str) -> Arch:
-    try:
-        return get_arch(name)
-    except KeyError as e:
-        raise Inflate3dError(f"--arch: {e.args[0]}") from None

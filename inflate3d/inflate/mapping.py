@@ -116,7 +116,7 @@ def _entry(key: str, shape: tuple[int, ...], src: str, src_shape: tuple[int, ...
 
 def _plan_head(model, target, source, mapped) -> list[str]:
     if "fc.weight" not in source or "fc.bias" not in source:
-        return ["fc.weight/fc.bias missing: the source has no classifier for --head imagenet"]
+        return ["fc.weight/fc.bias missing: the source has no classifier to keep (head imagenet)"]
     w_key, b_key = "cls_head.fc_cls.weight", "cls_head.fc_cls.bias"
     if w_key not in target:
         return ["the target has no head; build it with the 2D classifier's classes"]

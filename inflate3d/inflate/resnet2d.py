@@ -42,3 +42,15 @@ def names_2d(unit_path: str) -> tuple[str, str]:
     if m := re.fullmatch(r"conv(\d+)", last):
         return unit_path, f"{prefix}bn{m[1]}"
     raise ValueError(f"no 2D counterpart for {unit_path!r}")
+
+
+def describe_2d(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """``'ResNet-18 (torchvision names)'`` when ``tensors`` is a 2D torchvision ResNet, else None;
+    shapes alone are read, so meta tensors work too."""
+    conv1 = tensors.get("conv1.weight")
+    if conv1 is None or conv1.dim() != 4 or not any(k.startswith("layer1.") for k in tensors):
+        return None
+    try:
+        return f"ResNet-{infer_depth(tensors, '')} (torchvision names)"
+    except Inflate3dError:
+        return "ResNet (torchvision names)"

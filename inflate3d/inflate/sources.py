@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import Inflate3dError
+from ..errors import Inflate3dError, InvalidInputError
 from ..io.load import load_checkpoint, sha256_file
 from .resnet2d import infer_depth
 
@@ -77,23 +77,34 @@ def hub_checkpoint_dir() -> Path:
 
 
 def resolve_source(spec, *, depth: int | None = None, trust_pickle: bool = False, seed: int = 0) -> Source2D:
-    """``None`` (the embedded default, of ``depth``), ``torchvision:resnetNN[:WEIGHTS]``,
-    ``seeded:resnetNN:SEED`` (the default's fallback, named so that its outputs can be verified
-    again), a file path, a state dict or a 2D ``nn.Module``. The depth is read from the keys."""
-    if isinstance(spec, Mapping):
-        tensors = {k: v.detach() for k, v in spec.items() if isinstance(v, torch.Tensor)}
-        return Source2D(tensors, "a state dict", MEMORY, tensors_sha256(tensors),
-                        infer_depth(tensors, "the 2D state dict"))
-    if isinstance(spec, torch.nn.Module):
+    """The 2D ResNet to inflate, from any of:
+
+    - a file path (``str`` or ``Path``): a torchvision-style state dict, plain or wrapped;
+    - ``'torchvision:resnetNN[:WEIGHTS]'`` from the torch hub cache;
+    - ``'seeded:resnetNN:SEED'``: a seeded initialisation (NOT ImageNet weights);
+    - a state dict (``{name: tensor}``) or a 2D ``nn.Module`` in memory (a module whose names are
+      not torchvision's has ``depth=None``: ``inflate_into`` uses its structure);
+    - ``None``: torchvision's ImageNet weights of ``depth`` if cached, else a seeded one.
+
+    The depth is read from the weights; ``depth`` is needed only for ``None``."""
+    if isinstance(spec, torch.nn.Module):  # its depth may not be readable: inflate_into uses its structure
         tensors = {k: v.detach() for k, v in spec.state_dict().items()}
         depth_read = None
         with contextlib.suppress(Inflate3dError):
             depth_read = infer_depth(tensors, type(spec).__name__)
         return Source2D(tensors, f"a 2D {type(spec).__name__} module", MEMORY, tensors_sha256(tensors),
                         depth_read)
+    if isinstance(spec, Mapping):
+        return _from_tensors(spec, "in-memory state dict")
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if spec is not None and not isinstance(spec, str):
+        raise InvalidInputError(f"source of type {type(spec).__name__}: give a path, a state dict, an "
+                                "nn.Module, 'torchvision:resnetNN' or 'seeded:resnetNN:SEED'")
     if spec is None:
         if depth is None:
-            raise Inflate3dError("no 2D source given: name a file, torchvision:resnetNN or seeded:resnetNN:SEED")
+            raise InvalidInputError("no source and no depth: give a source, or the depth (18, 34, 50, 101, "
+                                    "152) of the default one")
         cached = hub_checkpoint_dir() / TORCHVISION_FILES[(depth, "IMAGENET1K_V1")]
         if cached.is_file():
             return _from_file(cached, label=f"torchvision:resnet{depth}:IMAGENET1K_V1", kind=IMAGENET,
@@ -105,6 +116,15 @@ def resolve_source(spec, *, depth: int | None = None, trust_pickle: bool = False
         return _seeded_spec(spec)
     path = Path(spec)
     return _from_file(path, label=path.name, kind=FILE, trust_pickle=trust_pickle)
+
+
+def _from_tensors(tensors: Mapping, label: str) -> Source2D:
+    tensors = {str(k): v for k, v in tensors.items()}
+    bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise InvalidInputError(f"{label}: entries that are not tensors: {', '.join(bad[:6])}")
+    tensors = {k: v.detach() for k, v in tensors.items()}
+    return Source2D(tensors, label, MEMORY, tensors_sha256(tensors), infer_depth(tensors, label))
 
 
 def _from_file(path: Path, *, label: str, kind: str, trust_pickle: bool) -> Source2D:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import Inflate3dError
+from ..paths import check_readable as _check_readable
 
 CONTAINER_KEYS = ("state_dict", "model_state", "model")
 PREFIXES = ("module.", "model.")  # DataParallel; PySlowFast's wrapper around pytorchvideo nets
@@ -79,15 +80,6 @@ def sniff_format(path: Path) -> str:
         return "torch-pickle"
     raise Inflate3dError(f"{path}: not a safetensors, torch zip or pickle checkpoint "
                          f"(first bytes {head[:8]!r})")
-
-
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise Inflate3dError(f"{path}: no such file")
-    if path.is_dir():
-        raise Inflate3dError(f"{path}: is a directory; point to a checkpoint file")
-    if not os.access(path, os.R_OK):
-        raise Inflate3dError(f"{path}: permission denied; make the file readable")
 
 
 def hf_folder(path: Path) -> tuple[Path, dict[str, str]]:
@@ -336,7 +328,9 @@ def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict):
-        raise Inflate3dError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+        advice = ("; save model.state_dict() instead of the model object" if isinstance(obj, torch.nn.Module)
+                  else "")
+        raise Inflate3dError(f"{path}: holds a {type(obj).__name__}, not a state dict{advice}")
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     non_tensors = [k for k in obj if k not in tensors]
     if not tensors:

@@ -19,44 +19,13 @@ from typing import IO, Any
 import torch
 
 from ..errors import Inflate3dError
+from ..paths import FORMAT_BY_SUFFIX, FORMAT_CHOICES, check_output, output_format  # noqa: F401  (re-exported)
 
 ST_DTYPES: dict[torch.dtype, str] = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
     torch.uint8: "U8", torch.bool: "BOOL",
 }
-
-
-# What an output's extension says it is; ``--format`` may only agree (or name the format of a file
-# whose extension says nothing).
-FORMAT_BY_SUFFIX = {".safetensors": "safetensors", ".pth": "pth", ".pt": "pth", ".pyth": "pth", ".pkl": "pkl"}
-FORMAT_CHOICES = ".safetensors, .pth/.pt/.pyth (torch) or .pkl (Caffe2 blobs)"
-
-
-def output_format(path: Path, fmt: str | None) -> str:
-    """The format to write ``path`` in: its extension's, which ``fmt`` (``--format``) must not
-    contradict; an unknown extension needs ``fmt``."""
-    suffix = Path(path).suffix.lower()
-    by_suffix = FORMAT_BY_SUFFIX.get(suffix)
-    if by_suffix and fmt and fmt != by_suffix:
-        raise Inflate3dError(f"{path}: a {suffix} file is written as {by_suffix}, but --format {fmt} was "
-                             f"given; change the extension or drop --format")
-    if by_suffix is None and fmt is None:
-        raise Inflate3dError(f"{path}: unknown extension {suffix or '(none)'!r}; use {FORMAT_CHOICES}, "
-                             "or pass --format")
-    return by_suffix or fmt
-
-
-def check_output(path: Path, *, force: bool, inputs: Sequence[Path] = ()) -> None:
-    for src in inputs:
-        if src.exists() and path.exists() and os.path.samefile(src, path):
-            raise Inflate3dError(f"{path}: is also an input; choose another output path")
-    if path.exists() and not force:
-        raise Inflate3dError(f"{path}: already exists; pass --force to overwrite it")
-    if path.is_dir():
-        raise Inflate3dError(f"{path}: is a directory; give a file name")
-    if not path.parent.exists():
-        raise Inflate3dError(f"{path.parent}: output folder does not exist; create it first")
 
 
 COMMITTED: list[Path] = []  # outputs given their final name in this process, in order

@@ -15,8 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InvalidInputError, UnknownNameError
+from ..settings import format_settings
 from .heads import I3DHead, SlowFastHead
 from .csn import ResNet3dCSN
+from .pathway import ResNet3dPathway
 from .r2plus1d import ResNet2Plus1d
 from .recognizer import Recognizer3D
 from .resnet3d import DEPTHS, STAGE_BLOCKS, ResNet3d
@@ -25,6 +28,8 @@ from .tsm import ResNetTSM, TSMHead
 
 HEAD_SETTINGS = ("spatial_type", "dropout_ratio", "init_std", "multi_class", "label_smooth_eps",
                  "loss_weight")
+# settings of the pathway that owns the laterals: given at the top level, they can only mean it
+LATERAL_SETTINGS = ("lateral_norm", "lateral_inv", "fusion_kernel", "lateral_infl", "lateral_activate")
 
 
 @dataclass(frozen=True)
@@ -217,11 +222,77 @@ def all_archs() -> dict[str, Arch]:
 
 
 def get_arch(name: str) -> Arch:
+    """The registered architecture ``name`` (the other families' included); an unknown name is an
+    ``UnknownNameError`` (a ``KeyError``) that suggests the closest names."""
     archs = all_archs()
     try:
         return archs[name]
     except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; choose one of: {', '.join(archs)}") from None
+        from ..names import unknown_arch_message
+
+        raise UnknownNameError(unknown_arch_message(name, archs)) from None
+
+
+def _parameters(cls: type) -> set[str]:
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            names |= {p.name for p in inspect.signature(klass.__init__).parameters.values()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+    return names
+
+
+def backbone_settings(arch: Arch) -> set[str]:
+    """The settings a backbone of this family takes at its top level."""
+    cls = {"slowfast": ResNet3dSlowFast, "tsm": ResNetTSM, "r2plus1d": ResNet2Plus1d,
+           "csn": ResNet3dCSN}.get(arch.family, ResNet3d)
+    return _parameters(cls)
+
+
+def route_settings(arch: Arch, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(backbone settings, head settings) from keyword overrides, checked against the family.
+
+    For SlowFast, a lateral setting given at the top level (``lateral_norm=True``) goes to the
+    pathway that owns the laterals (``slow_pathway``); any other pathway setting must say which
+    pathway. An unknown key is an ``UnknownNameError`` that says where such a setting belongs."""
+    if arch.family in BUILDERS:  # another family's builder checks its own settings
+        return dict(overrides), {}
+    backbone, head = {}, {}
+    top = backbone_settings(arch)
+    pathway = _parameters(ResNet3dPathway) if arch.family == "slowfast" else set()
+    for key, value in overrides.items():
+        if key in HEAD_SETTINGS:
+            head[key] = value
+        elif key in top:
+            if key in ("slow_pathway", "fast_pathway"):
+                if not isinstance(value, Mapping):
+                    raise InvalidInputError(f"{arch.name}: {key} takes a dict of pathway settings, "
+                                            f"e.g. {key}={{'lateral_norm': True}}")
+                unknown = sorted(set(value) - pathway)
+                if unknown:
+                    raise UnknownNameError(f"{arch.name}: {key} has no setting {', '.join(unknown)}; "
+                                           f"pathway settings: {', '.join(sorted(pathway))}")
+            backbone[key] = value
+        elif key in LATERAL_SETTINGS and arch.family == "slowfast":
+            lateral = "slow_pathway" if arch.backbone["slow_pathway"].get("lateral") else "fast_pathway"
+            backbone[lateral] = {**backbone.get(lateral, {}), key: value}
+        elif key in pathway:
+            raise UnknownNameError(f"{arch.name}: {key} is a setting of each pathway; say which one: "
+                                   f"slow_pathway={{{key!r}: {value!r}}} or fast_pathway={{{key!r}: {value!r}}} "
+                                   f"(as KEY=VALUE: slow_pathway.{key}=... or fast_pathway.{key}=...)")
+        else:
+            raise UnknownNameError(f"{arch.name}: unknown setting {key!r}; {arch.family} backbones take "
+                                   f"{', '.join(sorted(top))}; heads take {', '.join(HEAD_SETTINGS)}")
+    return backbone, head
+
+
+def normalize_settings(arch: Arch, settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``settings`` checked and routed as ``build_model`` does (``lateral_norm=True`` on a
+    SlowFast arch -> ``{'slow_pathway': {'lateral_norm': True}}``), for recording."""
+    backbone, head = route_settings(arch, dict(settings or {}))
+    return {**backbone, **head}
 
 
 def build_backbone(arch: Arch, **overrides: Any) -> nn.Module:
@@ -256,19 +327,24 @@ def build_model(name: str | Arch, *, num_classes: int | None = 400,
 
     ``num_classes=None`` gives a backbone-only recognizer (no ``cls_head``). Keyword overrides
     replace backbone settings (for SlowFast, ``slow_pathway=``/``fast_pathway=`` dicts are merged
-    into the pathway settings) or head settings (``dropout_ratio``, ``multi_class``, ...).
+    into the pathway settings; a lateral setting such as ``lateral_norm=True`` is routed to the
+    slow pathway) or head settings (``dropout_ratio``, ``multi_class``, ...). An unknown setting is
+    an ``UnknownNameError`` saying where it belongs; settings that do not form a network (depth 34
+    with a ResNet-50's inflate pattern) are one ``InvalidInputError``.
     ``device='meta'`` gives shapes and key lists without allocating any weight.
     """
     arch = name if isinstance(name, Arch) else get_arch(name)
     if arch.family in BUILDERS:
         with torch.device(device) if device is not None else contextlib.nullcontext():
             return BUILDERS[arch.family](arch, num_classes=num_classes, init=init, **overrides)
-    head_cfg = dict(arch.head)
-    backbone_overrides = {}
-    for key, value in overrides.items():
-        (head_cfg if key in HEAD_SETTINGS else backbone_overrides)[key] = value
+    backbone_overrides, head_overrides = route_settings(arch, overrides)
+    head_cfg = {**arch.head, **head_overrides}
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        backbone = build_backbone(arch, **backbone_overrides)
+        try:
+            backbone = build_backbone(arch, **backbone_overrides)
+        except (ValueError, TypeError, IndexError, KeyError, AssertionError) as e:
+            raise InvalidInputError(f"{arch.name} with {format_settings(backbone_overrides)}: these "
+                                    f"settings do not form a network ({e})") from None
         head = None
         if num_classes is not None:
             if arch.family == "tsm":

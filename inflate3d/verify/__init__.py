@@ -22,6 +22,8 @@ class Verification:
     method: str
     checks: list[StageCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # arch settings it was checked with
+    scheme: str = "mmaction2"  # the names the checkpoint came in
     warnings: list[str] = field(default_factory=list)  # true but worth knowing (e.g. inexact clip lengths)
     caveats: list[str] = field(default_factory=list)  # what the checks do not prove
 
@@ -41,19 +43,22 @@ def detect_method(tensors: Mapping[str, torch.Tensor]) -> str:
 
 def verify_inflated(tensors: Mapping[str, torch.Tensor], arch: Arch, source_tensors: Mapping[str, torch.Tensor],
                     *, depth: int, method: str | None = None, origin: str, size: int = 32,
-                    seed: int = 0, head_from_2d: bool | None = None) -> Verification:
+                    seed: int = 0, settings: Mapping | None = None,
+                    head_from_2d: bool | None = None) -> Verification:
     """Strict-load ``tensors`` (recognizer names) into ``arch`` and compare with the 2D source on a
-    boring video. The logits are compared too when the head is the 2D classifier's: as recorded
-    (``head_from_2d``, from the inflation's ``head`` choice), never guessed from a class count that
-    a fresh head may share; without a record, the logits are not compared (said in a note)."""
+    boring video. ``settings`` are the arch settings it was built with (``{'slow_pathway':
+    {'lateral_norm': True}}``). The logits are compared too when the head is the 2D classifier's:
+    as recorded (``head_from_2d``, from the inflation's ``head`` choice), never guessed from a
+    class count that a fresh head may share; without a record, the logits are not compared (said
+    in a note)."""
     method = "shift" if arch.family == "tsm" else (method or detect_method(tensors))
     if method not in METHODS + ("shift",):
         raise Inflate3dError(f"{origin}: unknown inflation method {method!r}", exit_code=CHECK_FAILED)
     head_w = tensors.get("cls_head.fc_cls.weight")
     num_classes = int(head_w.shape[0]) if head_w is not None else None
-    model = build_model(arch, num_classes=num_classes, device="meta", init=False)
+    model = build_model(arch, num_classes=num_classes, device="meta", init=False, **dict(settings or {}))
     strict_load(model, tensors, origin)
-    result = Verification(arch.name, method)
+    result = Verification(arch.name, method, settings=dict(settings or {}))
     result.notes.append(f"strict load into {arch.name}: {len(tensors)} tensors, no missing or "
                         "unexpected keys, all shapes equal")
     net2d = build_2d(source_tensors, depth)

@@ -40,7 +40,7 @@ def test_inflate_writes_verified_safetensors_with_metadata(tmp_path, r50_file):
     result = run("inflate", r50_file, "--arch", "slowfast_r50_4x16", "-o", out, "--json")
     data = json.loads(result.stdout)
     assert data["ok"] and data["verification"]["passed"] and data["output"] == str(out)
-    assert data["tensors"]["inflated"]["tensors"] == 9 and data["tensors"]["fresh init"]["tensors"] == 322
+    assert data["tensors"]["inflated"]["tensors"] == 9 and data["tensors"]["fresh_init"]["tensors"] == 322
     assert sorted(data["unused_2d"]) == ["fc.bias", "fc.weight"]
     assert [c["name"] for c in data["verification"]["checks"]] == ["stem", "layer1", "layer2", "layer3", "layer4"]
     with safe_open(str(out), "pt") as f:
@@ -83,7 +83,7 @@ def test_bad_input_is_one_line_exit_2_no_traceback_no_output(tmp_path, r18_file)
         (["inflate", r18_file, "--arch", "i3d_r99", "-o", out], "unknown architecture"),
         (["inflate", r18_file, "--arch", "i3d_r18", "--head", "many", "-o", out], "expected none | imagenet | N"),
         (["inflate", r18_file, "--arch", "i3d_r18", "-o", r18_file, "--force"], "is also an input"),
-        (["inflate", r18_file, "--arch", "i3d_r18", "-o", tmp_path / "nodir" / "x.safetensors"], "does not exist"),
+        (["inflate", r18_file, "--arch", "i3d_r18", "-o", r18_file / "x.safetensors"], "is a file, not a folder"),
     ]
     for args, message in cases:
         result = run(*args, ok=(2,))

@@ -35,8 +35,8 @@ def test_convert_pytorchvideo_to_mmaction2_pth(tmp_path, pv_file):
     out = tmp_path / "mm.pth"
     data = json.loads(run("convert", pv_file, "--format", "pth", "-o", out, "--json").stdout)
     assert data["ok"] and data["source_scheme"] == "pytorchvideo" and data["arch"] == "slowfast_r50_8x8"
-    assert data["arch_overrides"] == "slow_pathway.lateral_norm=True"
-    assert any("bit for bit" in c for c in data["checks"])
+    assert data["arch_settings"] == "slow_pathway.lateral_norm=True"
+    assert {"name": "round_trip", "passed": True, "detail": "converts back to pytorchvideo bit for bit (662 tensors)"} in data["checks"]
     ckpt = torch.load(out, weights_only=True)
     assert set(ckpt) == {"state_dict", "meta"} and ckpt["meta"]["source_scheme"] == "pytorchvideo"
     assert len(ckpt["state_dict"]) == 662

@@ -53,7 +53,7 @@ def test_identical_is_exit_0_and_a_perturbed_tensor_exit_1(tmp_path, sf_pair):
     assert worst["key"] == key and worst["max_abs"] == pytest.approx(0.25)
     scale = max(load_file(str(a))[key].abs().max().item(), sd[key].abs().max().item())
     assert worst["max_rel"] == pytest.approx(0.25 / scale)
-    assert data["groups"]["slow layer2"]["differing"] == 1 and data["groups"]["slow layer3"]["differing"] == 0
+    assert data["groups"]["slow_layer2"]["differing"] == 1 and data["groups"]["slow_layer3"]["differing"] == 0
     assert json.loads(run("diff", a, b, "--json", "--atol", "0.3").stdout)["equal"]
     assert json.loads(run("diff", a, b, "--json", "--keys", "layer3").stdout)["equal"]
 
@@ -117,8 +117,8 @@ def test_training_one_stage_is_reported_on_that_stage_only(tmp_path, sf_pair):
     save_file(sd, str(trained))
     data = json.loads(run("diff", "--inflated", trained, sf_pair / "r50.safetensors", "--json", ok=(1,)).stdout)
     moved = {g: s for g, s in data["stages"].items() if s["exact"] < s["tensors"]}
-    assert list(moved) == ["slow layer3"]
-    assert 0.005 < moved["slow layer3"]["max_rel_change"] < 0.05 and moved["slow layer3"]["padding_moved"] == 1
+    assert list(moved) == ["slow_layer3"]
+    assert 0.005 < moved["slow_layer3"]["max_rel_change"] < 0.05 and moved["slow_layer3"]["padding_moved"] == 1
 
 
 def test_bit_equal_sees_nan_payloads_and_dtypes():

@@ -210,12 +210,12 @@ def test_unmapped_keys_are_an_error_that_lists_them(pv_res):
 
 
 def test_unknown_arch_is_a_clear_error(pv_res):
-    with pytest.raises(Inflate3dError, match="--arch: unknown architecture 'slowfast_r999'"):
+    with pytest.raises(Inflate3dError, match="unknown architecture 'slowfast_r999'"):
         convert(pv_res.state_dict(), source=None, target="mmaction2", origin="x", arch="slowfast_r999")
 
 
 def test_wrong_from_is_refused(pv_res):
-    with pytest.raises(Inflate3dError, match="--from pyslowfast, but its keys are pytorchvideo's"):
+    with pytest.raises(Inflate3dError, match="given as pyslowfast, but its keys are pytorchvideo's"):
         convert(pv_res.state_dict(), source="pyslowfast", target="mmaction2", origin="x")
 
 

@@ -103,7 +103,7 @@ def test_alpha_comes_from_the_cfg_else_a_stated_convention_and_set_overrides(tmp
     out = json.loads(runner.invoke(main, ["inspect", str(with_cfg), "--json"]).output)["architecture"]
     assert out["facts"]["speed_ratio"] == {"value": 4, "source": "checkpoint cfg (SLOWFAST.ALPHA)"}
     assert out["config"]["SLOWFAST.ALPHA"] == 4 and out["config"]["MODEL.ARCH"] == "slowfast"
-    assert out["matches"]["name"] == "slowfast_r50_4x16" and "speed_ratio=4" in out["matches"]["overrides"]
+    assert out["matches"]["name"] == "slowfast_r50_4x16" and "speed_ratio=4" in out["matches"]["settings"]
 
     result = runner.invoke(main, ["convert", str(bare), "--dry-run"])
     assert result.exit_code == 0
@@ -112,7 +112,7 @@ def test_alpha_comes_from_the_cfg_else_a_stated_convention_and_set_overrides(tmp
 
     out = json.loads(runner.invoke(main, ["inspect", str(bare), "--set", "speed_ratio=4", "--json"]).output)
     assert out["architecture"]["facts"]["speed_ratio"] == {"value": 4, "source": "--set"}
-    assert "speed_ratio=4" in out["architecture"]["matches"]["overrides"]
+    assert "speed_ratio=4" in out["architecture"]["matches"]["settings"]
 
 
 def test_inspect_shows_each_fact_with_its_source(tmp_path):

@@ -51,7 +51,7 @@ def test_torchvision_video_resnet_round_trip_and_outputs(tmp_path, name):
 
 def test_from_is_honoured_where_the_keys_cannot_tell(tmp_path):
     sd = {"stem.0.weight": torch.zeros(1)}  # detected, so --from must agree
-    with pytest.raises(inflate3d.errors.Inflate3dError, match="--from tsm, but its keys are torchvision_video's"):
+    with pytest.raises(inflate3d.errors.Inflate3dError, match="given as tsm, but its keys are torchvision_video's"):
         convert(sd, source="tsm", target="mmaction2", origin="x")
     odd = {"weird.weight": torch.zeros(1)}
     with pytest.raises(inflate3d.errors.Inflate3dError, match="no torchvision_video -> native mapping: weird.weight"):

@@ -152,7 +152,7 @@ def test_build_model_overrides_and_errors():
     assert build_model("i3d_r50", num_classes=None, device="meta").cls_head is None
     with pytest.raises(KeyError, match="unknown architecture 'nope'"):
         build_model("nope")
-    with pytest.raises(TypeError):
+    with pytest.raises(KeyError, match="unknown setting 'not_a_setting'"):
         build_model("i3d_r50", device="meta", not_a_setting=1)
     assert get_arch("slowfast_r50_8x8").backbone["speed_ratio"] == 4
 

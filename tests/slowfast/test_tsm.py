@@ -110,7 +110,9 @@ def test_cli_inflate_and_convert_tsm(tmp_path, r18_file):
     assert CliRunner().invoke(main, ["convert", str(orig), "--to", "torchvision", "-o", str(tsn)]).exit_code == 0
     assert set(load_file(str(tsn))) == set(torch.load(r18_file, weights_only=True))
     back = tmp_path / "back.safetensors"
-    assert CliRunner().invoke(main, ["convert", str(tsn), "-o", str(back)]).exit_code == 0
+    refused = CliRunner().invoke(main, ["convert", str(tsn), "-o", str(back)])  # 2D names: it says so
+    assert refused.exit_code == 2 and "pass --arch tsm_rNN or --from torchvision" in refused.stderr
+    assert CliRunner().invoke(main, ["convert", str(tsn), "--from", "torchvision", "-o", str(back)]).exit_code == 0
     assert CliRunner().invoke(main, ["diff", str(back), str(out)]).exit_code == 0
     info = json.loads(CliRunner().invoke(main, ["inspect", str(orig), "--json"]).stdout)
     assert info["scheme"] == "tsm" and info["architecture"]["matches"]["name"] == "tsm_r18"

@@ -35,9 +35,10 @@ def test_pytorchvideo_file_to_mmaction2_and_back(tmp_path, pv_state):
     native = tmp_path / "mm.safetensors"
     data = json.loads(run("convert", src, "-o", native, "--arch", "x3d_xs", "--json").stdout)
     assert data["ok"] and data["arch"] == "x3d_xs" and data["tensors"] == 568
-    assert data["checks"] == ["read back from disk: 568 tensors bit for bit as written",
-                              "loads strictly into x3d_xs (568 tensors, all shapes equal)",
-                              "converts back to pytorchvideo bit for bit (563 tensors)"]
+    assert [c["detail"] for c in data["checks"]] == ["read back from disk: 568 tensors bit for bit as written",
+                                                     "loads strictly into x3d_xs (568 tensors, all shapes equal)",
+                                                     "converts back to pytorchvideo bit for bit (563 tensors)"]
+    assert all(c["passed"] for c in data["checks"])
     assert any("identity BN was inserted" in n for n in data["notes"])
     out = tmp_path / "pv.pth"
     data = json.loads(run("convert", native, "--to", "pytorchvideo", "--format", "pth", "-o", out, "--json").stdout)
@@ -59,8 +60,9 @@ def test_native_to_pytorchvideo_proves_the_fold_in_function(tmp_path):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, src)
     out = tmp_path / "pv.safetensors"
     data = json.loads(run("convert", src, "--to", "pytorchvideo", "-o", out, "--json").stdout)
-    assert data["checks"][2] == "converts back to mmaction2 bit for bit (561 tensors)"
-    assert data["checks"][3].startswith("7 tensors of the folded shortcut BN (backbone.layer1.0) round-trip in function")
+    assert data["checks"][2]["detail"] == "converts back to mmaction2 bit for bit (561 tensors)"
+    assert data["checks"][3]["name"] == "round_trip_in_function"
+    assert data["checks"][3]["detail"].startswith("7 tensors of the folded shortcut BN (backbone.layer1.0) round-trip in function")
     assert "blocks.1.res_blocks.0.branch1_norm.weight" not in load_file(out)
 
 
