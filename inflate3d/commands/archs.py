@@ -21,6 +21,6 @@ def run(console: Console) -> int:
     console.table("Named architectures (parameters with a 400-class head)",
                   ["name", "parameters", "clip TxHxW", "description", "published as"],
                   [[r["name"], f"{r['parameters']:,}", "x".join(map(str, r["clip"])), r["description"],
-                    "\n".join(r["origin"]) or "-"]
+                    "; ".join(r["origin"]) or "-"]
                    for r in rows], justify=["left", "right", "right", "left", "left"])
     return 0

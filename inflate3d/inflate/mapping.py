@@ -43,9 +43,10 @@ class Plan:
     entries: list[Entry]
     unused: list[str]  # 2D tensors that feed nothing (e.g. fc.* without --head imagenet)
     fresh_units: list[str] = field(default_factory=list)  # modules that start from a fresh init
+    actions: tuple[str, ...] = ACTIONS  # the family's actions, in the order reports list them
 
     def by_action(self) -> dict[str, list[Entry]]:
-        out: dict[str, list[Entry]] = {a: [] for a in ACTIONS}
+        out: dict[str, list[Entry]] = {a: [] for a in self.actions}
         for e in self.entries:
             out[e.action].append(e)
         return out

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from torch.nn import functional as F
 
 from ..errors import Inflate3dError
 from ..inflate.kernels import inflate_kernel
-from ..inflate.mapping import COPY, FRESH, INFLATE, Entry
+from ..inflate.mapping import COPY, FRESH, INFLATE, Entry, Plan
 from .network import relative_position_index
 
 TABLE = "bias table repeated"
@@ -95,18 +94,6 @@ def check_fits(cfg2d: dict[str, Any], backbone: Mapping[str, Any], arch_name: st
     return notes
 
 
-@dataclass
-class Plan:
-    entries: list[Entry]
-    unused: list[str]
-    fresh_units: list[str] = field(default_factory=list)
-
-    def by_action(self) -> dict[str, list[Entry]]:
-        out: dict[str, list[Entry]] = {a: [] for a in ACTIONS}
-        for e in self.entries:
-            out.setdefault(e.action, []).append(e)
-        return out
-
 
 def source_name(key: str, last: int) -> str | None:
     """The canonical 2D name a native 3D key comes from (``None``: rebuilt / no 2D counterpart)."""
@@ -152,7 +139,7 @@ def plan(target: Mapping[str, tuple[int, ...]], canon: Mapping[str, torch.Tensor
         raise Inflate3dError(f"{origin}: cannot inflate into this architecture: {shown}")
     used = {e.source for e in entries if e.source}
     fresh = ["cls_head"] if any(e.action == FRESH for e in entries) else []
-    return Plan(entries, [k for k in canon if k not in used], fresh)
+    return Plan(entries, [k for k in canon if k not in used], fresh, ACTIONS)
 
 
 def inflated_tensor(e: Entry, canon: Mapping[str, torch.Tensor], *, method: str,

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .. import __version__
 from ..errors import Inflate3dError
-from ..inflate.mapping import Entry
+from ..inflate.mapping import Entry, Plan
 from ..slowfast.archs import Arch, build_model
 from .kernels import TUBELET_METHODS, resize_pos_embed, tile_pos_embed, tubelet_kernel
 from .vit2d import ViT2dInfo, canonical, describe
@@ -64,18 +64,6 @@ def load_source(spec: str | None, *, trust_pickle: bool = False) -> ViTSource:
     weights = ckpt.path if ckpt.path.is_file() else path
     return ViTSource(canon, info, path.name, sha256_file(weights), path, container=ckpt.container)
 
-
-@dataclass
-class Plan:
-    entries: list[Entry]
-    unused: list[str]
-    fresh_units: list[str] = field(default_factory=list)
-
-    def by_action(self) -> dict[str, list[Entry]]:
-        out: dict[str, list[Entry]] = {a: [] for a in ACTIONS}
-        for e in self.entries:
-            out[e.action].append(e)
-        return out
 
 
 def source_overrides(info: ViT2dInfo, arch: Arch) -> dict:
@@ -159,7 +147,7 @@ def plan(target: dict[str, tuple[int, ...]], source: dict[str, tuple[int, ...]],
         raise Inflate3dError(f"{origin}: cannot inflate into this architecture: {shown}")
     used = {e.source for e in entries if e.source}
     fresh = ["cls_head"] if any(e.action == FRESH for e in entries) else []
-    return Plan(entries, [k for k in source if k not in used], fresh)
+    return Plan(entries, [k for k in source if k not in used], fresh, ACTIONS)
 
 
 @dataclass
