@@ -55,6 +55,16 @@ class InflatedDiff:
     three_d: str = ""  # the paths, in their roles (the arguments may come in either order)
     two_d: str = ""
 
+    def add(self, t: InflatedTensor, group: str) -> None:
+        """Record one compared tensor, and roll it up into its stage."""
+        self.tensors.append(t)
+        stage = self.stages.setdefault(group, StageReport())
+        stage.tensors += 1
+        stage.exact += t.exact
+        stage.max_rel_change = max(stage.max_rel_change, t.rel_change)
+        stage.methods.add(t.method)
+        stage.padding_moved += t.pad_zero is False
+
     @property
     def exact(self) -> bool:
         return all(t.exact for t in self.tensors)
@@ -102,14 +112,7 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         if e.key.endswith("num_batches_tracked") and unstored:
             continue  # not in the file: nothing to compare
         w3d, w2d = view.get(e.key), src.get(e.source)
-        result.tensors.append(_compare(e, w3d, w2d))
-        stage = result.stages.setdefault(group_of(e.key), StageReport())
-        t = result.tensors[-1]
-        stage.tensors += 1
-        stage.exact += t.exact
-        stage.max_rel_change = max(stage.max_rel_change, t.rel_change)
-        stage.methods.add(t.method)
-        stage.padding_moved += t.pad_zero is False
+        result.add(_compare(e, w3d, w2d), group_of(e.key))
     if not result.tensors and pattern is not None:
         raise InvalidInputError(f"key pattern {keys!r} matches no tensor of {a_path} that has a 2D source")
     if not result.tensors:

@@ -8,7 +8,7 @@ import re
 
 import torch
 
-from ..diff.inflated import InflatedDiff, InflatedTensor, StageReport
+from ..diff.inflated import InflatedDiff, InflatedTensor
 from ..diff.metrics import relative_change
 from ..errors import Inflate3dError
 from ..inflate.kernels import deflate_kernel, kernel_method
@@ -55,13 +55,7 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         if e.action == FRESH:
             result.no_source.append(e.key)
             continue
-        t = _compare(e, native[e.key], canon, window)
-        result.tensors.append(t)
-        stage = result.stages.setdefault(group(e.key), StageReport())
-        stage.tensors += 1
-        stage.exact += t.exact
-        stage.max_rel_change = max(stage.max_rel_change, t.rel_change)
-        stage.methods.add(t.method)
+        result.add(_compare(e, native[e.key], canon, window), group(e.key))
     return result
 
 

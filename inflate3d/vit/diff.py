@@ -7,7 +7,7 @@ import re
 
 import torch
 
-from ..diff.inflated import InflatedDiff, InflatedTensor, StageReport
+from ..diff.inflated import InflatedDiff, InflatedTensor
 from ..diff.metrics import relative_change
 from ..errors import Inflate3dError
 from ..io.lazy import TensorFile
@@ -50,13 +50,7 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         if e.action == inf.FRESH:
             result.no_source.append(e.key)
             continue
-        t = _compare(e, native[e.key], src, steps)
-        result.tensors.append(t)
-        stage = result.stages.setdefault(_group(e.key), StageReport())
-        stage.tensors += 1
-        stage.exact += t.exact
-        stage.max_rel_change = max(stage.max_rel_change, t.rel_change)
-        stage.methods.add(t.method)
+        result.add(_compare(e, native[e.key], src, steps), _group(e.key))
     if not result.tensors:
         raise Inflate3dError(f"{a_path}: no tensor has a counterpart in {b_path}")
     return result

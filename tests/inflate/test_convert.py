@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+from peer_models import randomise_bn
 
 from inflate3d.errors import Inflate3dError
 from inflate3d.inflate.convert import convert, swap_head_columns
@@ -18,31 +19,18 @@ pv_resnet = pytest.importorskip("pytorchvideo.models.resnet")
 SIZE, SLOW_T, ALPHA = 64, 4, 4  # small frames: the equivalence holds at any size
 
 
-def _randomise_bn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Give every BN non-trivial statistics and affine terms, so equal outputs mean equal maths."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.num_batches_tracked.fill_(int(torch.randint(1, 1000, (1,), generator=g)))
-    return model.eval()
-
 
 @pytest.fixture(scope="module")
 def pv_sf():
     torch.manual_seed(0)
     head = ((SLOW_T, SIZE // 32, SIZE // 32), (SLOW_T * ALPHA, SIZE // 32, SIZE // 32))
-    return _randomise_bn(pv_slowfast.create_slowfast(head_pool_kernel_sizes=head, dropout_rate=0.0), 1)
+    return randomise_bn(pv_slowfast.create_slowfast(head_pool_kernel_sizes=head, dropout_rate=0.0), 1)
 
 
 @pytest.fixture(scope="module")
 def pv_res():
     torch.manual_seed(0)
-    return _randomise_bn(pv_resnet.create_resnet(head_pool_kernel_size=(SLOW_T, SIZE // 32, SIZE // 32),
+    return randomise_bn(pv_resnet.create_resnet(head_pool_kernel_size=(SLOW_T, SIZE // 32, SIZE // 32),
                                                  dropout_rate=0.0), 2)
 
 

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from peer_models import randomise_bn
 from click.testing import CliRunner
 
 import inflate3d
@@ -20,17 +21,6 @@ hub = pytest.importorskip("pytorchvideo.models.hub")
 SIZE = 32  # frames 32x32: the last stage is 1x1, so pytorchvideo's head pools everything
 T = 4  # frames of a one-pathway clip, and of the slow pathway
 
-
-def _randomise_bn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model.eval()
 
 
 # hub name -> (the architecture inflate3d must name, two pathways)
@@ -75,7 +65,7 @@ def _convert(tmp_path, src, name, *args):
 def test_hub_model_converts_loads_and_computes_the_same(tmp_path, hub_name):
     arch, two = MODELS[hub_name]
     torch.manual_seed(0)
-    theirs = _randomise_bn(_hub(hub_name), 1)
+    theirs = randomise_bn(_hub(hub_name), 1)
     sd = theirs.state_dict()
     src = tmp_path / f"{hub_name}.pyth"
     torch.save({"model_state": sd}, src)

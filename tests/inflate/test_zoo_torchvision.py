@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from peer_models import randomise_bn
 from click.testing import CliRunner
 from torchvision.models import video
 
@@ -15,22 +16,11 @@ from inflate3d.inflate.convert import convert
 EXPECTED = {"r3d_18": "r3d_18", "mc3_18": "mc3_18", "r2plus1d_18": "r2plus1d_18"}
 
 
-def _randomise_bn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model.eval()
-
 
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_torchvision_video_resnet_round_trip_and_outputs(tmp_path, name):
     torch.manual_seed(0)
-    theirs = _randomise_bn(getattr(video, name)(weights=None, num_classes=7), 3)
+    theirs = randomise_bn(getattr(video, name)(weights=None, num_classes=7), 3)
     sd = theirs.state_dict()
     src = tmp_path / f"{name}.pth"
     torch.save(sd, src)
