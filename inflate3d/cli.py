@@ -41,12 +41,19 @@ def _terminate(signum, _frame) -> None:
     """The first SIGINT or SIGTERM unwinds like Ctrl-C (temporary files are removed); later ones
     are ignored: the process is already on its way out and its cleanup must finish (two Ctrl-C
     20 ms apart used to interrupt the cleanup itself)."""
+    _ignore_interrupts()
+    _SIGNALS.append(signum)
+    raise KeyboardInterrupt(signum)
+
+
+def _ignore_interrupts() -> None:
+    """From here on SIGINT and SIGTERM change nothing: cleanup must finish, or the work is done and
+    the exit code already says what is on disk (Python's default handler would end the process by
+    the signal while a complete output is in place)."""
     import signal
 
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
-    _SIGNALS.append(signum)
-    raise KeyboardInterrupt(signum)
 
 
 _SIGNALS: list[int] = []  # signals received, in order
@@ -76,7 +83,7 @@ def _interrupted(console: Console, signum, before: int) -> None:
 
     done = _committed()[before:]
     if done:
-        message = f"interrupted after {', '.join(map(str, done))} was written; the file is complete"
+        message = _complete(done)
         console.warn(message)
         console.emit_json({"ok": True, "interrupted": True, "output": str(done[-1]), "note": message})
         sys.exit(0)
@@ -84,6 +91,26 @@ def _interrupted(console: Console, signum, before: int) -> None:
     console.error("interrupted; nothing was written")
     console.emit_json({"ok": False, "error": "interrupted; nothing was written", "exit_code": code})
     sys.exit(code)
+
+
+def _complete(done: list) -> str:
+    return f"interrupted after {', '.join(map(str, done))} was written; the file is complete"
+
+
+def _after_work(console: Console, before: int) -> None:
+    """The command's work is done and its exit code says what is on disk: a signal from here on
+    only says so (Python's default handling would end the process by the signal while a complete
+    output is in place, and a KeyboardInterrupt raised during the exit escapes every handler)."""
+    import signal
+
+    def late(_signum, _frame) -> None:
+        _ignore_interrupts()
+        if done := _committed()[before:]:
+            console.warn(_complete(done))
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            signal.signal(s, late)
 
 
 MAX_CLASSES = 100_000
@@ -119,6 +146,7 @@ def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
         try:
             _check_options(kwargs)
             code = fn(console, **kwargs)
+            _after_work(console, before)
         except KeyboardInterrupt as e:
             _interrupted(console, e.args[0] if e.args else None, before)
         except Exception as e:  # noqa: BLE001 - every failure is one line; --debug shows where
