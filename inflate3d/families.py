@@ -41,7 +41,8 @@ class FamilyHooks(Protocol):
     - ``verify(tensors, arch, source, *, method, origin, size, metadata, trust_pickle=False)``: strict
       load and the family's static-clip proof; ``source`` is a spec (``verify --against``) or the
       source object ``prepare`` returned (``inflate``). Returns ``inflate3d.verify.Verification``.
-    - ``detect_scheme(keys)``: the scheme name when the keys are this family's, else ``None``.
+    - ``detect_scheme(keys)``: the scheme name when the keys are this family's, else ``None``; it
+      lives in the package's torch-free ``detect`` module (``families.detect`` imports only that).
     - ``convert(tensors, *, source, target, origin, arch)``: like ``inflate.convert.convert``
       (``arch``: the user's ``--arch``, else the one the file's metadata records). The result may
       carry ``round_trip_in_function(expected, back, differ) -> str``: the proof for tensors that a
@@ -75,15 +76,25 @@ def for_arch(arch: Any) -> ModuleType | None:
     return next((m for m in load_all() if family in m.ARCH_FAMILIES), None)
 
 
-def for_keys(keys: Iterable[str]) -> tuple[ModuleType, str] | None:
-    """(family module, scheme) for a checkpoint whose keys a registered family recognises."""
+def detect(keys: Iterable[str]) -> tuple[str, str] | None:
+    """(family package, scheme) for keys a registered family recognises, else None. Torch-free:
+    it asks each package's ``detect`` module, not the family module (which imports the networks)."""
     keys = list(keys)
-    for module in load_all():
-        detect = getattr(module, "detect_scheme", None)
-        scheme = detect(keys) if detect is not None else None
+    for package in FAMILY_PACKAGES:
+        scheme = import_module(f"{package}.detect").detect_scheme(keys)
         if scheme is not None:
-            return module, scheme
+            return package, scheme
     return None
+
+
+def for_keys(keys: Iterable[str]) -> tuple[ModuleType, str] | None:
+    """(family module, scheme) for a checkpoint whose keys a registered family recognises. The
+    family modules (torch, the networks) are imported only when one does."""
+    hit = detect(keys)
+    if hit is None:
+        return None
+    load_all()  # every family registers its archs: a family's hooks may look at the others' names
+    return _LOADED[hit[0]], hit[1]
 
 
 # The ResNet family's scheme names. A family may share one (X3D has mmaction2, pyslowfast and

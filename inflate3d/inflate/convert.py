@@ -9,14 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import Inflate3dError, InvalidInputError, UnknownNameError
 from ..slowfast.archs import ARCHS, Arch, setting_of, state_dict_shapes
 from .detect import ArchInfo, detect_scheme, infer_arch, strip_net
 from .facts import facts_for
 from .schemes import SCHEMES, Scheme
+
+if TYPE_CHECKING:
+    import torch
 
 HEAD_W = "cls_head.fc_cls.weight"
 HEAD_REORDERED = "head columns reordered from [slow, fast] to mmaction2's [fast, slow]"
@@ -153,7 +155,12 @@ def _rename(tensors: Mapping[str, torch.Tensor], mapper, direction: str, origin:
 
 def swap_head_columns(w: torch.Tensor, *, first: int) -> torch.Tensor:
     """Move the first ``first`` input columns of a linear weight (O, I) to the end: [A, B] -> [B, A].
-    A permutation of columns, never a renaming: the classifier must see its features in order."""
+    A permutation of columns, never a renaming: the classifier must see its features in order.
+    A shape record (``inspect``'s ``TensorMeta``) keeps its shape."""
+    if not hasattr(w, "untyped_storage"):
+        return w
+    import torch
+
     return torch.cat((w[:, first:], w[:, :first]), dim=1)
 
 
@@ -163,9 +170,18 @@ def fill_bn_counters(native: dict[str, torch.Tensor]) -> list[str]:
     for key in [k for k in native if k.endswith(".bn.running_mean")]:
         counter = key[: -len("running_mean")] + "num_batches_tracked"
         if counter not in native:
-            native[counter] = torch.zeros((), dtype=torch.int64)
+            native[counter] = _zero_counter(native[key])
             added += 1
     return [f"set num_batches_tracked = 0 for {added} BN layers (Caffe2 does not store it)"] if added else []
+
+
+def _zero_counter(like):
+    """A BN's zero batch counter: a tensor, or a shape record when ``like`` is one (``inspect``)."""
+    if not hasattr(like, "untyped_storage"):
+        return type(like)((), "int64")
+    import torch
+
+    return torch.zeros((), dtype=torch.int64)
 
 
 def slow_channels(shapes: Mapping[str, tuple[int, ...]]) -> int:

@@ -16,6 +16,17 @@ def _pathway_json(v: dict) -> dict:
             "inflate": [list(s) for s in v["inflate"]], "inflate_style": v["inflate_style"], "width": v["base_channels"]}
 
 
+# buffers by their names, not parameters: what a network's parameters() counts is the rest
+BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "relative_position_index")
+
+
+def _size(path: Path) -> int:
+    """The bytes on disk: a file's size, or a folder's files together (a Hugging Face folder)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return path.stat().st_size
+
+
 def _plain(value):
     """JSON-friendly: tuples as lists, recursively."""
     if isinstance(value, (tuple, list)):
@@ -25,17 +36,34 @@ def _plain(value):
     return value
 
 
+def read_for_inspection(path, *, trust_pickle: bool = False, values: bool = False):
+    """(Checkpoint, how it was read). Without ``values``, the structure alone (``io.structure``:
+    torch-free, at the cost of reading headers); when only torch's loader can read the file, or
+    ``values`` asks for the tensors (the NaN/Inf screen), the loader."""
+    from ..io.structure import NeedsTorch, read_structure
+
+    if not values:
+        try:
+            return read_structure(path, trust_pickle=trust_pickle), "structure"
+        except NeedsTorch:
+            pass
+    from ..io.load import load_checkpoint
+
+    return load_checkpoint(path, trust_pickle=trust_pickle), "tensors"
+
+
 def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle: bool = False,
-                        settings: dict | None = None) -> dict:
+                        settings: dict | None = None, values: bool = False) -> dict:
     """A plain dict: ``input``, ``format``, ``container``, ``prefix``, ``dropped_entries``,
     ``scheme``, ``two_d`` (e.g. 'ResNet-18 (torchvision names)' for a 2D net, else None),
-    ``tensors``, ``values_by_dtype``, ``metadata`` and, for a 3D net, ``architecture`` (family,
-    depth, pathways, fusion, head classes, the named arch it matches and with which settings, the
-    ``facts`` the file states or implies with their source, the file's training ``config``).
-    ``settings`` (``--set``) state facts the file does not carry. A checkpoint of another family
-    (X3D, Swin, ViT) is described by that family (``architecture`` is its dict)."""
+    ``tensors``, ``parameters`` (values outside BN statistics and index buffers), ``values_by_dtype``, ``bytes`` (the file's size), ``metadata``
+    and, for a 3D net, ``architecture`` (family, depth, pathways, fusion, head classes, the named
+    arch it matches and with which settings, the ``facts`` the file states or implies with their
+    source, the file's training ``config``). ``settings`` (``--set``) state facts the file does
+    not carry. A checkpoint of another family (X3D, Swin, ViT) is described by that family
+    (``architecture`` is its dict). Only the structure is read unless ``values``: then every
+    tensor is loaded and ``non_finite`` lists the tensors holding NaN or Inf."""
     from .. import families
-    from ..io.load import load_checkpoint
     from .facts import facts_for
     from .convert import HEAD_REORDERED, match_arch, scheme, to_native
     from .detect import detect_scheme, infer_arch
@@ -43,19 +71,28 @@ def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle:
 
     path = Path(path)
     origin = str(path)
-    ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
+    ckpt, read = read_for_inspection(path, trust_pickle=trust_pickle, values=values)
     by_dtype: Counter = Counter()
     for t in ckpt.tensors.values():
         by_dtype[str(t.dtype).replace("torch.", "")] += t.numel()
+    common = {"input": origin, "format": ckpt.format, "container": ckpt.container, "prefix": ckpt.prefix,
+              "dropped_entries": ckpt.dropped, "tensors": len(ckpt.tensors),
+              "parameters": sum(t.numel() for k, t in ckpt.tensors.items() if not k.endswith(BUFFER_SUFFIXES)),
+              "values_by_dtype": dict(by_dtype), "bytes": _size(path), "read": read}
+    if values:
+        from ..io.load import non_finite
+
+        common["non_finite"] = non_finite(ckpt.tensors)
     hit = families.for_keys(ckpt.tensors)
     if hit is not None:
         family, family_scheme = hit
+        if read == "structure" and not getattr(family, "DESCRIBES_SHAPES", False):
+            from ..io.load import load_checkpoint  # this family's description reads tensors
+
+            ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
         architecture = families.hook(family, "describe", "inspect")(ckpt.tensors, family_scheme, origin)
-        return {"input": origin, "format": ckpt.format, "container": ckpt.container, "prefix": ckpt.prefix,
-                "dropped_entries": ckpt.dropped, "scheme": family_scheme, "two_pathways": False, "two_d": None,
-                "tensors": len(ckpt.tensors), "values_by_dtype": dict(by_dtype), "metadata": ckpt.metadata,
-                "family": getattr(family, "NAME", None),
-                "architecture": _plain(architecture)}
+        return {**common, "scheme": family_scheme, "two_pathways": False, "two_d": None, "metadata": ckpt.metadata,
+                "family": getattr(family, "NAME", None), "architecture": _plain(architecture)}
     name, two = detect_scheme(ckpt.tensors, origin)
     two_d = describe_2d(ckpt.tensors) if name == "torchvision3d" else None
     if two_d:
@@ -64,10 +101,7 @@ def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle:
         what = f"its kernels are 2D (a {two_d})" if two_d else \
             f"its keys are {name}'s (e.g. {next(iter(ckpt.tensors))})"
         raise Inflate3dError(f"{origin}: given as {source_scheme}, but {what}")
-    report = {"input": origin, "format": ckpt.format, "container": ckpt.container,
-              "prefix": ckpt.prefix, "dropped_entries": ckpt.dropped, "scheme": name, "two_pathways": two,
-              "two_d": two_d, "tensors": len(ckpt.tensors),
-              "values_by_dtype": dict(by_dtype), "metadata": ckpt.metadata}
+    report = {**common, "scheme": name, "two_pathways": two, "two_d": two_d, "metadata": ckpt.metadata}
     if two_d or (name == "torchvision3d" and not any(t.dim() == 5 for t in ckpt.tensors.values())):
         return report
     src = scheme(name)

@@ -4,11 +4,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import torch
+from typing import Any
 
 from ..errors import Inflate3dError
-from ..slowfast.resnet3d import STAGE_BLOCKS
+from ..slowfast.depths import depth_of
 
 
 def detect_scheme(keys, origin: str) -> tuple[str, bool]:
@@ -55,14 +54,13 @@ class ArchInfo:
 _BLOCK = re.compile(r"layer([1-4])\.(\d+)\.")
 
 
-def _pathway_info(tensors: Mapping[str, torch.Tensor], prefix: str, origin: str) -> dict:
+def _pathway_info(tensors: Mapping[str, Any], prefix: str, origin: str) -> dict:
     blocks = [0, 0, 0, 0]
     for k in tensors:
         if k.startswith(prefix) and (m := _BLOCK.match(k[len(prefix):])):
             blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
     bottleneck = f"{prefix}layer1.0.conv3.conv.weight" in tensors
-    depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
-                  if counts == tuple(blocks) and (blk.expansion == 4) == bottleneck), None)
+    depth = depth_of(blocks, bottleneck)
     if depth is None:
         raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no ResNet depth")
     stem = tuple(tensors[f"{prefix}conv1.conv.weight"].shape[2:])
@@ -87,7 +85,7 @@ def _pathway_info(tensors: Mapping[str, torch.Tensor], prefix: str, origin: str)
             "inflate_style": used.pop() if len(used) == 1 else ("mixed" if used else "3x1x1")}
 
 
-def infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
+def infer_arch(native: Mapping[str, Any], origin: str) -> ArchInfo:
     """Depth, pathways, stem and per-block temporal kernels, fusion, head, from native names."""
     try:
         return _infer_arch(native, origin)
@@ -96,7 +94,7 @@ def infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
                              f"{e})") from None
 
 
-def _infer_arch(native: Mapping[str, torch.Tensor], origin: str) -> ArchInfo:
+def _infer_arch(native: Mapping[str, Any], origin: str) -> ArchInfo:
     head = native.get("cls_head.fc_cls.weight")
     num_classes = int(head.shape[0]) if head is not None else None
     if "backbone.slow_path.conv1.conv.weight" in native:
@@ -123,15 +121,14 @@ def strip_net(key: str) -> str:
     return ".".join(p for p in key.split(".") if p != "net")
 
 
-def _tsm_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> ArchInfo:
+def _tsm_info(native: Mapping[str, Any], origin: str, num_classes) -> ArchInfo:
     plain = {strip_net(k): v for k, v in native.items()}
     blocks = [0, 0, 0, 0]
     for k in plain:
         if m := _BLOCK.match(k[len("backbone."):]) if k.startswith("backbone.") else None:
             blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
     bottleneck = "backbone.layer1.0.conv3.conv.weight" in plain
-    depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
-                  if counts == tuple(blocks) and (blk.expansion == 4) == bottleneck), None)
+    depth = depth_of(blocks, bottleneck)
     if depth is None:
         raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no ResNet depth")
     place = "block" if any(re.search(r"layer\d\.\d+\.net\.", k) for k in native) else "blockres"
@@ -147,7 +144,7 @@ def _tsm_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> A
     return info
 
 
-def _r2plus1d_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> ArchInfo:
+def _r2plus1d_info(native: Mapping[str, Any], origin: str, num_classes) -> ArchInfo:
     """R(2+1)D: blocks per stage, the stem's kernel and whether each block's conv has a temporal tap,
     read from the factorised convs (``conv_s`` 1 x k x k, ``conv_t`` t x 1 x 1)."""
     blocks = [0, 0, 0, 0]
@@ -155,8 +152,7 @@ def _r2plus1d_info(native: Mapping[str, torch.Tensor], origin: str, num_classes)
         if k.startswith("backbone.") and (m := _BLOCK.match(k[len("backbone."):])):
             blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
     bottleneck = "backbone.layer1.0.conv3.conv.weight" in native
-    depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
-                  if counts == tuple(blocks) and (blk.expansion == 4) == bottleneck), None)
+    depth = depth_of(blocks, bottleneck)
     if depth is None:
         raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no R(2+1)D depth")
     if "backbone.conv1.conv.conv_s.weight" in native:
@@ -175,14 +171,13 @@ def _r2plus1d_info(native: Mapping[str, torch.Tensor], origin: str, num_classes)
         num_classes=num_classes)
 
 
-def _csn_info(native: Mapping[str, torch.Tensor], origin: str, num_classes) -> ArchInfo:
+def _csn_info(native: Mapping[str, Any], origin: str, num_classes) -> ArchInfo:
     """CSN: depth from the blocks per stage; 'ip' when a 1x1x1 conv precedes the depthwise one."""
     blocks = [0, 0, 0, 0]
     for k in native:
         if k.startswith("backbone.") and (m := _BLOCK.match(k[len("backbone."):])):
             blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
-    depth = next((d for d, (blk, counts) in STAGE_BLOCKS.items()
-                  if counts == tuple(blocks) and blk.expansion == 4), None)
+    depth = depth_of(blocks, True)
     if depth is None:
         raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no CSN depth")
     stem = native["backbone.conv1.conv.weight"]

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from .settings import flatten_settings, read_recorded_settings
 
 
@@ -34,6 +32,8 @@ _PYSF_POOL2 = {"c2d": True, "i3d": True, "slow_c2d": False, "slow_i3d": False, "
 
 def pyslowfast_record(text: str) -> dict[str, Any]:
     """The architecture part of PySlowFast's ``cfg`` (the YAML its ``save_checkpoint`` stores)."""
+    import yaml  # only files that carry a config pay for it
+
     try:
         cfg = yaml.safe_load(text)
     except yaml.YAMLError:

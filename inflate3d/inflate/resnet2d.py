@@ -4,15 +4,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-import torch
+from typing import Any
 
 from ..errors import Inflate3dError
-from ..slowfast.resnet3d import STAGE_BLOCKS
+from ..slowfast.depths import DEPTHS, depth_of
 
 _BLOCK_RE = re.compile(r"^layer([1-4])\.(\d+)\.")
 
 
-def infer_depth(tensors: Mapping[str, torch.Tensor], origin: str) -> int:
+def infer_depth(tensors: Mapping[str, Any], origin: str) -> int:
     """The ResNet depth (18..152) of a torchvision-style state dict, read from its keys."""
     if "conv1.weight" not in tensors or tensors["conv1.weight"].dim() != 4:
         raise Inflate3dError(f"{origin}: not a torchvision-style 2D ResNet (no 4-D conv1.weight); "
@@ -23,12 +23,11 @@ def infer_depth(tensors: Mapping[str, torch.Tensor], origin: str) -> int:
             stage, index = int(m[1]) - 1, int(m[2])
             blocks[stage] = max(blocks[stage], index + 1)
     bottleneck = any(".conv3." in k for k in tensors)
-    for depth, (block, counts) in STAGE_BLOCKS.items():
-        if tuple(blocks) == counts and (block.expansion == 4) == bottleneck:
-            return depth
+    if (depth := depth_of(blocks, bottleneck)) is not None:
+        return depth
     raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} "
                          f"({'bottleneck' if bottleneck else 'basic'}) match no ResNet depth "
-                         f"in {tuple(STAGE_BLOCKS)}")
+                         f"in {DEPTHS}")
 
 
 def names_2d(unit_path: str) -> tuple[str, str]:
@@ -44,7 +43,7 @@ def names_2d(unit_path: str) -> tuple[str, str]:
     raise ValueError(f"no 2D counterpart for {unit_path!r}")
 
 
-def describe_2d(tensors: Mapping[str, torch.Tensor]) -> str | None:
+def describe_2d(tensors: Mapping[str, Any]) -> str | None:
     """``'ResNet-18 (torchvision names)'`` when ``tensors`` is a 2D torchvision ResNet, else None;
     shapes alone are read, so meta tensors work too."""
     conv1 = tensors.get("conv1.weight")

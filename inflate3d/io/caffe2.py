@@ -12,12 +12,14 @@ import io
 import pickle
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..errors import Inflate3dError
+
+if TYPE_CHECKING:
+    import torch
 
 ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -135,8 +137,9 @@ def first_object(path: Path) -> Any:
         return _ArraysOnly(_Capped(f, size), path, budget=size + 2**16).load()
 
 
-def read_blobs(path: Path, obj: Any) -> dict[str, torch.Tensor]:
-    from .load import text
+def blob_arrays(path: Path, obj: Any) -> dict[str, np.ndarray]:
+    """The blobs of a Caffe2 pickle's first object, checked: a dict of numeric arrays."""
+    from .checkpoint import text
 
     blobs = obj.get("blobs", obj) if isinstance(obj, dict) else None
     if not isinstance(blobs, dict) or not blobs:
@@ -144,12 +147,16 @@ def read_blobs(path: Path, obj: Any) -> dict[str, torch.Tensor]:
     bad = [text(k) for k, v in blobs.items() if not isinstance(v, np.ndarray)]
     if bad:
         raise Inflate3dError(f"{path}: Caffe2 blobs that are not arrays: {', '.join(bad[:5])}")
-    out = {}
     for name, array in blobs.items():
         if array.dtype not in DTYPES:  # the unpickler builds no other; a safeguard
             raise Inflate3dError(f"{path}: blob {text(name)} has unsupported dtype {array.dtype}")
-        out[text(name)] = torch.from_numpy(np.ascontiguousarray(array))
-    return out
+    return {text(name): array for name, array in blobs.items()}
+
+
+def read_blobs(path: Path, obj: Any) -> dict[str, torch.Tensor]:
+    import torch
+
+    return {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in blob_arrays(path, obj).items()}
 
 
 def write_blobs(f, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

@@ -7,14 +7,11 @@ Containers (``state_dict``, ``model_state``, ``model``) and ``module.`` prefixes
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pickle
 import re
-import struct
 import warnings
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
@@ -22,33 +19,10 @@ from typing import Any
 import torch
 
 from ..errors import Inflate3dError
-from ..paths import check_readable as _check_readable
+from .pickle_scan import prescan as _prescan
+from .checkpoint import (Checkpoint, extent_error, hf_folder, metadata_text, sha256_file,  # noqa: F401 (re-exported)
+                         sniff_format, strip_prefix, text, unwrap)
 
-CONTAINER_KEYS = ("state_dict", "model_state", "model")
-PREFIXES = ("module.", "model.")  # DataParallel; PySlowFast's wrapper around pytorchvideo nets
-
-
-@dataclass
-class Checkpoint:
-    """Tensors by name in file order, with where they came from."""
-
-    path: Path
-    format: str  # 'safetensors' | 'torch-zip' | 'torch-pickle' | 'caffe2-pickle'
-    tensors: dict[str, torch.Tensor]
-    container: str | None = None  # the key that held the weights, if any
-    prefix: str | None = None  # the prefix stripped from every key, if any
-    metadata: dict[str, str] = field(default_factory=dict)
-    dropped: list[str] = field(default_factory=list)  # non-weight entries left out
-    extras: dict[str, Any] = field(default_factory=dict)  # plain values beside the weights (epoch, cfg)
-    config: str | None = None  # the training config the file carries (PySlowFast's ``cfg`` YAML)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_in_background(path: Path):
@@ -59,41 +33,6 @@ def sha256_in_background(path: Path):
     future = pool.submit(sha256_file, path)
     pool.shutdown(wait=False)
     return future.result
-
-
-def sniff_format(path: Path) -> str:
-    """'safetensors', 'torch-zip' or 'torch-pickle', from the file's first bytes."""
-    _check_readable(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise Inflate3dError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if len(head) == 0:
-        raise Inflate3dError(f"{path}: the file is empty; point to a checkpoint file")
-    if head[:4] == b"PK\x03\x04":
-        return "torch-zip"
-    # safetensors before pickle: its header length's first byte may well be 0x80
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < path.stat().st_size:
-        return "safetensors"
-    if head[:1] == b"\x80":
-        return "torch-pickle"
-    raise Inflate3dError(f"{path}: not a safetensors, torch zip or pickle checkpoint "
-                         f"(first bytes {head[:8]!r})")
-
-
-def hf_folder(path: Path) -> tuple[Path, dict[str, str]]:
-    """A Hugging Face folder (config.json + model.safetensors) -> (its weights file, {'hf_config':
-    the config as compact JSON}); any other path -> (path, {})."""
-    if not (path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file()):
-        return path, {}
-    import json
-
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise Inflate3dError(f"{path / 'config.json'}: unreadable ({e})") from None
-    return path / "model.safetensors", {"hf_config": json.dumps(config, sort_keys=True, separators=(",", ":"))}
 
 
 def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> Checkpoint:
@@ -107,31 +46,15 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> C
         ckpt = Checkpoint(path, "caffe2-pickle", blobs[0], container="blobs", metadata=blobs[1])
     else:
         obj = _torch_load(path, zipped=fmt == "torch-zip", trust_pickle=trust_pickle)
-        ckpt = _unwrap(path, fmt, obj)
+        advice = "; save model.state_dict() instead of the model object" if isinstance(obj, torch.nn.Module) else ""
+        ckpt = unwrap(path, fmt, obj, lambda v: isinstance(v, torch.Tensor), advice)
         check_extents(path, ckpt.tensors)
-    _strip_prefix(ckpt)
-    bad = [name for name, t in ckpt.tensors.items() if not _finite(t)]
+    strip_prefix(ckpt)
+    bad = non_finite(ckpt.tensors)
     if bad:
         warnings.warn(f"{path}: NaN or Inf values in {', '.join(bad[:5])}"
                       f"{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}", stacklevel=2)
     return ckpt
-
-
-def _prescan(path: Path, pickles: int = 4) -> None:
-    """Before any unpickler runs, trusted file or not: the opcodes must be intact and nest at most
-    ``MAX_DEPTH`` deep (deeper can crash CPython). Which globals are allowed is the unpickler's
-    call; a refusal then names every global the scan saw."""
-    from .pickle_scan import MAX_DEPTH, scan_file
-
-    try:
-        scan = scan_file(path, pickles=pickles)
-    except Exception as e:  # noqa: BLE001 - reading opcodes runs nothing: a damaged file
-        raise Inflate3dError(f"{path}: corrupt pickle ({type(e).__name__}: {str(e)[:200]})") from None
-    if scan.depth > MAX_DEPTH:
-        raise Inflate3dError(f"{path}: refused: objects nested more than {MAX_DEPTH} deep (unpickling "
-                             "them could crash Python); the file is corrupt or hostile. Nothing was run")
-    if scan.damage:
-        raise Inflate3dError(f"{path}: corrupt pickle ({scan.damage}); the file is truncated or damaged")
 
 
 def _caffe2_blobs(path: Path, trust_pickle: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
@@ -165,36 +88,20 @@ def _caffe2_blobs(path: Path, trust_pickle: bool) -> tuple[dict[str, torch.Tenso
     return caffe2.read_blobs(path, first), metadata_text(meta or {})
 
 
-def text(value: Any, limit: int = 1 << 20) -> str:
-    """A file's key or metadata value as text: never raises (a 5,000-digit int cannot be printed
-    by ``str``), never longer than ``limit``."""
-    try:
-        s = value if isinstance(value, str) else str(value)
-    except (ValueError, RecursionError, MemoryError, TypeError):
-        s = f"<unprintable {type(value).__name__}>"
-    return s if len(s) <= limit else s[:limit] + f"... ({len(s) - limit} characters cut)"
-
-
-def metadata_text(meta: dict) -> dict[str, str]:
-    return {text(k, 1000): text(v) for k, v in meta.items()}
-
-
 def check_extents(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Every tensor must fit its storage, and hold no more values than its storage: a (2**20, 2**20)
-    view with strides (0, 0) of a one-value storage is refused before anything reads it."""
+    """Every tensor must fit its storage, and hold no more values than its storage."""
     for name, t in tensors.items():
         if t.layout != torch.strided or t.device.type != "cpu":
             raise Inflate3dError(f"{path}: tensor {text(name, 200)} is {t.layout} on {t.device}; "
                                  "only dense CPU tensors are read")
-        numel = t.numel()
-        if numel == 0:
-            continue
         have = t.untyped_storage().nbytes() // max(t.element_size(), 1)
-        end = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
-        if any(s < 0 for s in t.stride()) or t.storage_offset() < 0 or end >= have or numel > have:
-            raise Inflate3dError(f"{path}: tensor {text(name, 200)} claims {numel:,} values (shape "
-                                 f"{tuple(t.shape)}, strides {t.stride()}) from a storage of {have:,}; "
-                                 "the file is corrupt or hostile")
+        if why := extent_error(path, name, t.shape, t.stride(), t.storage_offset(), have):
+            raise Inflate3dError(why)
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the tensors that hold a NaN or an Inf."""
+    return [name for name, t in tensors.items() if not _finite(t)]
 
 
 def _finite(t: torch.Tensor, chunk: int = 1 << 22) -> bool:
@@ -316,48 +223,3 @@ def memory_bounded(nbytes: int) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
-def _unwrap(path: Path, fmt: str, obj: Any) -> Checkpoint:
-    container = None
-    dropped: list[str] = []
-    outer = obj if isinstance(obj, dict) else {}
-    if isinstance(obj, dict) and not _is_tensor_dict(obj):
-        for key in CONTAINER_KEYS:
-            if key in obj and isinstance(obj[key], dict):
-                container = key
-                dropped = [k for k in obj if k != key]
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict):
-        advice = ("; save model.state_dict() instead of the model object" if isinstance(obj, torch.nn.Module)
-                  else "")
-        raise Inflate3dError(f"{path}: holds a {type(obj).__name__}, not a state dict{advice}")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    non_tensors = [k for k in obj if k not in tensors]
-    if not tensors:
-        raise Inflate3dError(f"{path}: no tensors found (keys: {', '.join(text(k, 200) for k in list(obj)[:8])})")
-    if non_tensors:
-        raise Inflate3dError(f"{path}: entries that are not tensors where weights are expected: "
-                             f"{', '.join(text(k, 200) for k in non_tensors[:8])}")
-    metadata = {}
-    for key in ("meta", "inflate3d"):  # mmaction2's {'state_dict', 'meta'}; inflate3d's record elsewhere
-        if container and isinstance(outer.get(key), dict):
-            metadata = metadata_text(outer[key])
-            break
-    extras = {k: v for k, v in outer.items() if container and k in dropped
-              and isinstance(v, (int, float, str)) and not isinstance(v, bool)
-              and not (isinstance(v, int) and abs(v) >= 2**63)}  # a 5,000-digit int cannot even be printed
-    config = outer.get("cfg") if container and isinstance(outer.get("cfg"), str) else None
-    return Checkpoint(path, fmt, {text(k, 10_000): v for k, v in tensors.items()}, container=container,
-                      metadata=metadata, dropped=dropped, extras=extras, config=config)
-
-
-def _is_tensor_dict(obj: dict) -> bool:
-    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
-def _strip_prefix(ckpt: Checkpoint) -> None:
-    for prefix in PREFIXES:
-        if ckpt.tensors and all(k.startswith(prefix) for k in ckpt.tensors):
-            ckpt.tensors = {k[len(prefix):]: v for k, v in ckpt.tensors.items()}
-            ckpt.prefix = prefix
-            return

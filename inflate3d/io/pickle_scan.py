@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from ..errors import Inflate3dError
+
 MAX_DEPTH = 1000  # real checkpoints nest < 30 deep (mmaction2's meta with its config is the deepest)
 MAX_EXPANSION = 4  # a torch zip stores its members; allow some compression, not a zip bomb
 
@@ -173,6 +175,26 @@ def scan_file(path: Path, *, pickles: int = 4) -> Scan:
             if not scan_stream(capped, scan) or scan.damage or scan.depth > MAX_DEPTH:
                 break
     return scan
+
+
+def prescan(path: Path, pickles: int = 4) -> None:
+    """Before any unpickler runs, trusted file or not: the opcodes must be intact and nest at most
+    ``MAX_DEPTH`` deep (deeper can crash CPython). Which globals are allowed is the unpickler's
+    call; a refusal then names every global the scan saw."""
+    check_scan(path, lambda: scan_file(path, pickles=pickles))
+
+
+def check_scan(path: Path, scan_fn) -> None:
+    """``prescan``'s verdict on the ``Scan`` that ``scan_fn`` makes (of a file, or of bytes)."""
+    try:
+        scan = scan_fn()
+    except Exception as e:  # noqa: BLE001 - reading opcodes runs nothing: a damaged file
+        raise Inflate3dError(f"{path}: corrupt pickle ({type(e).__name__}: {str(e)[:200]})") from None
+    if scan.depth > MAX_DEPTH:
+        raise Inflate3dError(f"{path}: refused: objects nested more than {MAX_DEPTH} deep (unpickling "
+                             "them could crash Python); the file is corrupt or hostile. Nothing was run")
+    if scan.damage:
+        raise Inflate3dError(f"{path}: corrupt pickle ({scan.damage}); the file is truncated or damaged")
 
 
 def zip_too_large(z: zipfile.ZipFile, size: int) -> str | None:

@@ -1,19 +1,24 @@
 """The 3D networks: ResNet3d, SlowFast pathways with laterals, heads, recognizer, named archs.
 
-State-dict names and shapes match mmaction2's. Networks know nothing of checkpoints.
+State-dict names and shapes match mmaction2's. Networks know nothing of checkpoints. The named
+architectures (``archs``) and depths (``depths``) are torch-free; the network classes below are
+imported on first use, so reading the registry (``inspect``) does not import torch.
 """
-from .archs import ARCHS, Arch, build_model, count_parameters, get_arch
-from .blocks import BasicBlock3d, Bottleneck3d
-from .conv import ConvBN3d, DeConvBN3d
-from .heads import BaseHead, I3DHead, SlowFastHead, top_k_accuracy
-from .pathway import ResNet3dPathway
-from .recognizer import Recognizer3D
-from .resnet3d import DEPTHS, ResNet3d
-from .slowfast import ResNet3dSlowFast
-from .tsm import ConvBN2d, ResNetTSM, TSMHead, TemporalShift, temporal_shift
+from importlib import import_module
 
-__all__ = ["ARCHS", "Arch", "BaseHead", "BasicBlock3d", "Bottleneck3d", "ConvBN2d", "ConvBN3d", "DEPTHS",
-           "ResNetTSM", "TSMHead", "TemporalShift", "temporal_shift",
-           "DeConvBN3d", "I3DHead", "Recognizer3D", "ResNet3d", "ResNet3dPathway",
-           "ResNet3dSlowFast", "SlowFastHead", "build_model", "count_parameters", "get_arch",
-           "top_k_accuracy"]
+_EXPORTS = {
+    "ARCHS": "archs", "Arch": "archs", "build_model": "archs", "count_parameters": "archs", "get_arch": "archs",
+    "BasicBlock3d": "blocks", "Bottleneck3d": "blocks", "ConvBN3d": "conv", "DeConvBN3d": "conv",
+    "BaseHead": "heads", "I3DHead": "heads", "SlowFastHead": "heads", "top_k_accuracy": "heads",
+    "ResNet3dPathway": "pathway", "Recognizer3D": "recognizer", "DEPTHS": "depths", "ResNet3d": "resnet3d",
+    "ResNet3dSlowFast": "slowfast", "ConvBN2d": "tsm", "ResNetTSM": "tsm", "TSMHead": "tsm",
+    "TemporalShift": "tsm", "temporal_shift": "tsm",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

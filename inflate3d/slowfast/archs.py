@@ -10,21 +10,17 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, UnknownNameError
 from ..settings import format_settings
-from .heads import I3DHead, SlowFastHead
-from .csn import ResNet3dCSN
-from .pathway import ResNet3dPathway
-from .r2plus1d import ResNet2Plus1d
-from .recognizer import Recognizer3D
-from .resnet3d import DEPTHS, STAGE_BLOCKS, ResNet3d
-from .slowfast import ResNet3dSlowFast
-from .tsm import ResNetTSM, TSMHead
+from .depths import DEPTHS, STAGE_COUNTS
+
+if TYPE_CHECKING:  # the registry is torch-free; the networks are imported by the builders
+    import torch
+    from torch import nn
+
+    from .recognizer import Recognizer3D
 
 HEAD_SETTINGS = ("spatial_type", "dropout_ratio", "init_std", "multi_class", "label_smooth_eps",
                  "loss_weight")
@@ -63,7 +59,7 @@ def i3d_inflate_pattern(depth: int) -> tuple[tuple[int, ...], ...]:
     """mmaction2's I3D pattern for R50, ((1,1,1),(1,0,1,0),(1,0,1,0,1,0),(0,1,0)), generalised to
     any depth: every block of layer1, every other block of layer2/3 from the first, and of layer4
     from the second."""
-    blocks = STAGE_BLOCKS[depth][1]
+    blocks = STAGE_COUNTS[depth][1]
     return (tuple(1 for _ in range(blocks[0])),
             tuple(1 - b % 2 for b in range(blocks[1])),
             tuple(1 - b % 2 for b in range(blocks[2])),
@@ -244,11 +240,20 @@ def _parameters(cls: type) -> set[str]:
     return names
 
 
+def _backbone_class(family: str) -> type:
+    from .csn import ResNet3dCSN
+    from .r2plus1d import ResNet2Plus1d
+    from .resnet3d import ResNet3d
+    from .slowfast import ResNet3dSlowFast
+    from .tsm import ResNetTSM
+
+    return {"slowfast": ResNet3dSlowFast, "tsm": ResNetTSM, "r2plus1d": ResNet2Plus1d,
+            "csn": ResNet3dCSN}.get(family, ResNet3d)
+
+
 def backbone_settings(arch: Arch) -> set[str]:
     """The settings a backbone of this family takes at its top level."""
-    cls = {"slowfast": ResNet3dSlowFast, "tsm": ResNetTSM, "r2plus1d": ResNet2Plus1d,
-           "csn": ResNet3dCSN}.get(arch.family, ResNet3d)
-    return _parameters(cls)
+    return _parameters(_backbone_class(arch.family))
 
 
 def route_settings(arch: Arch, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -259,6 +264,8 @@ def route_settings(arch: Arch, overrides: dict[str, Any]) -> tuple[dict[str, Any
     pathway. An unknown key is an ``UnknownNameError`` that says where such a setting belongs."""
     if arch.family in BUILDERS:  # another family's builder checks its own settings
         return dict(overrides), {}
+    from .pathway import ResNet3dPathway
+
     backbone, head = {}, {}
     top = backbone_settings(arch)
     pathway = _parameters(ResNet3dPathway) if arch.family == "slowfast" else set()
@@ -296,6 +303,12 @@ def normalize_settings(arch: Arch, settings: Mapping[str, Any] | None) -> dict[s
 
 
 def build_backbone(arch: Arch, **overrides: Any) -> nn.Module:
+    from .csn import ResNet3dCSN
+    from .r2plus1d import ResNet2Plus1d
+    from .resnet3d import ResNet3d
+    from .slowfast import ResNet3dSlowFast
+    from .tsm import ResNetTSM
+
     cfg = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in arch.backbone.items()}
     for key, value in overrides.items():
         if key in ("slow_pathway", "fast_pathway") and arch.family == "slowfast":
@@ -315,6 +328,8 @@ def build_backbone(arch: Arch, **overrides: Any) -> nn.Module:
 
 
 def head_in_channels(backbone: nn.Module) -> int:
+    from .slowfast import ResNet3dSlowFast
+
     if isinstance(backbone, ResNet3dSlowFast):
         return backbone.slow_path.feat_dim + backbone.fast_path.feat_dim
     return backbone.feat_dim
@@ -333,6 +348,12 @@ def build_model(name: str | Arch, *, num_classes: int | None = 400,
     with a ResNet-50's inflate pattern) are one ``InvalidInputError``.
     ``device='meta'`` gives shapes and key lists without allocating any weight.
     """
+    import torch
+
+    from .heads import I3DHead, SlowFastHead
+    from .recognizer import Recognizer3D
+    from .tsm import TSMHead
+
     arch = name if isinstance(name, Arch) else get_arch(name)
     if arch.family in BUILDERS:
         with torch.device(device) if device is not None else contextlib.nullcontext():
@@ -366,8 +387,13 @@ def state_dict_shapes(arch: str | Arch, *, num_classes: int | None = 400,
     name = arch.name if isinstance(arch, Arch) else arch
     key = (name, num_classes, _freeze(overrides))
     if key not in _SHAPE_CACHE:
-        model = build_model(name, num_classes=num_classes, device="meta", init=False, **overrides)
-        _SHAPE_CACHE[key] = tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+        from . import shape_table
+
+        shapes = shape_table.lookup(ARCHS[name], num_classes, overrides) if name in ARCHS else None
+        if shapes is None:  # not a configuration the shipped table holds: build it (imports torch)
+            model = build_model(name, num_classes=num_classes, device="meta", init=False, **overrides)
+            shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        _SHAPE_CACHE[key] = tuple(shapes.items())
     return dict(_SHAPE_CACHE[key])
 
 
@@ -390,27 +416,38 @@ def count_parameters(model: nn.Module) -> int:
 def setting_of(arch: Arch, key: str, overrides: Mapping[str, Any] | None = None) -> Any:
     """The value a backbone setting takes in ``build_model(arch, **overrides)``: the override, the
     arch's own value, else the network's default. ``slow_pathway.lateral_norm`` reaches into a
-    pathway."""
+    pathway. The defaults come from the shipped table (``shape_table``: torch-free), else from the
+    networks' signatures."""
     import inspect
 
-    from .pathway import ResNet3dPathway
-    from .slowfast import FAST_DEFAULTS, SLOW_DEFAULTS
+    from . import shape_table
 
     overrides = overrides or {}
     head, _, leaf = key.partition(".")
     if leaf:  # a pathway setting
-        for source in (overrides.get(head) or {}, arch.backbone.get(head) or {},
-                       {"slow_pathway": SLOW_DEFAULTS, "fast_pathway": FAST_DEFAULTS}.get(head, {})):
+        for source in (overrides.get(head) or {}, arch.backbone.get(head) or {}):
             if leaf in source:
                 return source[leaf]
+        for owner in (head, "pathway"):
+            found, value = shape_table.default_of(owner, leaf)
+            if found:
+                return value
+        from .pathway import ResNet3dPathway
+        from .slowfast import FAST_DEFAULTS, SLOW_DEFAULTS
+
+        pathway_defaults = {"slow_pathway": SLOW_DEFAULTS, "fast_pathway": FAST_DEFAULTS}.get(head, {})
+        if leaf in pathway_defaults:
+            return pathway_defaults[leaf]
         cls = ResNet3dPathway
         key = leaf
     else:
         for source in (overrides, arch.backbone):
             if key in source:
                 return source[key]
-        cls = {"slowfast": ResNet3dSlowFast, "tsm": ResNetTSM, "r2plus1d": ResNet2Plus1d,
-               "csn": ResNet3dCSN}.get(arch.family, ResNet3d)
+        found, value = shape_table.default_of(arch.family, key)
+        if found:
+            return value
+        cls = _backbone_class(arch.family)
     for klass in cls.__mro__:
         params = inspect.signature(klass.__init__).parameters if "__init__" in vars(klass) else {}
         if key in params and params[key].default is not inspect.Parameter.empty:

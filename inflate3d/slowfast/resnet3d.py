@@ -8,16 +8,12 @@ from torch import nn
 
 from .blocks import BasicBlock3d, Bottleneck3d
 from .conv import ConvBN3d, FrameConv2d, triple
+from .depths import DEPTHS, STAGE_COUNTS
 from .non_local import NonLocal3d
 
 STAGE_BLOCKS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
-    18: (BasicBlock3d, (2, 2, 2, 2)),
-    34: (BasicBlock3d, (3, 4, 6, 3)),
-    50: (Bottleneck3d, (3, 4, 6, 3)),
-    101: (Bottleneck3d, (3, 4, 23, 3)),
-    152: (Bottleneck3d, (3, 8, 36, 3)),
-}
-DEPTHS = tuple(STAGE_BLOCKS)
+    depth: (Bottleneck3d if expansion == 4 else BasicBlock3d, counts)
+    for depth, (expansion, counts) in STAGE_COUNTS.items()}
 
 InflatePattern = int | Sequence[int | Sequence[int]]
 

@@ -18,6 +18,7 @@ from ..slowfast.archs import Arch, build_model, register, register_builder
 from . import archs as _archs
 from .config import config_3d, exact_lengths, is_exact, match_arch
 from .inflation import Plan, check_fits, config_2d, iter_tensors, plan
+from .detect import PREFIX_2D, detect_scheme  # noqa: F401 (a hook)
 from .schemes import detect_2d, detect_3d, stages_of, to_canonical, torchvision3d_table
 
 NAME = "swin"
@@ -137,16 +138,6 @@ def prepare(source, arch: Arch, *, method: str = "mean", head=None, seed: int = 
 
 
 # --- names ---------------------------------------------------------------------------------------
-
-PREFIX_2D = "swin2d-"  # 2D Swin schemes, as inspect/diff name them: swin2d-timm, swin2d-microsoft, ...
-
-
-def detect_scheme(keys) -> str | None:
-    """'mmaction2' / 'torchvision' for a Video Swin, 'swin2d-<codebase>' for a 2D Swin, else None."""
-    keys = list(keys)
-    scheme2d = detect_2d(keys)
-    return detect_3d(keys) or (PREFIX_2D + scheme2d if scheme2d else None)
-
 
 def native_names(keys, scheme: str, origin: str) -> dict[str, str]:
     """{native key: file key} for a Video Swin file in ``scheme``; for a 2D Swin, {canonical 2D

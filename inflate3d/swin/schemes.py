@@ -13,6 +13,7 @@ import torch
 
 from ..errors import Inflate3dError
 from ..inflate.schemes.table import KeyTable
+from .detect import detect_2d, detect_3d  # noqa: F401 (their home was here)
 
 STAGES = 4  # tables are written for up to four stages (the most any Swin has)
 _BUFFERS = [("{k**}.relative_position_index", None), ("{k**}.attn_mask", None)]
@@ -79,24 +80,6 @@ MMPRETRAIN = KeyTable.of("mmpretrain", [
 ])
 
 SOURCES_2D = {t.name: t for t in (MICROSOFT, TIMM, TORCHVISION2D, HUGGINGFACE, MMPRETRAIN)}
-
-
-def detect_2d(keys: Iterable[str]) -> str | None:
-    """Which 2D Swin codebase wrote these keys, or ``None``."""
-    keys = set(keys)
-    if any("embeddings.patch_embeddings.projection" in k for k in keys) \
-            and any("relative_position_bias_table" in k for k in keys):  # a ViT's names have no bias table
-        return "huggingface"
-    if any(k.startswith("backbone.stages.") and ".attn.w_msa." in k for k in keys):
-        return "mmpretrain"
-    if "features.0.0.weight" in keys and any(k.startswith("features.1.0.attn.") for k in keys):
-        return "torchvision"
-    if "patch_embed.proj.weight" in keys and "layers.0.blocks.0.attn.qkv.weight" in keys and "norm.weight" in keys:
-        if "head.fc.weight" in keys or ("layers.1.downsample.reduction.weight" in keys
-                                        and "layers.0.downsample.reduction.weight" not in keys):
-            return "timm"
-        return "microsoft"
-    return None
 
 
 def merge_hf_qkv(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -175,18 +158,6 @@ def _torchvision3d_rows(stages: int) -> list[tuple[str | None, str | None]]:
 
 def torchvision3d_table(stages: int) -> KeyTable:
     return KeyTable.of("torchvision", _torchvision3d_rows(stages))
-
-
-def detect_3d(keys: Iterable[str]) -> str | None:
-    """'mmaction2' (recognizer or bare backbone) or 'torchvision' for Video Swin keys, else ``None``."""
-    keys = set(keys)
-    bare = {k[len("backbone."):] for k in keys if k.startswith("backbone.")} or keys
-    if "patch_embed.proj.weight" in bare and "layers.0.blocks.0.attn.qkv.weight" in bare \
-            and any(k.startswith("norm") and k[4:5].isdigit() for k in bare):
-        return "mmaction2"
-    if "patch_embed.proj.weight" in keys and "features.0.0.attn.qkv.weight" in keys:
-        return "torchvision"
-    return None
 
 
 def stages_of(keys: Iterable[str]) -> int:

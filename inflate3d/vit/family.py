@@ -13,6 +13,7 @@ import torch
 
 from ..errors import Inflate3dError
 from ..slowfast.archs import ARCHS, Arch, register, register_builder, state_dict_shapes
+from .detect import detect_scheme  # noqa: F401 (a hook)
 from .networks import build
 
 NAME = "vit"
@@ -96,26 +97,6 @@ def _tubelet_method(tensors, src, arch: Arch) -> str:
 
 
 # --- names ----------------------------------------------------------------------------------------
-
-def detect_scheme(keys) -> str | None:
-    """The scheme of a video-transformer checkpoint's keys (2D ViTs: their source format)."""
-    from .vit2d import detect_format
-
-    keys = list(keys)
-    ks = set(keys)
-    if any(k.startswith(("backbone.transformer_layers.", "transformer_layers.layers.")) for k in ks) or \
-            any(k.startswith(("backbone.embeddings.patch_embeddings.", "backbone.encoder.layer.")) for k in ks):
-        return "mmaction2"
-    bare = {k[len(p):] for k in ks for p in ("timesformer.", "vivit.") if k.startswith(p)} or ks
-    if "embeddings.patch_embeddings.projection.weight" in bare and (
-            "encoder.layer.0.attention.attention.qkv.weight" in bare
-            or "encoder.layer.0.attention.attention.query.weight" in bare):
-        return "huggingface"
-    if any(".temporal_attn." in k for k in ks) or {"time_embed", "model.time_embed"} & ks:
-        return "timesformer"
-    fmt = detect_format(ks)
-    return f"{fmt}-vit" if fmt in ("timm", "torchvision") else None
-
 
 def _family_of(native_keys) -> str:
     return "vivit" if any(k.startswith("backbone.embeddings.") for k in native_keys) else "timesformer"

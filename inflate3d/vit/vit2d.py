@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import Inflate3dError
+from .detect import detect_format
 from ..inflate.schemes.table import KeyTable
 
 TIMM = KeyTable.of("timm", [(k, k) for k in (
@@ -62,18 +63,6 @@ FORMATS = {"timm": TIMM, "torchvision": TORCHVISION, "huggingface": HUGGINGFACE}
 # Facts of each codebase's ViT code that its weights do not carry.
 LAYER_NORM_EPS = {"timm": 1e-6, "torchvision": 1e-6, "huggingface": 1e-12}  # HF ViTConfig's default
 HEAD_DIM = 64  # every published ViT (Ti/S/B/L/H) has 64-dimensional heads
-
-
-def detect_format(keys) -> str | None:
-    keys = set(keys)
-    if "blocks.0.attn.qkv.weight" in keys and "patch_embed.proj.weight" in keys:
-        return "timm" if not any(".temporal_" in k for k in keys) else None
-    if "conv_proj.weight" in keys and "class_token" in keys:
-        return "torchvision"
-    if "embeddings.patch_embeddings.projection.weight" in keys and \
-            "encoder.layer.0.attention.attention.query.weight" in keys:
-        return "huggingface"
-    return None
 
 
 @dataclass

@@ -20,6 +20,7 @@ from ..inflate.convert import native_names as rename_to_native
 from ..inflate.detect import ArchInfo
 from ..slowfast.archs import ARCHS, state_dict_shapes
 from . import archs as x3d_archs
+from .detect import detect_scheme  # noqa: F401 (a hook)
 from .schemes import SCHEMES, STEM_KEYS
 from .steps import (BN_EPS, BN_FIELDS, FC1, fc1_from_conv, fc1_to_conv, fold_shortcut_bn,
                     insert_identity_bn, is_identity_bn, peer_order, width_keeping_shortcuts)
@@ -34,12 +35,6 @@ class X3DConversion(Conversion):
     tensor must round-trip bit for bit."""
 
     round_trip_in_function: Callable[[Mapping, Mapping, list], str] | None = None
-
-
-def detect_scheme(keys) -> str | None:
-    """The scheme of an X3D checkpoint, from its stem's key; ``None`` for any other network."""
-    ks = set(keys)
-    return next((name for name, stem in STEM_KEYS.items() if stem in ks), None)
 
 
 def native_names(keys, scheme_name: str, origin: str) -> dict[str, str]:

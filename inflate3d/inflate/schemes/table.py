@@ -50,7 +50,15 @@ class Template:
                 pattern += f"(?P<{name}>\\d+)"
             self.fields.append(f)
             pos = m.end()
-        self.regex = re.compile(pattern + re.escape(text[pos:]) + r"\Z")
+        self.pattern = pattern + re.escape(text[pos:]) + r"\Z"
+        self._regex: re.Pattern | None = None
+
+    @property
+    def regex(self) -> re.Pattern:
+        """Compiled on first use: a process that reads one scheme compiles one scheme's rows."""
+        if self._regex is None:
+            self._regex = re.compile(self.pattern)
+        return self._regex
 
     def match(self, key: str) -> dict[str, object] | None:
         m = self.regex.match(key)

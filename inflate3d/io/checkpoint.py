@@ -1,0 +1,149 @@
+"""What a checkpoint file holds, torch-free: the ``Checkpoint`` record, format sniffing, Hugging
+Face folders, container unwrapping and the extent check, shared by the loader (``load``: tensors)
+and the structure reader (``structure``: shapes only, for ``inspect``)."""
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import Inflate3dError
+from ..paths import check_readable as _check_readable
+
+CONTAINER_KEYS = ("state_dict", "model_state", "model")
+PREFIXES = ("module.", "model.")  # DataParallel; PySlowFast's wrapper around pytorchvideo nets
+
+
+@dataclass
+class Checkpoint:
+    """Tensors by name in file order, with where they came from."""
+
+    path: Path
+    format: str  # 'safetensors' | 'torch-zip' | 'torch-pickle' | 'caffe2-pickle'
+    tensors: dict[str, Any]  # torch tensors, or TensorMeta records (inspect)
+    container: str | None = None  # the key that held the weights, if any
+    prefix: str | None = None  # the prefix stripped from every key, if any
+    metadata: dict[str, str] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)  # non-weight entries left out
+    extras: dict[str, Any] = field(default_factory=dict)  # plain values beside the weights (epoch, cfg)
+    config: str | None = None  # the training config the file carries (PySlowFast's ``cfg`` YAML)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sniff_format(path: Path) -> str:
+    """'safetensors', 'torch-zip' or 'torch-pickle', from the file's first bytes."""
+    _check_readable(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise Inflate3dError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if len(head) == 0:
+        raise Inflate3dError(f"{path}: the file is empty; point to a checkpoint file")
+    if head[:4] == b"PK\x03\x04":
+        return "torch-zip"
+    # safetensors before pickle: its header length's first byte may well be 0x80
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < path.stat().st_size:
+        return "safetensors"
+    if head[:1] == b"\x80":
+        return "torch-pickle"
+    raise Inflate3dError(f"{path}: not a safetensors, torch zip or pickle checkpoint "
+                         f"(first bytes {head[:8]!r})")
+
+
+def hf_folder(path: Path) -> tuple[Path, dict[str, str]]:
+    """A Hugging Face folder (config.json + model.safetensors) -> (its weights file, {'hf_config':
+    the config as compact JSON}); any other path -> (path, {})."""
+    if not (path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file()):
+        return path, {}
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise Inflate3dError(f"{path / 'config.json'}: unreadable ({e})") from None
+    return path / "model.safetensors", {"hf_config": json.dumps(config, sort_keys=True, separators=(",", ":"))}
+
+
+def text(value: Any, limit: int = 1 << 20) -> str:
+    """A file's key or metadata value as text: never raises (a 5,000-digit int cannot be printed
+    by ``str``), never longer than ``limit``."""
+    try:
+        s = value if isinstance(value, str) else str(value)
+    except (ValueError, RecursionError, MemoryError, TypeError):
+        s = f"<unprintable {type(value).__name__}>"
+    return s if len(s) <= limit else s[:limit] + f"... ({len(s) - limit} characters cut)"
+
+
+def metadata_text(meta: dict) -> dict[str, str]:
+    return {text(k, 1000): text(v) for k, v in meta.items()}
+
+
+def extent_error(path: Path, name: str, shape, stride, offset: int, have: int) -> str | None:
+    """Why a tensor of ``shape``/``stride`` at ``offset`` does not fit a storage of ``have`` values
+    (or holds more values than it), else None: a (2**20, 2**20) view with strides (0, 0) of a
+    one-value storage is refused before anything reads it."""
+    numel = 1
+    for n in shape:
+        numel *= n
+    if numel == 0:
+        return None
+    end = offset + sum((n - 1) * s for n, s in zip(shape, stride))
+    if any(s < 0 for s in stride) or offset < 0 or end >= have or numel > have:
+        return (f"{path}: tensor {text(name, 200)} claims {numel:,} values (shape {tuple(shape)}, strides "
+                f"{tuple(stride)}) from a storage of {have:,}; the file is corrupt or hostile")
+    return None
+
+
+def unwrap(path: Path, fmt: str, obj: Any, is_tensor: Callable[[Any], bool], advice: str = "") -> Checkpoint:
+    """The weights of a loaded object (a state dict, maybe inside a container), with the container's
+    metadata, plain extras and training config. ``is_tensor`` tells weights from other values;
+    ``advice`` ends the error for an object that is not a dict."""
+    container = None
+    dropped: list[str] = []
+    outer = obj if isinstance(obj, dict) else {}
+    if isinstance(obj, dict) and not (obj and all(is_tensor(v) for v in obj.values())):
+        for key in CONTAINER_KEYS:
+            if key in obj and isinstance(obj[key], dict):
+                container = key
+                dropped = [k for k in obj if k != key]
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict):
+        raise Inflate3dError(f"{path}: holds a {type(obj).__name__}, not a state dict{advice}")
+    tensors = {k: v for k, v in obj.items() if is_tensor(v)}
+    non_tensors = [k for k in obj if k not in tensors]
+    if not tensors:
+        raise Inflate3dError(f"{path}: no tensors found (keys: {', '.join(text(k, 200) for k in list(obj)[:8])})")
+    if non_tensors:
+        raise Inflate3dError(f"{path}: entries that are not tensors where weights are expected: "
+                             f"{', '.join(text(k, 200) for k in non_tensors[:8])}")
+    metadata = {}
+    for key in ("meta", "inflate3d"):  # mmaction2's {'state_dict', 'meta'}; inflate3d's record elsewhere
+        if container and isinstance(outer.get(key), dict):
+            metadata = metadata_text(outer[key])
+            break
+    extras = {k: v for k, v in outer.items() if container and k in dropped
+              and isinstance(v, (int, float, str)) and not isinstance(v, bool)
+              and not (isinstance(v, int) and abs(v) >= 2**63)}  # a 5,000-digit int cannot even be printed
+    config = outer.get("cfg") if container and isinstance(outer.get("cfg"), str) else None
+    return Checkpoint(path, fmt, {text(k, 10_000): v for k, v in tensors.items()}, container=container,
+                      metadata=metadata, dropped=dropped, extras=extras, config=config)
+
+
+def strip_prefix(ckpt: Checkpoint) -> None:
+    for prefix in PREFIXES:
+        if ckpt.tensors and all(k.startswith(prefix) for k in ckpt.tensors):
+            ckpt.tensors = {k[len(prefix):]: v for k, v in ckpt.tensors.items()}
+            ckpt.prefix = prefix
+            return

@@ -1,0 +1,262 @@
+"""A checkpoint's structure without its values, and without torch: names, shapes, dtypes, container,
+metadata. ``inspect`` needs nothing more, and reading it costs what reading the header costs.
+
+- safetensors: the header (``safetensors_header``, the one validation every reader uses).
+- torch zip: ``data.pkl`` alone, through an unpickler that builds shape records where torch would
+  build tensors; the storages are never read, only their sizes in the zip's directory are checked
+  against every tensor's extent.
+- Caffe2 pickles: the arrays-only unpickler (numpy, no torch); the arrays are in the pickle itself,
+  so this reads the file.
+
+Whatever this reader does not know (a legacy torch pickle, a global outside the few a state dict
+uses, a sparse tensor) raises ``NeedsTorch``: the caller then loads the file with ``load`` (torch,
+``weights_only``), which gives the authoritative answer or refusal. Nothing here runs code from the
+file: the unpickler resolves a fixed set of names to local functions.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import Inflate3dError
+from .checkpoint import Checkpoint, extent_error, hf_folder, metadata_text, sniff_format, strip_prefix, text, unwrap
+
+# torch's typed storages, as torch.save names them, and the dtype each holds
+_STORAGES = {"FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
+             "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
+             "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
+             "ComplexFloatStorage": "complex64", "ComplexDoubleStorage": "complex128"}
+ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
+            "int8": 1, "uint8": 1, "bool": 1, "complex64": 8, "complex128": 16, "uint16": 2, "uint32": 4,
+            "uint64": 8, "float8_e4m3fn": 1, "float8_e5m2": 1}
+# safetensors' dtype names -> torch's
+_SAFETENSORS = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool", "U16": "uint16",
+                "U32": "uint32", "U64": "uint64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+_NUMPY = {"f2": "float16", "f4": "float32", "f8": "float64", "i1": "int8", "i2": "int16", "i4": "int32",
+          "i8": "int64", "u1": "uint8", "b1": "bool"}
+
+
+class NeedsTorch(Exception):
+    """This file's structure cannot be read without torch's own loader."""
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """What a tensor is without its values: the parts of ``torch.Tensor`` that shape code reads."""
+
+    shape: tuple[int, ...]
+    dtype: str  # torch's name without 'torch.': 'float32', 'int64', ...
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.startswith(("float", "bfloat"))
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel() * ITEMSIZE.get(self.dtype, 0)
+
+
+def read_structure(path: str | os.PathLike, *, trust_pickle: bool = False) -> Checkpoint:
+    """The file's ``Checkpoint`` with ``TensorMeta`` records for tensors. Raises ``NeedsTorch`` when
+    only torch's loader can tell, ``Inflate3dError`` for a file that is certainly bad."""
+    path, record = hf_folder(Path(path))
+    fmt = sniff_format(path)
+    if fmt == "safetensors":
+        ckpt = _safetensors(path)
+        if record:
+            ckpt.container, ckpt.metadata = "huggingface folder", {**ckpt.metadata, **record}
+    elif fmt == "torch-zip":
+        ckpt = _torch_zip(path)
+    else:
+        ckpt = _caffe2(path, trust_pickle)
+    strip_prefix(ckpt)
+    return ckpt
+
+
+def _safetensors(path: Path) -> Checkpoint:
+    from .safetensors_header import read_header
+
+    header, metadata, _ = read_header(path)
+    tensors = {}
+    for name, info in header.items():
+        dtype = _SAFETENSORS.get(info["dtype"])
+        if dtype is None:
+            raise NeedsTorch(f"dtype {info['dtype']}")
+        tensors[name] = TensorMeta(tuple(info["shape"]), dtype)
+    return Checkpoint(path, "safetensors", tensors, metadata=dict(metadata))
+
+
+# --- torch zip -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Storage:
+    dtype: str
+    key: str
+    numel: int
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    dtype: str
+
+
+@dataclass(frozen=True)
+class _View:
+    """A tensor as the pickle describes it, checked against its storage after unpickling."""
+
+    storage: _Storage
+    offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+
+
+def _ints(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, tuple) or not all(type(v) is int for v in value):
+        raise NeedsTorch(f"{what} is not a tuple of ints")
+    return value
+
+
+def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+    if not isinstance(storage, _Storage) or type(offset) is not int:
+        raise NeedsTorch("a tensor rebuilt from something other than a storage")
+    shape, stride = _ints(size, "a tensor's size"), _ints(stride, "a tensor's stride")
+    if len(shape) != len(stride):
+        raise NeedsTorch("a tensor's size and stride differ in length")
+    return _View(storage, offset, shape, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, hooks=None, state=None):
+    if not isinstance(data, _View):
+        raise NeedsTorch("a parameter of something other than a tensor")
+    return data
+
+
+class _StructureUnpickler(pickle._Unpickler):  # pure Python: the C one sizes its memo from the file
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+            return _rebuild_tensor
+        if module == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
+            return _rebuild_parameter
+        if module == "torch" and name in _STORAGES:
+            return _StorageType(_STORAGES[name])
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        raise NeedsTorch(f"global {module}.{name}")  # torch's loader decides (and names it if refused)
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and type(pid[4]) is int):
+            raise NeedsTorch("a storage reference of an unknown form")
+        return _Storage(pid[1].dtype, pid[2], pid[4])
+
+    def load_build(self) -> None:
+        """BUILD only on dicts (a state dict's ``_metadata``), and it is dropped: no attribute of any
+        object is set from the file."""
+        self.stack.pop()
+        if not isinstance(self.stack[-1], dict):
+            raise NeedsTorch("BUILD on something other than a dict")
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+MAX_STRUCTURE = 64 * 2**20  # a state dict's data.pkl is ~100 bytes a tensor; beyond this, torch's loader
+
+
+def _scan_bytes(data: bytes):
+    from .pickle_scan import Scan, scan_stream
+
+    scan = Scan()
+    scan_stream(io.BytesIO(data), scan)
+    return scan
+
+
+def _torch_zip(path: Path) -> Checkpoint:
+    from .pickle_scan import check_scan, zip_too_large
+
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as z:
+            if too_large := zip_too_large(z, size):
+                raise Inflate3dError(f"{path}: refused: {too_large} (torch stores its members uncompressed)")
+            members = {i.filename: i for i in z.infolist()}
+            if len(members) != len(z.infolist()):
+                raise NeedsTorch("duplicate member names")
+            pickles = [n for n in members if n.endswith(".pkl")]
+            if len(pickles) != 1 or not pickles[0].endswith("/data.pkl") or pickles[0].count("/") != 1:
+                raise NeedsTorch("not one data.pkl")
+            info = members[pickles[0]]
+            if info.file_size > MAX_STRUCTURE:
+                raise NeedsTorch("a very large pickle")
+            root = pickles[0][: -len("data.pkl")]
+            with z.open(info) as f:  # once, into memory: the scan and the unpickler read it byte by byte
+                data = f.read(info.file_size + 1)
+    except (Inflate3dError, NeedsTorch):
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile on damaged bytes: the loader words the error
+        raise NeedsTorch(f"{type(e).__name__}: {e}") from None
+    if len(data) != info.file_size:
+        raise NeedsTorch("data.pkl is not the size the zip says")
+    check_scan(path, lambda: _scan_bytes(data))
+    try:
+        obj = _StructureUnpickler(io.BytesIO(data)).load()
+    except NeedsTorch:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged pickle: torch's loader says what
+        raise NeedsTorch(f"{type(e).__name__}: {e}") from None
+
+    def resolve(view: _View, name: str) -> TensorMeta:
+        info = members.get(f"{root}data/{view.storage.key}")
+        itemsize = ITEMSIZE[view.storage.dtype]
+        if info is None or info.file_size < view.storage.numel * itemsize:
+            raise Inflate3dError(f"{path}: tensor {text(name, 200)}: its storage {text(view.storage.key, 50)} is "
+                                 "missing or shorter than the file says; the file is corrupt")
+        if why := extent_error(path, name, view.shape, view.stride, view.offset, info.file_size // itemsize):
+            raise Inflate3dError(why)
+        return TensorMeta(view.shape, view.storage.dtype)
+
+    ckpt = unwrap(path, "torch-zip", obj, lambda v: isinstance(v, _View))
+    ckpt.tensors = {name: resolve(v, name) for name, v in ckpt.tensors.items()}
+    return ckpt
+
+
+# --- Caffe2 --------------------------------------------------------------------------------------
+
+def _caffe2(path: Path, trust_pickle: bool) -> Checkpoint:
+    """A Caffe2 pickle's blobs as shape records (numpy reads them; torch is not needed). A legacy
+    torch pickle (its first object is torch's magic number) needs torch."""
+    from . import caffe2
+    from .pickle_scan import prescan
+
+    prescan(path, pickles=1)
+    try:
+        first = caffe2.first_object(path)
+    except Inflate3dError:
+        raise
+    except Exception as e:  # noqa: BLE001 - refused globals, damage: the loader words the error
+        raise NeedsTorch(f"{type(e).__name__}: {e}") from None
+    if isinstance(first, int):
+        raise NeedsTorch("a legacy torch pickle")
+    meta = first.get("inflate3d") if isinstance(first, dict) else None
+    if meta is not None and not isinstance(meta, dict):
+        raise Inflate3dError(f"{path}: its 'inflate3d' metadata is a {type(meta).__name__}, not a mapping")
+    blobs = caffe2.blob_arrays(path, first)
+    tensors = {name: TensorMeta(tuple(a.shape), _NUMPY[a.dtype.kind + str(a.dtype.itemsize)])
+               for name, a in blobs.items()}
+    return Checkpoint(path, "caffe2-pickle", tensors, container="blobs", metadata=metadata_text(meta or {}))

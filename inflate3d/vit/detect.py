@@ -1,0 +1,33 @@
+"""Which ViT-family checkpoint a set of keys is (torch-free: ``inspect`` and ``families`` ask this
+before anything imports the networks)."""
+from __future__ import annotations
+
+
+def detect_format(keys) -> str | None:
+    keys = set(keys)
+    if "blocks.0.attn.qkv.weight" in keys and "patch_embed.proj.weight" in keys:
+        return "timm" if not any(".temporal_" in k for k in keys) else None
+    if "conv_proj.weight" in keys and "class_token" in keys:
+        return "torchvision"
+    if "embeddings.patch_embeddings.projection.weight" in keys and \
+            "encoder.layer.0.attention.attention.query.weight" in keys:
+        return "huggingface"
+    return None
+
+
+def detect_scheme(keys) -> str | None:
+    """The scheme of a video-transformer checkpoint's keys (2D ViTs: their source format)."""
+    keys = list(keys)
+    ks = set(keys)
+    if any(k.startswith(("backbone.transformer_layers.", "transformer_layers.layers.")) for k in ks) or \
+            any(k.startswith(("backbone.embeddings.patch_embeddings.", "backbone.encoder.layer.")) for k in ks):
+        return "mmaction2"
+    bare = {k[len(p):] for k in ks for p in ("timesformer.", "vivit.") if k.startswith(p)} or ks
+    if "embeddings.patch_embeddings.projection.weight" in bare and (
+            "encoder.layer.0.attention.attention.qkv.weight" in bare
+            or "encoder.layer.0.attention.attention.query.weight" in bare):
+        return "huggingface"
+    if any(".temporal_attn." in k for k in ks) or {"time_embed", "model.time_embed"} & ks:
+        return "timesformer"
+    fmt = detect_format(ks)
+    return f"{fmt}-vit" if fmt in ("timm", "torchvision") else None

@@ -1,0 +1,11 @@
+"""Whether a set of keys is an X3D checkpoint, and in which scheme (torch-free: ``inspect`` and
+``families`` ask this before anything imports the networks)."""
+from __future__ import annotations
+
+from .schemes import STEM_KEYS
+
+
+def detect_scheme(keys) -> str | None:
+    """The scheme of an X3D checkpoint, from its stem's key; ``None`` for any other network."""
+    ks = set(keys)
+    return next((name for name, stem in STEM_KEYS.items() if stem in ks), None)

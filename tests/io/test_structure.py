@@ -1,0 +1,159 @@
+"""The torch-free structure reader (``io.structure``) against the loader (``io.load``): the same
+names, shapes, dtypes, container, prefix, metadata and extras for every format, and the files it
+must leave to torch's loader or refuse."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from inflate3d.errors import Inflate3dError
+from inflate3d.io.load import load_checkpoint
+from inflate3d.io.structure import NeedsTorch, TensorMeta, read_structure
+
+
+def _state(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"conv1.weight": torch.randn(8, 3, 3, 7, 7, generator=g),
+            "bn1.weight": torch.rand(8, generator=g, dtype=torch.float64),
+            "bn1.running_var": torch.rand(8, generator=g).half(),
+            "bn1.num_batches_tracked": torch.tensor(5),
+            "fc.weight": torch.randn(4, 8, generator=g).bfloat16(),
+            "mask": torch.ones(3, dtype=torch.bool),
+            "strided": torch.arange(24.0).reshape(4, 6)[:, ::2],  # a view with its own strides
+            "empty": torch.zeros(0, 5)}
+
+
+def _same(path, **kw):
+    a, b = read_structure(path, **kw), load_checkpoint(path, **kw)
+    assert list(a.tensors) == list(b.tensors)
+    for k, t in b.tensors.items():
+        assert a.tensors[k] == TensorMeta(tuple(t.shape), str(t.dtype).removeprefix("torch.")), k
+    assert (a.format, a.container, a.prefix, a.metadata, a.dropped, a.extras, a.config) == \
+        (b.format, b.container, b.prefix, b.metadata, b.dropped, b.extras, b.config)
+    return a
+
+
+@pytest.mark.parametrize("wrap", ["plain", "state_dict", "model_state", "module", "meta"])
+def test_torch_zip_structure_equals_the_loader(tmp_path, wrap):
+    sd = _state()
+    obj = {"plain": sd, "state_dict": {"state_dict": sd, "meta": {"arch": "x", "n": 3}},
+           "model_state": {"model_state": sd, "epoch": 7, "cfg": "MODEL:\n  ARCH: slowfast\n"},
+           "module": {f"module.{k}": v for k, v in sd.items()},
+           "meta": {"state_dict": torch.nn.Linear(2, 3).state_dict(), "meta": {}, "optimizer": {"lr": 0.1}}}[wrap]
+    path = tmp_path / "x.pth"
+    torch.save(obj, path)
+    c = _same(path)
+    assert c.format == "torch-zip"
+
+
+def test_parameters_in_a_module_state_dict_and_their_metadata(tmp_path):
+    """nn.Module.state_dict() is an OrderedDict with ``_metadata`` (a BUILD): read, and dropped."""
+    path = tmp_path / "m.pth"
+    torch.save(torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3), torch.nn.BatchNorm3d(4)).state_dict(), path)
+    assert list(_same(path).tensors) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean",
+                                         "1.running_var", "1.num_batches_tracked"]
+
+
+def test_safetensors_and_huggingface_folder(tmp_path):
+    sd = {k: v.contiguous() for k, v in _state().items()}
+    save_file(sd, str(tmp_path / "a.safetensors"), metadata={"arch": "i3d_r50"})
+    _same(tmp_path / "a.safetensors")
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    save_file(sd, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text('{"model_type": "x"}')
+    c = _same(folder)
+    assert c.container == "huggingface folder" and "hf_config" in c.metadata
+
+
+def test_caffe2_blobs(tmp_path):
+    path = tmp_path / "c2.pkl"
+    blobs = {"conv1_w": np.ones((4, 3, 1, 7, 7), np.float32), "res_conv1_bn_s": np.ones(4, np.float64),
+             "pred_b": np.zeros(3, np.float16), "it": np.array([5], np.int64)}
+    path.write_bytes(pickle.dumps({"blobs": blobs, "inflate3d": {"arch": "slowonly_r50"}}, protocol=2))
+    c = _same(path)
+    assert c.format == "caffe2-pickle" and c.metadata == {"arch": "slowonly_r50"}
+
+
+def test_a_legacy_pickle_needs_torch(tmp_path):
+    path = tmp_path / "old.pth"
+    torch.save(_state(), path, _use_new_zipfile_serialization=False)
+    with pytest.raises(NeedsTorch):
+        read_structure(path)
+
+
+def test_a_pickle_that_runs_code_is_left_to_the_loader_which_refuses_it(tmp_path):
+    """The structure reader resolves no global outside a state dict's few; the loader then names
+    every global and runs nothing."""
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.ones(2), "x": Evil()}, path)
+    with pytest.raises(NeedsTorch, match="posix.system"):
+        read_structure(path)
+    with pytest.raises(Inflate3dError, match="refused: unpickling would call posix.system"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def _rewrite_member(path, name_end: str, data: bytes) -> None:
+    with zipfile.ZipFile(path) as z:
+        items = [(i, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for info, payload in items:
+            z.writestr(info, data if info.filename.endswith(name_end) else payload)
+
+
+def test_a_storage_shorter_than_its_tensor_is_refused(tmp_path):
+    path = tmp_path / "short.pth"
+    torch.save({"w": torch.ones(1000)}, path)
+    _rewrite_member(path, "data/0", b"\0" * 40)
+    with pytest.raises(Inflate3dError, match="shorter than the file says"):
+        read_structure(path)
+
+
+def test_a_view_past_its_storage_is_refused(tmp_path):
+    """The extent check, without reading the storage: a (2**20, 2**20) zero-stride view of one value."""
+    path = tmp_path / "view.pth"
+    torch.save({"w": torch.ones(1)}, path)
+    with zipfile.ZipFile(path) as z:
+        name = next(n for n in z.namelist() if n.endswith("data.pkl"))
+        data = z.read(name)
+    # the pickle's size tuple (1,) and stride (1,) become (2**20,) and (2,): 2**20 values from 1
+    patched = data.replace(b"K\x01\x85", b"J\x00\x00\x10\x00\x85", 1)
+    patched = patched.replace(b"K\x01\x85", b"K\x02\x85", 1)
+    assert patched != data
+    _rewrite_member(path, "data.pkl", patched)
+    with pytest.raises(Inflate3dError, match="claims 1,048,576 values"):
+        read_structure(path)
+
+
+def test_deep_nesting_is_refused_before_unpickling(tmp_path):
+    path = tmp_path / "deep.pth"
+    torch.save({"w": torch.ones(1)}, path)
+    deep = b"\x80\x02" + b"(" * 0 + b")" + b"\x85" * 5000 + b"."  # a tuple nested 5,000 deep
+    _rewrite_member(path, "data.pkl", deep)
+    with pytest.raises(Inflate3dError, match="nested more than"):
+        read_structure(path)
+
+
+def test_reading_the_structure_does_not_import_torch(tmp_path):
+    sd = {k: v.contiguous() for k, v in _state().items()}
+    torch.save({"state_dict": sd}, tmp_path / "a.pth")
+    save_file(sd, str(tmp_path / "a.safetensors"))
+    code = ("import sys\nfrom inflate3d.io.structure import read_structure\n"
+            f"for f in ('a.pth', 'a.safetensors'):\n    c = read_structure({str(tmp_path)!r} + '/' + f)\n"
+            "    assert len(c.tensors) == 8, c\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
