@@ -3,7 +3,8 @@ metadata. ``inspect`` needs nothing more, and reading it costs what reading the 
 
 - safetensors: the header (``safetensors_header``, the one validation every reader uses).
 - torch zip: ``data.pkl`` alone, through an unpickler that builds shape records where torch would
-  build tensors; the storages are never read, only their sizes in the zip's directory are checked
+  build tensors, resolves no other global, and hashes nothing but strings and ints (so depth cannot
+  crash it); the storages are never read, only their sizes in the zip's directory are checked
   against every tensor's extent.
 - Caffe2 pickles: the arrays-only unpickler (numpy, no torch); the arrays are in the pickle itself,
   so this reads the file.
@@ -173,22 +174,42 @@ class _StructureUnpickler(pickle._Unpickler):  # pure Python: the C one sizes it
         if not isinstance(self.stack[-1], dict):
             raise NeedsTorch("BUILD on something other than a dict")
 
+    # Nothing from the file is hashed but strings and ints: CPython hashes and compares nested
+    # tuples recursively in C, and a key nested 200,000 deep overflowed its stack (a segfault).
+    # Objects are built by the pure-Python machine's own stack, so their depth needs no other bound.
+    def load_setitem(self) -> None:
+        _plain_keys(self.stack[-2:-1])
+        pickle._Unpickler.load_setitem(self)
+
+    def load_setitems(self) -> None:
+        _plain_keys(self.stack[0::2])  # the items since MARK
+        pickle._Unpickler.load_setitems(self)
+
+    def load_dict(self) -> None:
+        _plain_keys(self.stack[0::2])
+        pickle._Unpickler.load_dict(self)
+
+    def load_set(self) -> None:
+        raise NeedsTorch("a set")  # a state dict has none; its members would be hashed
+
     dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.DICT[0]] = load_dict
+    for _op in (pickle.EMPTY_SET, pickle.ADDITEMS, pickle.FROZENSET):
+        dispatch[_op[0]] = load_set
+
+
+def _plain_keys(keys) -> None:
+    if not all(type(k) is str or type(k) is int for k in keys):
+        raise NeedsTorch("a dict key that is not a string")
 
 
 MAX_STRUCTURE = 64 * 2**20  # a state dict's data.pkl is ~100 bytes a tensor; beyond this, torch's loader
 
 
-def _scan_bytes(data: bytes):
-    from .pickle_scan import Scan, scan_stream
-
-    scan = Scan()
-    scan_stream(io.BytesIO(data), scan)
-    return scan
-
-
 def _torch_zip(path: Path) -> Checkpoint:
-    from .pickle_scan import check_scan, zip_too_large
+    from .pickle_scan import zip_too_large
 
     size = path.stat().st_size
     try:
@@ -213,7 +234,6 @@ def _torch_zip(path: Path) -> Checkpoint:
         raise NeedsTorch(f"{type(e).__name__}: {e}") from None
     if len(data) != info.file_size:
         raise NeedsTorch("data.pkl is not the size the zip says")
-    check_scan(path, lambda: _scan_bytes(data))
     try:
         obj = _StructureUnpickler(io.BytesIO(data)).load()
     except NeedsTorch:

@@ -138,13 +138,36 @@ def test_a_view_past_its_storage_is_refused(tmp_path):
         read_structure(path)
 
 
-def test_deep_nesting_is_refused_before_unpickling(tmp_path):
+@pytest.mark.parametrize("payload", [
+    b"}" + b")" + b"\x85" * 200_000 + b"K\x01s.",  # {deep tuple: 1}: a key nested 200,000 deep
+    b"(" + b")" + b"\x85" * 200_000 + b"K\x01d.",  # the same through DICT
+    b"\x8f(" + b")" + b"\x85" * 200_000 + b"\x90.",  # a set of a deep tuple
+])
+def test_deep_keys_are_not_hashed(tmp_path, payload):
+    """A key nested 200,000 deep crashed CPython when hashed: the reader hashes only strings and
+    ints, and leaves the file to the loader (whose scan refuses it before unpickling)."""
     path = tmp_path / "deep.pth"
     torch.save({"w": torch.ones(1)}, path)
-    deep = b"\x80\x02" + b"(" * 0 + b")" + b"\x85" * 5000 + b"."  # a tuple nested 5,000 deep
-    _rewrite_member(path, "data.pkl", deep)
-    with pytest.raises(Inflate3dError, match="nested more than"):
+    _rewrite_member(path, "data.pkl", b"\x80\x04" + payload)
+    with pytest.raises(NeedsTorch):
         read_structure(path)
+    with pytest.raises(Inflate3dError, match="nested more than"):
+        load_checkpoint(path)
+
+
+def test_deep_values_are_built_without_recursion(tmp_path):
+    """Depth alone is harmless to the stack machine: a metadata value nested 200,000 deep is read
+    (and printed cut, never recursed into)."""
+    path = tmp_path / "deep.pth"
+    torch.save({"state_dict": {"w": torch.ones(1)}, "meta": {"x": "MARKERVALUE"}}, path)
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    deep = b")" + b"\x85" * 200_000
+    patched = data.replace(b"X\x0b\x00\x00\x00MARKERVALUE", deep, 1)  # meta's value -> a deep tuple
+    assert patched != data
+    _rewrite_member(path, "data.pkl", patched)
+    c = read_structure(path)
+    assert list(c.tensors) == ["w"] and len(c.metadata["x"]) <= 2**20 + 100
 
 
 def test_reading_the_structure_does_not_import_torch(tmp_path):
