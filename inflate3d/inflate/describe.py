@@ -86,11 +86,15 @@ def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle:
     hit = families.for_keys(ckpt.tensors)
     if hit is not None:
         family, family_scheme = hit
-        if read == "structure" and not getattr(family, "DESCRIBES_SHAPES", False):
-            from ..io.load import load_checkpoint  # this family's description reads tensors
+        describe = families.hook(family, "describe", "inspect")
+        try:
+            architecture = describe(ckpt.tensors, family_scheme, origin)
+        except (AttributeError, TypeError):  # this scheme's renaming computes on tensors (HF's q, k, v)
+            if read != "structure":
+                raise
+            from ..io.load import load_checkpoint
 
-            ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
-        architecture = families.hook(family, "describe", "inspect")(ckpt.tensors, family_scheme, origin)
+            architecture = describe(load_checkpoint(path, trust_pickle=trust_pickle).tensors, family_scheme, origin)
         return {**common, "scheme": family_scheme, "two_pathways": False, "two_d": None, "metadata": ckpt.metadata,
                 "family": getattr(family, "NAME", None), "architecture": _plain(architecture)}
     name, two = detect_scheme(ckpt.tensors, origin)

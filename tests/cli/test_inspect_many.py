@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from inflate3d import build_model
+from inflate3d.slowfast.archs import get_arch
 from inflate3d.slowfast.archs import count_parameters
 
 PY = sys.executable
@@ -142,3 +143,37 @@ def test_a_hostile_pickle_is_refused_naming_its_globals(tmp_path):
     code, _, _, err = cli("inspect", tmp_path / "evil.pth", cwd=tmp_path)
     assert code == 2 and "refused: unpickling would call posix.system" in err
     assert not (tmp_path / "pwned").exists()
+
+
+FAMILY_MODELS = [  # (arch, small overrides, the schemes its files come in)
+    ("x3d_xs", {}, ("mmaction2", "pyslowfast", "pytorchvideo")),
+    ("swin3d_t", dict(embed_dims=32, depths=(2, 2, 2), num_heads=(1, 2, 4), window_size=(8, 4, 4)),
+     ("mmaction2", "torchvision")),
+    ("timesformer_b", dict(img_size=32, embed_dims=64, num_heads=2, num_transformer_layers=2,
+                           feedforward_channels=128), ("mmaction2", "huggingface", "timesformer")),
+    ("vivit_b", dict(num_frames=4, image_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128), ("mmaction2", "huggingface")),
+]
+
+
+@pytest.mark.parametrize("arch, overrides, targets", FAMILY_MODELS, ids=[m[0] for m in FAMILY_MODELS])
+def test_other_families_describe_the_same_from_structure_and_from_tensors(tmp_path, arch, overrides, targets):
+    """X3D, Swin and ViT describe from shape records; where a scheme's renaming computes on tensors
+    (Hugging Face's q, k, v), the tensors are loaded: the description is the same either way."""
+    from inflate3d import families
+    from inflate3d.inflate.describe import describe_checkpoint
+
+    torch.manual_seed(0)
+    native = {k: v.contiguous() for k, v in build_model(arch, num_classes=5, **overrides).state_dict().items()}
+    family = families.for_arch(get_arch(arch))
+    for target in targets:
+        tensors = native if target == "mmaction2" else \
+            family.convert(native, source=None, target=target, origin="x", arch=arch).tensors
+        path = tmp_path / f"{target}.safetensors"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+        fast = describe_checkpoint(path)
+        slow = describe_checkpoint(path, values=True)
+        assert fast.pop("read") == "structure" and slow.pop("read") == "tensors"
+        assert slow.pop("non_finite") == []
+        assert fast == slow, target
+        assert fast["scheme"] == target and fast["family"] == family.NAME
