@@ -135,13 +135,17 @@ def verify(checkpoint: Any, source: Any, *, arch: str | None = None, method: str
                              settings=settings, size=size, trust_pickle=trust_pickle)
 
 
-def inspect(checkpoint: Any, *, source_scheme: str | None = None, trust_pickle: bool = False) -> dict:
+def inspect(checkpoint: Any, *, source_scheme: str | None = None, trust_pickle: bool = False,
+            values: bool = False) -> dict:
     """Describe a checkpoint file as a plain dict: format, container, scheme, tensor count,
-    values by dtype, metadata, and for a 3D net the architecture its keys and shapes imply (the
-    named arch and the settings it needs); for a 2D ResNet, ``two_d`` says which."""
+    parameters, values by dtype, size, metadata, and for a 3D net the architecture its keys and
+    shapes imply (the named arch and the settings it needs); for a 2D ResNet, ``two_d`` says
+    which. Only the structure is read (``read: 'structure'``, no torch import for safetensors,
+    torch zips and Caffe2 pickles); ``values=True`` loads every tensor and lists those holding
+    NaN or Inf in ``non_finite``."""
     from .inflate.describe import describe_checkpoint
 
-    return describe_checkpoint(checkpoint, source_scheme=source_scheme, trust_pickle=trust_pickle)
+    return describe_checkpoint(checkpoint, source_scheme=source_scheme, trust_pickle=trust_pickle, values=values)
 
 
 def _load(checkpoint: Any, trust_pickle: bool) -> tuple[dict, str, dict]:

@@ -9,8 +9,9 @@ reports its child's peak RSS.
 Cases:
 - file: a small valid file of every format (safetensors, torch zip, legacy torch pickle, Caffe2
   .pkl, a 2D ResNet, pickles carrying an ``os.system`` payload) mutated (byte flips, truncations,
-  insertions, header edits), then read by the loader, the lazy reader, or a command that reads
-  files (inspect, convert to each format, diff, verify, inflate);
+  insertions, header edits), then read by the loader, the lazy reader, the structure reader (it
+  must agree with the loader wherever the loader reads the file), or a command that reads files
+  (inspect, convert to each format, diff, verify, inflate);
 - keys: key sets and shapes perturbed for the scheme detector and the architecture inference;
 - nesting: containers nested 500 to 100,000 deep, in Caffe2 pickles, torch zips, legacy files;
 - strides: views whose sizes and strides (zero, overlapping, out of bounds) claim more than the storage;
@@ -172,9 +173,12 @@ def case_file(rng: random.Random, seeds: dict[str, Path], tmp: Path) -> str:
     if name == "2d":
         mode = rng.choice(["inflate", "inflate", "verify", "load"])
     else:
-        mode = rng.choice(["load"] * 5 + ["lazy"] * 3 + ["inspect", "convert", "convert", "diff", "diff", "verify"])
+        mode = rng.choice(["load"] * 5 + ["lazy"] * 3 + ["structure"] * 3
+                          + ["inspect", "convert", "convert", "diff", "diff", "verify"])
     if mode == "load":
         load_checkpoint(path)
+    elif mode == "structure":
+        structure_agrees(path)
     elif mode == "lazy":
         with TensorFile(path) as tf:
             for k in tf.keys()[:5]:
@@ -193,6 +197,30 @@ def case_file(rng: random.Random, seeds: dict[str, Path], tmp: Path) -> str:
         run_cli(["inflate", path, "--arch", "i3d_r18", "-o", out.with_suffix(".safetensors"), *extra],
                 out.with_suffix(".safetensors"))
     return f"file {name} {mode}"
+
+
+def structure_agrees(path: Path) -> None:
+    """The torch-free structure reader (inspect's) never contradicts the loader: where the loader
+    reads a file, it gives the same names, shapes, dtypes and container, or leaves it to the loader."""
+    from inflate3d.io.structure import NeedsTorch, read_structure
+
+    try:
+        got = read_structure(path)
+    except NeedsTorch:
+        got = None
+    except Inflate3dError as e:
+        got = e
+    try:
+        want = load_checkpoint(path)
+    except Inflate3dError:
+        return
+    if isinstance(got, Inflate3dError):
+        raise Bad("crash", f"structure refused what the loader reads: {str(got)[:200]}")
+    if got is not None:
+        shapes = {k: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for k, t in want.tensors.items()}
+        if {k: (t.shape, t.dtype) for k, t in got.tensors.items()} != shapes or \
+                (got.container, got.prefix, got.metadata) != (want.container, want.prefix, want.metadata):
+            raise Bad("crash", "structure and loader disagree")
 
 
 def case_keys(rng: random.Random, native: dict[str, torch.Tensor]) -> str:

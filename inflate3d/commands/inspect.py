@@ -38,7 +38,7 @@ def gather(paths: tuple[str, ...]) -> tuple[list[Path], bool]:
     for spec in paths:
         path = Path(spec)
         if path.is_dir() and not _is_hf_folder(path):
-            walked = True
+            walked, before = True, len(found)
             for root, dirs, files in os.walk(path):
                 root_path = Path(root)
                 hf = sorted(d for d in dirs if not d.startswith(".") and _is_hf_folder(root_path / d))
@@ -46,11 +46,11 @@ def gather(paths: tuple[str, ...]) -> tuple[list[Path], bool]:
                 found += [root_path / d for d in hf]
                 found += [root_path / f for f in sorted(files)
                           if not f.startswith(".") and f.endswith(CHECKPOINT_SUFFIXES)]
+            if len(found) == before:
+                raise Inflate3dError(f"{spec}: is a directory with no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) "
+                                     "in it; point to checkpoint files or folders holding them")
         else:
             found.append(early.checkpoint_file(spec))
-    if walked and not found:
-        raise Inflate3dError(f"{', '.join(paths)}: no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) found; "
-                             "point to checkpoint files or folders holding them")
     return found, walked
 
 

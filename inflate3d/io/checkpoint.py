@@ -3,7 +3,6 @@ Face folders, container unwrapping and the extent check, shared by the loader (`
 and the structure reader (``structure``: shapes only, for ``inspect``)."""
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ class Checkpoint:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib  # OpenSSL's start-up is a cost inspect does not pay
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -19,9 +19,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import zipfile
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +46,24 @@ class NeedsTorch(Exception):
     """This file's structure cannot be read without torch's own loader."""
 
 
-@dataclass(frozen=True)
 class TensorMeta:
-    """What a tensor is without its values: the parts of ``torch.Tensor`` that shape code reads."""
+    """What a tensor is without its values: the parts of ``torch.Tensor`` that shape code reads.
+    (A plain class: a dataclass costs milliseconds of start-up, a tenth of inspect's budget.)"""
 
-    shape: tuple[int, ...]
-    dtype: str  # torch's name without 'torch.': 'float32', 'int64', ...
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape: tuple[int, ...], dtype: str) -> None:
+        self.shape = shape
+        self.dtype = dtype  # torch's name without 'torch.': 'float32', 'int64', ...
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TensorMeta) and (self.shape, self.dtype) == (other.shape, other.dtype)
+
+    def __hash__(self) -> int:
+        return hash((self.shape, self.dtype))
+
+    def __repr__(self) -> str:
+        return f"TensorMeta(shape={self.shape}, dtype={self.dtype!r})"
 
     def dim(self) -> int:
         return len(self.shape)
@@ -104,26 +114,27 @@ def _safetensors(path: Path) -> Checkpoint:
 
 # --- torch zip -----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
 class _Storage:
-    dtype: str
-    key: str
-    numel: int
+    __slots__ = ("dtype", "key", "numel")
+
+    def __init__(self, dtype: str, key: str, numel: int) -> None:
+        self.dtype, self.key, self.numel = dtype, key, numel
 
 
-@dataclass(frozen=True)
 class _StorageType:
-    dtype: str
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
 
 
-@dataclass(frozen=True)
 class _View:
     """A tensor as the pickle describes it, checked against its storage after unpickling."""
 
-    storage: _Storage
-    offset: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
+    __slots__ = ("storage", "offset", "shape", "stride")
+
+    def __init__(self, storage: _Storage, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.storage, self.offset, self.shape, self.stride = storage, offset, shape, stride
 
 
 def _ints(value: Any, what: str) -> tuple[int, ...]:
@@ -209,6 +220,8 @@ MAX_STRUCTURE = 64 * 2**20  # a state dict's data.pkl is ~100 bytes a tensor; be
 
 
 def _torch_zip(path: Path) -> Checkpoint:
+    import zipfile
+
     from .pickle_scan import zip_too_large
 
     size = path.stat().st_size

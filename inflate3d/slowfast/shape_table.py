@@ -2,11 +2,11 @@
 shipped data, so that ``inspect`` can match a checkpoint to a named architecture without
 importing torch (a meta build imports it: about 1.5 s of a 0.2 s command).
 
-The table (``shape_table.json.gz``) is generated from the networks themselves:
+The table (``shape_table.txt.gz``) is generated from the networks themselves:
 
     .venv/bin/python -m inflate3d.slowfast.shape_table
 
-Each entry is keyed by a digest of the whole ``Arch`` record and the overrides, so an arch whose
+Each entry is keyed by the whole ``Arch`` record and the overrides, so an arch whose
 definition changed misses the table and is built as before (correct, only slower); a test
 regenerates the table and fails when it is stale. Overrides that never change a shape (strides,
 pools: ``NEUTRAL``, each checked by a test in every family) are left out of the key.
@@ -14,14 +14,13 @@ pools: ``NEUTRAL``, each checked by a test in every family) are left out of the 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-PATH = Path(__file__).with_name("shape_table.json.gz")
+PATH = Path(__file__).with_name("shape_table.txt.gz")
 FAMILIES = ("resnet3d", "slowfast", "tsm", "csn", "r2plus1d")  # the ones this package builds
 # settings that move no weight: strides, pools, dilations, rates, training switches
 NEUTRAL = frozenset({"conv1_stride_t", "conv1_stride_s", "pool1_stride_t", "pool1_stride_s", "with_pool1",
@@ -45,7 +44,8 @@ def neutral_for(arch) -> frozenset:
 
 
 def shape_key(arch, overrides: Mapping[str, Any]) -> str:
-    """A digest of the arch's whole record and its shape-relevant overrides."""
+    """The arch's whole record and its shape-relevant overrides, as text (the key itself, not a
+    digest of it: no two configurations can share one)."""
     neutral = neutral_for(arch)
     kept = {}
     for k, v in overrides.items():
@@ -56,26 +56,30 @@ def shape_key(arch, overrides: Mapping[str, Any]) -> str:
             if not v:
                 continue
         kept[k] = v
-    text = repr(arch) + json.dumps(_plain(kept), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return repr(arch) + " " + json.dumps(_plain(kept), sort_keys=True)
 
 
 @lru_cache(maxsize=1)
 def _table() -> dict:
+    """{'entries': {key as JSON text: entry as JSON text}, 'defaults': {...}}. The file is one line
+    of defaults, then a line per entry, ``KEY<TAB>ENTRY``: only the entries asked for are parsed."""
     try:
         with gzip.open(PATH, "rt", encoding="utf-8") as f:
-            return json.load(f)
+            lines = f.read().split("\n")
+        defaults = json.loads(lines[0])
+        entries = dict(line.split("\t", 1) for line in lines[1:] if line)
     except (OSError, ValueError):  # no table (a source checkout mid-change): every lookup misses
         return {"entries": {}, "defaults": {}}
+    return {"entries": entries, "defaults": defaults}
 
 
 def lookup(arch, num_classes: int | None, overrides: Mapping[str, Any]) -> dict[str, tuple[int, ...]] | None:
     """{key: shape} as ``build_model(arch, num_classes=..., **overrides)`` has them, in order, or
     None when the table does not hold this configuration."""
-    entry = _table()["entries"].get(shape_key(arch, overrides))
+    entry = _table()["entries"].get(json.dumps(shape_key(arch, overrides)))
     if entry is None:
         return None
-    body, head = json.loads(entry) if isinstance(entry, str) else entry
+    body, head = json.loads(entry)
     out = {k: tuple(s) for k, s in body}
     if num_classes is not None:
         out.update((k, tuple(num_classes if d == "N" else d for d in s)) for k, s in head)
@@ -159,16 +163,18 @@ def generate() -> dict:
             for k in list(full)[len(body):]:
                 a, b = tuple(full[k].shape), tuple(other[k].shape)
                 head.append([k, ["N" if x != y else x for x, y in zip(a, b)]])
-            entries[shape_key(arch, overrides)] = json.dumps(
+            entries[json.dumps(shape_key(arch, overrides))] = json.dumps(
                 [[[k, list(v.shape)] for k, v in body.items()], head], separators=(",", ":"))
     return {"entries": entries, "defaults": _defaults()}
 
 
 def write(path: Path = PATH) -> None:
-    data = json.dumps(generate(), sort_keys=True, separators=(",", ":")).encode()
+    table = generate()
+    lines = [json.dumps(table["defaults"], sort_keys=True, separators=(",", ":"))]
+    lines += [f"{k}\t{v}" for k, v in sorted(table["entries"].items())]
     with open(path, "wb") as f:  # mtime 0: the same networks give the same bytes
         with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
-            gz.write(data)
+            gz.write(("\n".join(lines) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 ``families`` ask this before anything imports the networks)."""
 from __future__ import annotations
 
-from .schemes import STEM_KEYS
+# A key only an X3D checkpoint of each scheme has (its stem), for detection
+STEM_KEYS = {"mmaction2": "backbone.conv1_s.conv.weight", "pyslowfast": "s1.pathway0_stem.conv_xy.weight",
+             "pytorchvideo": "blocks.0.conv.conv_t.weight"}
 
 
 def detect_scheme(keys) -> str | None:

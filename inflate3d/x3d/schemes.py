@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..inflate.schemes import Scheme
 from ..inflate.schemes.mmaction2 import MMACTION2
 from ..inflate.schemes.table import KeyTable
+from .detect import STEM_KEYS  # noqa: F401 (a key only an X3D checkpoint of each scheme has)
 
 _C = "{c=a|b|c}"
 _BLOCK_PYS = "s{L+1}.pathway0_res{b}"
@@ -55,7 +56,3 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme("pytorchvideo", None, PYTORCHVIDEO_X3D, False, False,
            "pytorchvideo create_x3d (blocks.0.conv.conv_t, blocks.N.res_blocks, blocks.5.pool.post_conv)"),
 )}
-
-# A key only an X3D checkpoint of each scheme has (its stem), for detection
-STEM_KEYS = {"mmaction2": "backbone.conv1_s.conv.weight", "pyslowfast": "s1.pathway0_stem.conv_xy.weight",
-             "pytorchvideo": "blocks.0.conv.conv_t.weight"}

@@ -108,7 +108,7 @@ def test_a_bad_file_is_reported_and_the_others_listed(zoo, tmp_path):
 
 def test_an_empty_folder_is_an_error(tmp_path):
     code, _, _, err = cli("inspect", tmp_path)
-    assert code == 2 and "no checkpoint files" in err
+    assert code == 2 and f"{tmp_path}: is a directory with no checkpoint files" in err
 
 
 def test_values_reads_every_tensor_and_finds_nan(tmp_path):
