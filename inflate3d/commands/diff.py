@@ -20,18 +20,38 @@ def run(console: Console, a: str, b: str, atol: float, rtol: float, top: int, ke
             re.compile(keys)
         except re.error as e:
             raise Inflate3dError(f"--keys {keys!r}: not a regular expression ({e})") from None
-    if inflated:
-        return _inflated(console, a, b, keys, trust_pickle)
-    from ..diff import diff_checkpoints
-    from ..diff.checkpoints import two_d_of
     from ..io.lazy import TensorFile
 
-    flat = [p for p in (a, b) if two_d_of(TensorFile(p, trust_pickle=trust_pickle))]
+    # Each file is opened once, here, and handed on: a second open would read its header again,
+    # and a whole .pth again.
+    fa = TensorFile(a, trust_pickle=trust_pickle)
+    if inflated:
+        from .. import families
+
+        if (hit := families.for_keys(fa.keys())) is not None:  # another family's diff reads the files itself
+            fa.close()
+            del fa  # a .pth's tensors: not held while the family loads it
+            return _inflated(console, families.hook(hit[0], "diff_inflated", "diff --inflated")(
+                a, b, keys=keys, trust_pickle=trust_pickle), a, b)
+    with fa, TensorFile(b, trust_pickle=trust_pickle) as fb:
+        if inflated:
+            from ..diff import diff_inflated
+
+            return _inflated(console, diff_inflated(fa, fb, keys=keys), a, b)
+        return _plain(console, fa, fb, atol, rtol, top, keys)
+
+
+def _plain(console: Console, fa, fb, atol: float, rtol: float, top: int, keys: str | None) -> int:
+    from ..diff import diff_checkpoints
+    from ..diff.checkpoints import two_d_of
+
+    a, b = fa.origin, fb.origin
+    flat = [f.origin for f in (fa, fb) if two_d_of(f)]
     if len(flat) == 1:
         three = b if flat[0] == a else a
         raise Inflate3dError(f"{flat[0]} is a 2D ResNet and {three} a 3D checkpoint; did you mean "
                              f"`inflate3d diff --inflated {three} {flat[0]}` (is it its inflation)?")
-    r = diff_checkpoints(a, b, atol=atol, rtol=rtol, keys=keys, trust_pickle=trust_pickle)
+    r = diff_checkpoints(fa, fb, atol=atol, rtol=rtol, keys=keys)
     values = sum(d.numel for d in r.diffs)
     console.emit_json({
         "ok": r.equal, "inputs": {"a": a, "b": b},
@@ -74,15 +94,7 @@ def _tensor_json(d) -> dict:
             "cosine": d.cosine, "equal": d.equal}
 
 
-def _inflated(console: Console, a: str, b: str, keys: str | None, trust_pickle: bool) -> int:
-    from .. import families
-    from ..diff import diff_inflated
-    from ..io.lazy import TensorFile
-
-    hit = families.for_keys(TensorFile(a, trust_pickle=trust_pickle).keys())
-    if hit is not None:
-        diff_inflated = families.hook(hit[0], "diff_inflated", "diff --inflated")
-    r = diff_inflated(a, b, keys=keys, trust_pickle=trust_pickle)
+def _inflated(console: Console, r, a: str, b: str) -> int:
     r.three_d, r.two_d = getattr(r, "three_d", "") or a, getattr(r, "two_d", "") or b  # a family's: in order
     console.emit_json({
         "ok": r.exact, "inputs": {"three_d": r.three_d, "two_d": r.two_d},

@@ -3,6 +3,7 @@ apart the values are; streamed one tensor pair at a time."""
 from __future__ import annotations
 
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from ..errors import InvalidInputError
@@ -66,12 +67,29 @@ def two_d_of(tf: TensorFile) -> str | None:
 def diff_checkpoints(a_path, b_path, *, atol: float = 0.0, rtol: float = 0.0, keys: str | None = None,
                      trust_pickle: bool = False) -> DiffResult:
     """Compare two checkpoints tensor by tensor, through the native names when their schemes
-    differ. ``keys`` (a regex on native names) restricts the comparison and must match a key.
-    A 3D checkpoint against a 2D ResNet is an error: compare those with ``diff_inflated``."""
+    differ, each file read once, one tensor pair at a time (either path may be an open
+    ``TensorFile``: read through, and left open). ``keys`` (a regex on native names) restricts the
+    comparison and must match a key. A 3D checkpoint against a 2D ResNet is an error: compare those
+    with ``diff_inflated``."""
     if atol < 0 or rtol < 0:
         raise InvalidInputError(f"tolerances must be >= 0 (atol {atol}, rtol {rtol})")
     pattern = key_pattern(keys)
-    fa, fb = TensorFile(a_path, trust_pickle=trust_pickle), TensorFile(b_path, trust_pickle=trust_pickle)
+    with ExitStack() as opened:
+        fa, fb = (_open(p, trust_pickle, opened) for p in (a_path, b_path))
+        return _diff(fa, fb, atol=atol, rtol=rtol, keys=keys, pattern=pattern)
+
+
+def _open(src, trust_pickle: bool, opened: ExitStack) -> TensorFile:
+    """``src`` if it is an open ``TensorFile`` (the caller's to close), else the file opened here."""
+    tf = TensorFile.of(src, trust_pickle=trust_pickle)
+    if tf is not src:
+        opened.enter_context(tf)
+    return tf
+
+
+def _diff(fa: TensorFile, fb: TensorFile, *, atol: float, rtol: float, keys: str | None,
+          pattern: re.Pattern | None) -> DiffResult:
+    a_path, b_path = fa.origin, fb.origin
     two_d = two_d_of(fa), two_d_of(fb)
     if bool(two_d[0]) != bool(two_d[1]):
         three, flat = (a_path, b_path) if two_d[1] else (b_path, a_path)
@@ -97,7 +115,8 @@ def diff_checkpoints(a_path, b_path, *, atol: float = 0.0, rtol: float = 0.0, ke
         raise InvalidInputError(f"key pattern {keys!r} matches none of the keys of {a_path} or {b_path} "
                                 f"(native names, e.g. {example})")
     result.only_a = [k for k in a_keys if k not in b_set]
-    result.only_b = [k for k in vb.keys() if k in b_set and k not in set(a_keys)]
+    a_set = set(a_keys)
+    result.only_b = [k for k in vb.keys() if k in b_set and k not in a_set]
     for k in a_keys:
         if k not in b_set:
             continue

@@ -8,6 +8,7 @@ inflation, or how far training moved the weights.
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import torch
@@ -20,7 +21,7 @@ from ..inflate.mapping import FRESH, plan_inflation
 from ..inflate.resnet2d import infer_depth
 from ..io.lazy import TensorFile
 from ..slowfast.archs import build_model
-from .metrics import relative_change
+from .metrics import CHUNK, Moved
 from .views import NativeView, group_of
 
 
@@ -72,11 +73,20 @@ class InflatedDiff:
 
 def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
     """Compare a 3D checkpoint with the 2D ResNet it was inflated from; the two may come in
-    either order (the 2D one is told by its 4-D kernels and torchvision names)."""
-    from .checkpoints import key_pattern, two_d_of
+    either order (the 2D one is told by its 4-D kernels and torchvision names). Each file is read
+    once, one tensor pair at a time; either path may be an open ``TensorFile`` (left open)."""
+    from .checkpoints import _open, key_pattern
 
     pattern = key_pattern(keys)
-    fa, fb = TensorFile(a_path, trust_pickle=trust_pickle), TensorFile(b_path, trust_pickle=trust_pickle)
+    with ExitStack() as opened:
+        fa, fb = (_open(p, trust_pickle, opened) for p in (a_path, b_path))
+        return _diff_inflated(fa, fb, keys=keys, pattern=pattern)
+
+
+def _diff_inflated(fa: TensorFile, fb: TensorFile, *, keys: str | None, pattern) -> InflatedDiff:
+    from .checkpoints import two_d_of
+
+    a_path, b_path = fa.origin, fb.origin
     swapped = bool(two_d_of(fa)) and not two_d_of(fb)
     if swapped:
         a_path, b_path, fa, fb = b_path, a_path, fb, fa
@@ -120,23 +130,41 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
     return result
 
 
-def _compare(e, w3d: torch.Tensor, w2d: torch.Tensor) -> InflatedTensor:
+def _compare(e, w3d: torch.Tensor, w2d: torch.Tensor, *, chunk: int = CHUNK) -> InflatedTensor:
+    """Deflate ``w3d`` and compare it with ``w2d`` over slices of output channels (at most ``chunk``
+    values, at least one channel): the float64 work and the re-inflated kernel live one slice at a time."""
     pad_zero = None
     if w3d.dim() == 5:
         core = w3d[:, : w2d.shape[1]]
         if e.pad:
             pad_zero = not bool(w3d[:, w2d.shape[1]:].any())
-        method = kernel_method(core)
-        exact = bool(torch.equal(core, inflate_kernel(w2d.to(core.dtype), core.shape[2],
-                                                      "mean" if method == "copy" else method)))
-        back = deflate_kernel(core.double(), "center" if method == "center" else "mean")
+        method = "copy" if core.shape[2] == 1 else "center"
+        for rows in _row_slices(core, chunk):
+            if method == "center" and kernel_method(core[rows]) == "mean":
+                method = "mean"  # off-centre taps in use: anything but a centre inflation reads as 'mean'
+        redo, back_by = ("mean" if method == "copy" else method), ("center" if method == "center" else "mean")
     elif w3d.dim() == 2 and e.pad:  # a SlowFast head kept from the 2D fc: fast columns first
         pad_zero = not bool(w3d[:, : e.pad].any())
-        back, method = w3d[:, e.pad:], "copy"
-        exact = bool(torch.equal(back, w2d.to(back.dtype)))
+        core, method = w3d[:, e.pad:], "copy"
     else:
-        back, method = w3d, "copy"
-        exact = bool(torch.equal(w3d, w2d.to(w3d.dtype)))
+        core, method = w3d, "copy"
+    exact, moved = True, Moved()
+    if core.dim() == 0:
+        core, w2d = core.reshape(1), w2d.reshape(1)
+    for rows in _row_slices(core, chunk):
+        c, old = core[rows], w2d[rows]
+        if core.dim() == 5:
+            exact = exact and bool(torch.equal(c, inflate_kernel(old.to(c.dtype), c.shape[2], redo)))
+            moved.add(deflate_kernel(c.to(torch.float64), back_by), old, chunk=chunk)
+        else:
+            exact = exact and bool(torch.equal(c, old.to(c.dtype)))
+            moved.add(c, old, chunk=chunk)
     exact = exact and pad_zero is not False
-    max_abs = float((back.double() - w2d.double()).abs().max()) if back.numel() else 0.0
-    return InflatedTensor(e.key, e.source, method, exact, max_abs, relative_change(back, w2d), pad_zero)
+    return InflatedTensor(e.key, e.source, method, exact, moved.max_abs, moved.rel_change, pad_zero)
+
+
+def _row_slices(t: torch.Tensor, chunk: int) -> list[slice]:
+    """Slices of dim 0 holding at most ``chunk`` values each (one row when a row is larger)."""
+    per_row = max(1, t[0].numel()) if t.shape[0] else 1
+    step = max(1, chunk // per_row)
+    return [slice(i, i + step) for i in range(0, t.shape[0], step)]

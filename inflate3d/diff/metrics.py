@@ -29,9 +29,9 @@ def compare(key: str, a: torch.Tensor, b: torch.Tensor, *, atol: float = 0.0, rt
     n = a.numel()
     if n == 0:
         return TensorDiff(key, 0, 0.0, 0.0, 1.0, True)
-    scale = max(_abs_max(a), _abs_max(b))
     if a.dtype == b.dtype and torch.equal(a, b):  # NaN != NaN: a tensor with NaN is never here
-        return TensorDiff(key, n, 0.0, 0.0, 1.0, True)
+        return TensorDiff(key, n, 0.0, 0.0, 1.0, True)  # no scale needed: max_rel is 0
+    scale = max(_abs_max(a), _abs_max(b))
     exact_only = atol == 0 and rtol == 0 and a.dtype == b.dtype
     max_abs, dot, aa, bb, within = 0.0, 0.0, 0.0, 0.0, not exact_only
     for i in range(0, n, chunk):
@@ -75,9 +75,36 @@ def bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(torch.equal(a, b))
 
 
-def relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
-    """||new - old|| / ||old||: how far training moved a tensor from where it started."""
-    new64, old64 = new.detach().to(torch.float64), old.detach().to(torch.float64)
-    base = float(old64.norm())
-    delta = float((new64 - old64).norm())
-    return delta / base if base > 0 else (0.0 if delta == 0 else float("inf"))
+def relative_change(new: torch.Tensor, old: torch.Tensor, *, chunk: int = CHUNK) -> float:
+    """||new - old|| / ||old||: how far training moved a tensor from where it started, summed in
+    float64 over slices of ``chunk`` values."""
+    moved = Moved()
+    moved.add(new, old, chunk=chunk)
+    return moved.rel_change
+
+
+class Moved:
+    """max |new - old| and ||new - old|| / ||old||, accumulated over slices in float64 (one slice's
+    float64 copies at a time): ``add`` each part of a tensor, in any cut."""
+
+    def __init__(self) -> None:
+        self.max_abs, self._delta2, self._base2 = 0.0, 0.0, 0.0
+
+    def add(self, new: torch.Tensor, old: torch.Tensor, *, chunk: int = CHUNK) -> None:
+        new, old = new.detach().reshape(-1), old.detach().reshape(-1)
+        for i in range(0, new.numel(), chunk):
+            new64, old64 = new[i:i + chunk].to(torch.float64), old[i:i + chunk].to(torch.float64)
+            d = new64 - old64
+            lo, hi = torch.aminmax(d)
+            lo, hi = float(lo), float(hi)
+            if math.isnan(lo) or math.isnan(hi) or math.isnan(self.max_abs):
+                self.max_abs = math.nan
+            else:
+                self.max_abs = max(self.max_abs, -lo, hi)
+            self._delta2 += float(d @ d)
+            self._base2 += float(old64 @ old64)
+
+    @property
+    def rel_change(self) -> float:
+        base, delta = math.sqrt(self._base2), math.sqrt(self._delta2)
+        return delta / base if base > 0 else (0.0 if delta == 0 else float("inf"))

@@ -63,11 +63,19 @@ class SafetensorsFile:
 
 
 class TensorFile:
-    """``keys()``, ``shape(k)``, ``dtype(k)`` without reading data; ``get(k)`` reads one tensor."""
+    """``keys()``, ``shape(k)``, ``dtype(k)`` without reading data; ``get(k)`` reads one tensor.
+
+    ``TensorFile.of(x)`` takes a path or an already open ``TensorFile`` (returned as it is), so that
+    a caller holding one can hand it on instead of having the file opened, and read, again."""
+
+    @classmethod
+    def of(cls, src: str | os.PathLike | TensorFile, *, trust_pickle: bool = False) -> TensorFile:
+        return src if isinstance(src, TensorFile) else cls(src, trust_pickle=trust_pickle)
 
     def __init__(self, path: str | os.PathLike, *, trust_pickle: bool = False) -> None:
         from .load import hf_folder, load_checkpoint, sniff_format
 
+        self.origin = str(path)  # as given: what messages name (a Hugging Face folder, not its file)
         self.path, record = hf_folder(Path(path))
         self.format = sniff_format(self.path)
         self._tensors: dict[str, torch.Tensor] | None = None
