@@ -1,5 +1,6 @@
-"""Tensors one at a time: a safetensors file is read tensor by tensor with positioned reads (no
-mmap, so pages already compared do not stay resident); other formats are loaded whole once.
+"""Tensors one at a time: a safetensors file, and a torch zip (its structure read without torch's
+loader, its members being stored), are read tensor by tensor with positioned reads (no mmap, so
+pages already compared do not stay resident); other formats are loaded whole once.
 
 The header is validated (``safetensors_header``, the one validation every reader uses) before
 anything is allocated. The file is opened once and held for the reader's whole life, so a file
@@ -62,6 +63,64 @@ class SafetensorsFile:
         self.close()
 
 
+def _pread_exact(fd: int, nbytes: int, offset: int, path: Path, key: str) -> bytearray:
+    buf = bytearray(nbytes)
+    view, got = memoryview(buf), 0
+    while got < nbytes:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n <= 0:
+            raise Inflate3dError(f"{path}: truncated while reading {key[:200]!r}")
+        got += n
+    return buf
+
+
+class TorchZipFile:
+    """One open torch zip checkpoint (what ``torch.save`` writes): its structure from ``data.pkl``
+    (``io.structure``, no torch load), and ``get(k)`` reading only that tensor's bytes, in place
+    (torch stores members uncompressed). A file this cannot read in place raises ``NeedsTorch``."""
+
+    def __init__(self, path: Path) -> None:
+        from .structure import NeedsTorch, torch_zip_layout
+
+        self.path = path
+        try:
+            self._f = open(path, "rb")  # noqa: SIM115 - held until close()
+        except OSError as e:
+            raise Inflate3dError(f"{path}: cannot be read ({e.strerror or e})") from None
+        try:
+            self.checkpoint, self._layouts = torch_zip_layout(path, self._f)
+            if self._layouts is None:
+                raise NeedsTorch("compressed or big-endian members")
+        except BaseException:
+            self._f.close()
+            raise
+
+    def get(self, key: str) -> torch.Tensor:
+        from .structure import ITEMSIZE
+
+        at = self._layouts[key]
+        dtype = getattr(torch, at.dtype)
+        itemsize = ITEMSIZE[at.dtype]
+        if any(n == 0 for n in at.shape):
+            return torch.empty(at.shape, dtype=dtype)
+        span = 1 + sum((n - 1) * s for n, s in zip(at.shape, at.stride))  # values from the first to the last
+        buf = _pread_exact(self._f.fileno(), span * itemsize, at.start + at.offset * itemsize, self.path, key)
+        flat = torch.frombuffer(buf, dtype=dtype)
+        return flat.as_strided(at.shape, at.stride).clone() if span != len(flat) or at.stride != \
+            _contiguous(at.shape) else flat.reshape(at.shape)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
 class TensorFile:
     """``keys()``, ``shape(k)``, ``dtype(k)`` without reading data; ``get(k)`` reads one tensor.
 
@@ -81,33 +140,58 @@ class TensorFile:
         self._tensors: dict[str, torch.Tensor] | None = None
         self._st: SafetensorsFile | None = None
         self.container = "huggingface folder" if record else None
+        self._zip: TorchZipFile | None = None
         if self.format == "safetensors":
             self._st = SafetensorsFile(self.path)
             self._header, self.metadata = self._st.header, self._st.metadata
             self.metadata.update(record)
-        else:
-            ckpt = load_checkpoint(self.path, trust_pickle=trust_pickle)
-            self.format, self._tensors, self.metadata = ckpt.format, ckpt.tensors, ckpt.metadata
-            self.container = ckpt.container
+            return
+        if self.format == "torch-zip":
+            from .checkpoint import strip_prefix
+            from .structure import NeedsTorch
+
+            try:
+                self._zip = TorchZipFile(self.path)
+            except NeedsTorch:
+                pass
+            else:  # tensor by tensor, in place; names as the loader gives them (prefix stripped)
+                ckpt = self._zip.checkpoint
+                original = list(ckpt.tensors)
+                strip_prefix(ckpt)
+                self._names = dict(zip(ckpt.tensors, original))
+                self._meta, self.metadata, self.container = ckpt.tensors, ckpt.metadata, ckpt.container
+                return
+        ckpt = load_checkpoint(self.path, trust_pickle=trust_pickle)
+        self.format, self._tensors, self.metadata = ckpt.format, ckpt.tensors, ckpt.metadata
+        self.container = ckpt.container
 
     def keys(self) -> list[str]:
+        if self._zip is not None:
+            return list(self._meta)
         return list(self._tensors if self._tensors is not None else self._header)
 
     def shape(self, key: str) -> tuple[int, ...]:
+        if self._zip is not None:
+            return tuple(self._meta[key].shape)
         return tuple(self._tensors[key].shape) if self._tensors is not None else tuple(self._header[key]["shape"])
 
     def dtype(self, key: str) -> torch.dtype:
+        if self._zip is not None:
+            return getattr(torch, self._meta[key].dtype)
         return self._tensors[key].dtype if self._tensors is not None else ST_TORCH[self._header[key]["dtype"]]
 
     def get(self, key: str) -> torch.Tensor:
+        if self._zip is not None:
+            return self._zip.get(self._names[key])
         if self._tensors is not None:
             return self._tensors[key]
         assert self._st is not None
         return self._st.get(key)
 
     def close(self) -> None:
-        if self._st is not None:
-            self._st.close()
+        for f in (self._st, self._zip):
+            if f is not None:
+                f.close()
 
     def __enter__(self) -> TensorFile:
         return self
@@ -116,6 +200,6 @@ class TensorFile:
         self.close()
 
     def __del__(self) -> None:
-        st = getattr(self, "_st", None)
-        if st is not None:
-            st.close()
+        for f in (getattr(self, "_st", None), getattr(self, "_zip", None)):
+            if f is not None:
+                f.close()

@@ -219,14 +219,31 @@ def _plain_keys(keys) -> None:
 MAX_STRUCTURE = 64 * 2**20  # a state dict's data.pkl is ~100 bytes a tensor; beyond this, torch's loader
 
 
+class Layout:
+    """Where one tensor's values lie in a torch zip: what a lazy reader needs to read it alone."""
+
+    __slots__ = ("start", "dtype", "offset", "shape", "stride")
+
+    def __init__(self, start: int, dtype: str, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.start = start  # the file offset of its storage's first byte
+        self.dtype, self.offset, self.shape, self.stride = dtype, offset, shape, stride
+
+
 def _torch_zip(path: Path) -> Checkpoint:
+    return torch_zip_layout(path, layouts=False)[0]
+
+
+def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Checkpoint, dict[str, Layout] | None]:
+    """(the checkpoint's structure, each tensor's ``Layout``), reading ``f`` (an open file) or
+    ``path``. The layouts are None where the values cannot be read in place (compressed members,
+    big-endian storages; a lazy reader then loads the file) or were not asked for."""
     import zipfile
 
     from .pickle_scan import zip_too_large
 
-    size = path.stat().st_size
+    size = path.stat().st_size if f is None else os.fstat(f.fileno()).st_size
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(path if f is None else f) as z:
             if too_large := zip_too_large(z, size):
                 raise Inflate3dError(f"{path}: refused: {too_large} (torch stores its members uncompressed)")
             members = {i.filename: i for i in z.infolist()}
@@ -239,8 +256,11 @@ def _torch_zip(path: Path) -> Checkpoint:
             if info.file_size > MAX_STRUCTURE:
                 raise NeedsTorch("a very large pickle")
             root = pickles[0][: -len("data.pkl")]
-            with z.open(info) as f:  # once, into memory: the scan and the unpickler read it byte by byte
-                data = f.read(info.file_size + 1)
+            with z.open(info) as member:  # once, into memory: the unpickler reads it byte by byte
+                data = member.read(info.file_size + 1)
+            order = members.get(f"{root}byteorder")
+            in_place = (order is None or z.read(order) == b"little") and all(
+                m.compress_type == zipfile.ZIP_STORED for m in members.values())
     except (Inflate3dError, NeedsTorch):
         raise
     except Exception as e:  # noqa: BLE001 - zipfile on damaged bytes: the loader words the error
@@ -265,8 +285,35 @@ def _torch_zip(path: Path) -> Checkpoint:
         return TensorMeta(view.shape, view.storage.dtype)
 
     ckpt = unwrap(path, "torch-zip", obj, lambda v: isinstance(v, _View))
-    ckpt.tensors = {name: resolve(v, name) for name, v in ckpt.tensors.items()}
-    return ckpt
+    views = ckpt.tensors
+    ckpt.tensors = {name: resolve(v, name) for name, v in views.items()}
+    if not (layouts and in_place):
+        return ckpt, None
+    starts: dict[str, int] = {}
+    where = {}
+    for name, v in views.items():
+        member = f"{root}data/{v.storage.key}"
+        if member not in starts:
+            starts[member] = _data_start(path, f, members[member])
+        where[name] = Layout(starts[member], v.storage.dtype, v.offset, v.shape, v.stride)
+    return ckpt, where
+
+
+def _data_start(path: Path, f, info) -> int:
+    """The file offset of a stored member's bytes: after its local header, whose name and extra
+    field lengths may differ from the central directory's."""
+    import struct
+
+    opened = f if f is not None else open(path, "rb")  # noqa: SIM115
+    try:
+        head = os.pread(opened.fileno(), 30, info.header_offset)
+    finally:
+        if f is None:
+            opened.close()
+    if len(head) != 30 or head[:4] != b"PK\x03\x04":
+        raise NeedsTorch("a member without its local header")
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    return info.header_offset + 30 + name_len + extra_len
 
 
 # --- Caffe2 --------------------------------------------------------------------------------------

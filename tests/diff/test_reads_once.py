@@ -53,8 +53,21 @@ def reads(monkeypatch):
         loads[str(path)] += 1
         return load_ckpt(path, **kw)
 
+    zip_init, zip_get = lazy.TorchZipFile.__init__, lazy.TorchZipFile.get
+
+    def init_zip(self, path):
+        opened[str(path)] += 1
+        zip_init(self, path)
+
+    def get_zip(self, key):
+        t = zip_get(self, key)
+        got[str(self.path), key] += t.numel() * t.element_size()
+        return t
+
     monkeypatch.setattr(lazy.SafetensorsFile, "__init__", init)
     monkeypatch.setattr(lazy.SafetensorsFile, "get", get)
+    monkeypatch.setattr(lazy.TorchZipFile, "__init__", init_zip)
+    monkeypatch.setattr(lazy.TorchZipFile, "get", get_zip)
     monkeypatch.setattr(load, "load_checkpoint", load_checkpoint)
     return opened, loads, got
 
@@ -84,8 +97,9 @@ def test_diff_opens_each_file_once_and_reads_each_tensor_once(files, reads):
         _read_once(got, p, len)
 
 
-def test_diff_of_a_pth_loads_it_once(files, reads, tmp_path):
-    """A .pth (mmaction2's container) against the safetensors it was converted from."""
+def test_diff_of_a_pth_reads_it_in_place_once(files, reads, tmp_path):
+    """A .pth (mmaction2's container) against the safetensors it was converted from: the torch zip
+    is opened once and read tensor by tensor (never loaded whole), each tensor's bytes once."""
     opened, loads, got = reads
     a = files / "sf.safetensors"
     pth = tmp_path / "sf.pth"
@@ -93,8 +107,11 @@ def test_diff_of_a_pth_loads_it_once(files, reads, tmp_path):
     opened.clear(), loads.clear(), got.clear()
     data = run("diff", pth, a, "--json")
     assert data["equal"] and data["compared"] == len(load_file(str(a)))
-    assert opened == {str(a): 1} and loads == {str(pth): 1}
+    assert opened == {str(a): 1, str(pth): 1} and not loads
     _read_once(got, a, len)
+    header = lazy.read_header(a)[0]
+    sizes = {k: e - b for k, (b, e) in ((k, v["data_offsets"]) for k, v in header.items())}
+    assert {k: n for (p, k), n in got.items() if p == str(pth)} == sizes
 
 
 @pytest.mark.parametrize("order", ["3d_first", "2d_first"])

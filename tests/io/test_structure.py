@@ -180,3 +180,36 @@ def test_reading_the_structure_does_not_import_torch(tmp_path):
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_torch_zip_is_read_lazily_tensor_by_tensor_bit_for_bit(tmp_path):
+    """``TensorFile`` reads a torch zip in place (diff holds one tensor of each file, not the file):
+    every tensor equals the loader's, bit for bit, strided views and empty tensors included."""
+    from inflate3d.io.lazy import TensorFile
+
+    sd = _state(3)
+    path = tmp_path / "m.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, path)
+    want = load_checkpoint(path).tensors
+    with TensorFile(path) as tf:
+        assert tf._zip is not None and tf._tensors is None  # in place, not loaded whole
+        assert tf.keys() == list(want) and tf.container == "state_dict"
+        for k, t in want.items():
+            got = tf.get(k)
+            assert got.dtype == t.dtype and got.shape == t.shape and tf.shape(k) == tuple(t.shape), k
+            assert torch.equal(got.view(torch.uint8) if got.dtype == torch.bool else got, t), k
+            assert tf.dtype(k) == t.dtype
+
+
+def test_a_compressed_torch_zip_is_loaded_whole(tmp_path):
+    from inflate3d.io.lazy import TensorFile
+
+    path = tmp_path / "c.pth"
+    torch.save({"w": torch.arange(10.0)}, path)
+    with zipfile.ZipFile(path) as z:
+        items = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, payload in items:
+            z.writestr(name, payload)
+    with TensorFile(path) as tf:
+        assert tf._zip is None and torch.equal(tf.get("w"), torch.arange(10.0))
