@@ -86,6 +86,7 @@ def _row_for(args) -> dict:
     spec, source_scheme, trust_pickle, settings, values = args
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        warnings.simplefilter("ignore", ResourceWarning)
         try:
             r = _describe(spec, source_scheme, trust_pickle, settings, values)
         except Inflate3dError as e:

@@ -203,7 +203,8 @@ def memory_bounded(nbytes: int) -> Iterator[None]:
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-        used = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmData:"))
+        with open("/proc/self/status") as status:
+            used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmData:"))
     except (ImportError, OSError, StopIteration, ValueError):  # not Linux: no bound
         yield
         return

@@ -243,7 +243,12 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
 
     size = path.stat().st_size if f is None else os.fstat(f.fileno()).st_size
     try:
-        with zipfile.ZipFile(path if f is None else f) as z:
+        z = zipfile.ZipFile(path if f is None else f)
+    except Exception as e:  # noqa: BLE001 - the loader's verdict on the same bytes, in its words
+        raise Inflate3dError(f"{path}: corrupt torch zip checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+                             "the file is truncated or damaged") from None
+    try:
+        with z:
             if too_large := zip_too_large(z, size):
                 raise Inflate3dError(f"{path}: refused: {too_large} (torch stores its members uncompressed)")
             members = {i.filename: i for i in z.infolist()}
