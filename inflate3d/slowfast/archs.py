@@ -212,9 +212,12 @@ def register_builder(family: str, build: Callable[..., nn.Module]) -> None:
 def all_archs() -> dict[str, Arch]:
     """Every named architecture, the other families' included (their modules register on first use)."""
     from ..families import load_all
+    from ..names import ARCH_NAMES
 
     load_all()
-    return ARCHS
+    # the canonical order (``names.ARCH_NAMES``), whichever family module happened to load first
+    order = {name: i for i, name in enumerate(ARCH_NAMES)}
+    return dict(sorted(ARCHS.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def get_arch(name: str) -> Arch:
