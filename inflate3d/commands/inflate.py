@@ -120,17 +120,22 @@ def codebase_settings(arch, target: str, user: dict) -> tuple[dict, str | None]:
     SlowFast in PySlowFast, Caffe2 and pytorchvideo: fusion with conv+BN+ReLU, native
     ``slow_pathway.lateral_norm=True``), under the user's own settings. Returns (settings, the
     line that says what was chosen and why, or None)."""
-    from ..inflate.convert import scheme
     from ..settings import format_settings, merge_settings
 
     variant: dict = {}
-    if arch.family == "slowfast" and scheme(target).fuse_has_bn:
+    if arch.family == "slowfast" and target != "mmaction2" and _fuse_has_bn(target):
         variant = {"slow_pathway": {"lateral_norm": True}}
     chosen = merge_settings(variant, user)
     if not variant:
         return chosen, None
     return chosen, (f"{target}'s variant of {arch.name}: {format_settings(variant)} (its fast->slow fusion "
                     "is conv+BN+ReLU)")
+
+
+def _fuse_has_bn(target: str) -> bool:
+    from ..inflate.convert import scheme  # the scheme tables: only for a target other than the native one
+
+    return scheme(target).fuse_has_bn
 
 
 def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, verify: bool,
@@ -140,7 +145,6 @@ def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, ver
     from .. import families
     from ..io.proof import prove_file
     from ..io.save import atomic_output, write_pth, write_safetensors
-    from ..verify import verify_inflated
 
     src = inflation.source
     ver = None
@@ -163,6 +167,8 @@ def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, ver
                         tensors, inflation.arch, src, method=inflation.method, origin=str(out),
                         size=verify_size, metadata=meta)
                 else:
+                    from ..verify import verify_inflated
+
                     ver = verify_inflated(tensors, inflation.arch, src.tensors, depth=src.depth,
                                           method=inflation.method, origin=str(out), size=verify_size,
                                           settings=inflation.settings, head_from_2d=inflation.head == "imagenet")

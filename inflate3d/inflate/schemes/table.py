@@ -12,6 +12,7 @@ converter reports it). The first matching row wins; a key that no row matches is
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +51,12 @@ class Template:
                 pattern += f"(?P<{name}>\\d+)"
             self.fields.append(f)
             pos = m.end()
-        self.regex = re.compile(pattern + re.escape(text[pos:]) + r"\Z")
+        self._pattern = pattern + re.escape(text[pos:]) + r"\Z"
+
+    @functools.cached_property
+    def regex(self) -> re.Pattern[str]:
+        """Compiled on first use: the tables hold hundreds of templates and a run matches few of them."""
+        return re.compile(self._pattern)
 
     def match(self, key: str) -> dict[str, object] | None:
         m = self.regex.match(key)
