@@ -9,6 +9,7 @@ with another file's bytes.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,20 +38,54 @@ class SafetensorsFile:
             self._f.close()
             raise
 
-    def get(self, key: str) -> torch.Tensor:
+    def get(self, key: str, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Tensor ``key``, read into memory of its own; or, with ``out`` (a 1-D uint8 tensor at least
+        as large as the tensor's bytes), into ``out``'s first bytes, a view of which is returned:
+        a reader that looks at one tensor at a time reuses one buffer instead of faulting in fresh
+        pages for every tensor."""
         info = self.header[key]
         begin, end = info["data_offsets"]
-        dtype = ST_TORCH[info["dtype"]]
-        buf = bytearray(end - begin)
-        view, got = memoryview(buf), 0
-        while got < len(buf):
-            n = os.preadv(self._f.fileno(), [view[got:]], self._start + begin + got)
+        raw = torch.empty(end - begin, dtype=torch.uint8) if out is None else out[:end - begin]
+        self._pread_into(raw, self._start + begin, key)
+        return raw.view(ST_TORCH[info["dtype"]]).reshape(info["shape"])
+
+    def max_nbytes(self) -> int:
+        """The size in bytes of the largest tensor (for ``get(key, out=...)``)."""
+        return max((i["data_offsets"][1] - i["data_offsets"][0] for i in self.header.values()), default=0)
+
+    def read_all(self, sink: Callable[[memoryview], object] | None = None) -> dict[str, torch.Tensor]:
+        """Every tensor, each in memory of its own, read in file order; ``sink`` (a hash's
+        ``update``) is handed every byte of the file once, in order, header included: the file is
+        read once, whoever else needs its bytes."""
+        fd = self._f.fileno()
+        if sink is not None:
+            head = torch.empty(self._start, dtype=torch.uint8)
+            self._pread_into(head, 0, "the header")
+            sink(_bytes_of(head))
+        tensors = {}
+        for key, info in self.header.items():  # in offset order: back to back
+            begin, end = info["data_offsets"]
+            raw = torch.empty(end - begin, dtype=torch.uint8)
+            self._pread_into(raw, self._start + begin, key)
+            if sink is not None and raw.numel():
+                sink(_bytes_of(raw))
+            tensors[key] = raw.view(ST_TORCH[info["dtype"]]).reshape(info["shape"])
+        if sink is not None:  # bytes after the data section (the file grew since it was opened)
+            pos = self._start + max((i["data_offsets"][1] for i in self.header.values()), default=0)
+            while block := os.pread(fd, 1 << 20, pos):
+                sink(memoryview(block))
+                pos += len(block)
+        return tensors
+
+    def _pread_into(self, raw: torch.Tensor, offset: int, what: str) -> None:
+        if not raw.numel():
+            return
+        view, got = _bytes_of(raw), 0
+        while got < len(view):
+            n = os.preadv(self._f.fileno(), [view[got:]], offset + got)
             if n <= 0:
-                raise Inflate3dError(f"{self.path}: truncated while reading {key[:200]!r}")
+                raise Inflate3dError(f"{self.path}: truncated while reading {what[:200]!r}")
             got += n
-        if not buf:
-            return torch.empty(info["shape"], dtype=dtype)
-        return torch.frombuffer(buf, dtype=dtype).reshape(info["shape"])
 
     def close(self) -> None:
         self._f.close()
@@ -91,11 +126,17 @@ class TensorFile:
     def dtype(self, key: str) -> torch.dtype:
         return self._tensors[key].dtype if self._tensors is not None else ST_TORCH[self._header[key]["dtype"]]
 
-    def get(self, key: str) -> torch.Tensor:
+    def get(self, key: str, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Tensor ``key``; ``out``: see ``SafetensorsFile.get`` (ignored for a file loaded whole)."""
         if self._tensors is not None:
             return self._tensors[key]
         assert self._st is not None
-        return self._st.get(key)
+        return self._st.get(key, out)
+
+    def max_nbytes(self) -> int:
+        if self._st is not None:
+            return self._st.max_nbytes()
+        return max((t.numel() * t.element_size() for t in self._tensors.values()), default=0)
 
     def close(self) -> None:
         if self._st is not None:
@@ -111,3 +152,8 @@ class TensorFile:
         st = getattr(self, "_st", None)
         if st is not None:
             st.close()
+
+
+def _bytes_of(raw: torch.Tensor) -> memoryview:
+    """A writable byte view of a contiguous 1-D uint8 tensor's memory (no copy)."""
+    return memoryview(raw.numpy()).cast("B")

@@ -36,9 +36,13 @@ def prove_file(path: Path, expected: Iterable[tuple[str, torch.Tensor]], *, orig
 
 def compare_written(written, expected: Iterable[tuple[str, torch.Tensor]], *, origin: str) -> int:
     """``written``: a mapping or a ``TensorFile`` (``keys()`` and ``get(key)``) read from disk."""
-    from ..diff.metrics import bit_equal
-
-    get = written.get if not isinstance(written, Mapping) else written.__getitem__
+    if isinstance(written, Mapping):
+        get = written.__getitem__
+    elif hasattr(written, "max_nbytes"):  # read one tensor at a time into one reused buffer
+        buf = torch.empty(written.max_nbytes(), dtype=torch.uint8)
+        get = lambda key: written.get(key, buf)  # noqa: E731
+    else:
+        get = written.get
     keys = list(written.keys())
     present = set(keys)
     names, differ = [], []
@@ -63,3 +67,16 @@ def compare_written(written, expected: Iterable[tuple[str, torch.Tensor]], *, or
                              f"from what was written ({', '.join(differ[:3])}); nothing was written",
                              exit_code=CHECK_FAILED)
     return len(names)
+
+
+_SAME_WIDTH_INT = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
+
+
+def bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same dtype, shape and bits (NaN payloads included, unlike ``torch.equal``)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.is_floating_point():
+        width = _SAME_WIDTH_INT[a.element_size()]
+        return bool(torch.equal(a.contiguous().view(width), b.contiguous().view(width)))
+    return bool(torch.equal(a, b))
