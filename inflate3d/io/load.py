@@ -16,7 +16,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -41,6 +41,9 @@ class Checkpoint:
     dropped: list[str] = field(default_factory=list)  # non-weight entries left out
     extras: dict[str, Any] = field(default_factory=dict)  # plain values beside the weights (epoch, cfg)
     config: str | None = None  # the training config the file carries (PySlowFast's ``cfg`` YAML)
+    sha256: Callable[[], str] | None = None  # load_checkpoint(digest=True): the file's sha256, on call
+
+
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -53,12 +56,54 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def sha256_in_background(path: Path):
     """Start hashing ``path`` on a thread (hashlib releases the GIL); call the result to wait."""
+    return in_background(sha256_file, path)
+
+
+def in_background(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """Start ``fn(*args)`` on a thread; call the result to wait for its value (or its exception)."""
     import concurrent.futures
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(sha256_file, path)
+    future = pool.submit(fn, *args)
     pool.shutdown(wait=False)
     return future.result
+
+
+class BackgroundSha256:
+    """The sha256 of buffers handed over in order (``update``), computed on a thread while the
+    caller goes on (hashlib releases the GIL on large buffers). ``hexdigest()`` waits. A buffer
+    must not change after it is handed over."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._hash = hashlib.sha256()
+        self._error: BaseException | None = None
+        self._digest: str | None = None
+        self._thread = threading.Thread(target=self._run, name="inflate3d-sha256", daemon=True)
+        self._thread.start()
+
+    def update(self, buf) -> None:
+        self._queue.put(buf)
+
+    def _run(self) -> None:
+        while (buf := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._hash.update(buf)
+                except BaseException as e:  # noqa: BLE001 - handed to hexdigest's caller
+                    self._error = e
+
+    def hexdigest(self) -> str:
+        if self._digest is None:
+            self._queue.put(None)
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+            self._digest = self._hash.hexdigest()
+        return self._digest
 
 
 def sniff_format(path: Path) -> str:
@@ -96,19 +141,26 @@ def hf_folder(path: Path) -> tuple[Path, dict[str, str]]:
     return path / "model.safetensors", {"hf_config": json.dumps(config, sort_keys=True, separators=(",", ":"))}
 
 
-def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, digest: bool = False) -> Checkpoint:
+    """``digest=True``: also the file's sha256 (``Checkpoint.sha256``, a call that waits for it),
+    hashed on a thread from the very bytes read (a safetensors file is read once), or beside the
+    load (torch's formats, which torch reads itself)."""
     path, record = hf_folder(Path(path))
     fmt = sniff_format(path)
+    sha256 = None
     if fmt == "safetensors":
-        tensors, metadata = _load_safetensors(path)
+        tensors, metadata, sha256 = _load_safetensors(path, digest=digest)
         ckpt = Checkpoint(path, fmt, tensors, container="huggingface folder" if record else None,
                           metadata={**metadata, **record})
     elif fmt == "torch-pickle" and (blobs := _caffe2_blobs(path, trust_pickle)) is not None:
         ckpt = Checkpoint(path, "caffe2-pickle", blobs[0], container="blobs", metadata=blobs[1])
     else:
+        sha256 = sha256_in_background(path) if digest else None
         obj = _torch_load(path, zipped=fmt == "torch-zip", trust_pickle=trust_pickle)
         ckpt = _unwrap(path, fmt, obj)
         check_extents(path, ckpt.tensors)
+    if digest:
+        ckpt.sha256 = sha256 or sha256_in_background(path)
     _strip_prefix(ckpt)
     bad = [name for name, t in ckpt.tensors.items() if not _finite(t)]
     if bad:
@@ -211,13 +263,17 @@ def _finite(t: torch.Tensor, chunk: int = 1 << 22) -> bool:
     return True
 
 
-def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Every tensor, from one open file whose header was validated (``safetensors_header``, the
-    validation the lazy reader uses too: the two never disagree about a file)."""
+def _load_safetensors(path: Path, *, digest: bool = False):
+    """(every tensor, metadata, the file's sha256 as a call or None), from one open file whose
+    header was validated (``safetensors_header``, the validation the lazy reader uses too: the two
+    never disagree about a file). With ``digest``, the bytes read are hashed on a thread as they
+    arrive: the digest is of the bytes loaded, and the file is read once."""
     from .lazy import SafetensorsFile
 
+    hasher = BackgroundSha256() if digest else None
     with SafetensorsFile(path) as f:
-        return {k: f.get(k) for k in f.header}, f.metadata
+        tensors = f.read_all(hasher.update if hasher else None)
+        return tensors, f.metadata, hasher.hexdigest if hasher else None
 
 
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
