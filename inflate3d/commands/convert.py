@@ -24,6 +24,18 @@ CARRIED = ("epoch", "cfg")  # training state worth keeping; the optimizer's is n
 def run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
         target_scheme: str, arch: str | None, fmt: str | None, dtype: str | None, force: bool,
         dry_run: bool, trust_pickle: bool, settings: tuple[str, ...] = ()) -> int:
+    """The work on weights runs on one torch thread (``inflate3d.threads``); the non-local
+    blocks' measured gap (a forward pass) on all of them."""
+    from ..threads import threads
+
+    with threads(1) as every:
+        return _run(console, checkpoint, output, source_scheme, target_scheme, arch, fmt, dtype, force,
+                    dry_run, trust_pickle, settings, every)
+
+
+def _run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
+         target_scheme: str, arch: str | None, fmt: str | None, dtype: str | None, force: bool,
+         dry_run: bool, trust_pickle: bool, settings: tuple[str, ...], every: int) -> int:
     from . import early
     from ..paths import output_format
 
@@ -69,7 +81,10 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
                        recorded_arch=ckpt.metadata.get("arch"), config=ckpt.config, metadata=ckpt.metadata,
                        settings=overrides)
     if hasattr(conv, "native"):  # the ResNet family: non-local blocks are never proven equivalent
-        _note_non_local(conv)
+        from ..threads import threads
+
+        with threads(every):
+            _note_non_local(conv)
     arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
     if dry_run:
         console.table(f"Key map {conv.source_scheme} -> mmaction2 -> {conv.target_scheme} (dry run)",

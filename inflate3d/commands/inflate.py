@@ -34,6 +34,31 @@ def check_format(target: str, fmt: str, output: str | None = None) -> None:
 def run(console: Console, source: str | None, arch: str, target: str, settings: tuple, method: str,
         head: str, output: str | None, fmt: str | None, force: bool, no_verify: bool, verify_size: int,
         seed: int, dry_run: bool, trust_pickle: bool) -> int:
+    """The work on weights runs on one torch thread (``inflate3d.threads``); verification's
+    forward passes on all of them (``_verifying``)."""
+    from ..threads import threads
+
+    global _ALL_THREADS
+    with threads(1) as _ALL_THREADS:
+        return _run(console, source, arch, target, settings, method, head, output, fmt, force, no_verify,
+                    verify_size, seed, dry_run, trust_pickle)
+
+
+_ALL_THREADS = 0  # the intra-op thread count before run() (0: as it is)
+
+
+def _verifying():
+    """Verification's forward passes: with the threads the process had before ``run``."""
+    import torch
+
+    from ..threads import threads
+
+    return threads(_ALL_THREADS or torch.get_num_threads())
+
+
+def _run(console: Console, source: str | None, arch: str, target: str, settings: tuple, method: str,
+         head: str, output: str | None, fmt: str | None, force: bool, no_verify: bool, verify_size: int,
+         seed: int, dry_run: bool, trust_pickle: bool) -> int:
     from . import early
     from ..paths import output_format
 
@@ -159,7 +184,7 @@ def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, ver
         with console.status("reading it back"):
             written = prove_file(Path(f.name), inflation.tensors(), origin=str(out), metadata=meta)
         if verify:
-            with console.status("verifying"):
+            with console.status("verifying"), _verifying():
                 tensors = {k: written.get(k) for k in written.keys()}
                 family = families.for_arch(inflation.arch)
                 if family is not None:
@@ -209,7 +234,7 @@ def _write_codebase(console: Console, inflation, out: Path, *, target: str, fmt:
                 torch.save(container(target, tensors, meta, {"epoch": 0}), f)  # a fresh net: epoch 0
             f.flush()
         if verify:
-            with console.status("verifying"):
+            with console.status("verifying"), _verifying():
                 written = load_checkpoint(Path(f.name), trust_pickle=trust_pickle).tensors
                 native, _, _ = to_native(written, scheme(target), two, origin)
                 ver = verify_inflated(native, inflation.arch, src.tensors, depth=src.depth,
@@ -234,7 +259,7 @@ def _write_folder(console: Console, family, inflation, out: Path, *, force: bool
 
     ver = None
     if verify:
-        with console.status("verifying"):
+        with console.status("verifying"), _verifying():
             ver = families.hook(family, "verify", "verification")(
                 inflation.state_dict(), inflation.arch, inflation.source, method=inflation.method,
                 origin=str(out), metadata=inflation.metadata())

@@ -110,3 +110,36 @@ def test_builtin_families_are_exactly_those_no_family_module_owns():
     owned = {f for m in families.load_all() for f in m.ARCH_FAMILIES}
     assert {a.family for a in all_archs().values()} - owned == families.BUILTIN_ARCH_FAMILIES
     assert not owned & families.BUILTIN_ARCH_FAMILIES
+
+
+def test_weights_on_one_thread_verification_on_all(tmp_path, r18_file, monkeypatch):
+    """The work on weights runs with one intra-op thread (a busy machine's spinning threads cost
+    more than the elementwise work); verification's forwards get every thread; the count is
+    restored after the command."""
+    from click.testing import CliRunner
+
+    import importlib
+
+    verify = importlib.import_module("inflate3d.verify")
+    from inflate3d.cli import main
+    from inflate3d.io import save
+
+    seen = {}
+    write, check = save.write_safetensors, verify.verify_inflated
+
+    def spy_write(*a, **k):
+        seen["write"] = torch.get_num_threads()
+        return write(*a, **k)
+
+    def spy_verify(*a, **k):
+        seen["verify"] = torch.get_num_threads()
+        return check(*a, **k)
+
+    monkeypatch.setattr(save, "write_safetensors", spy_write)
+    monkeypatch.setattr(verify, "verify_inflated", spy_verify)
+    torch.set_num_threads(2)
+    out = tmp_path / "o.safetensors"
+    result = CliRunner().invoke(main, ["inflate", str(r18_file), "--arch", "i3d_r18", "-o", str(out),
+                                       "--verify-size", "32"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"write": 1, "verify": 2} and torch.get_num_threads() == 2
