@@ -304,15 +304,15 @@ def _prove(path: Path, out: Path, conv, source_tensors, fmt: str, recorded: dict
     """Read the written file back: every tensor (and the metadata) must be bit for bit what was
     meant to be written; those tensors, read from disk, must load strictly into the native
     architecture and convert back to the source scheme bit for bit."""
-    from ..diff.metrics import bit_equal
-    from ..io.proof import prove_file
+    from ..io.proof import bit_equal, prove_file
     from ..slowfast.archs import state_dict_shapes
     from ..verify.strict import check_shapes
 
     caffe2_float = conv.target_scheme == "caffe2" and fmt == "pkl"  # Caffe2 blobs are float32
     expected = ((k, v.float() if caffe2_float and v.is_floating_point() else v) for k, v in conv.tensors.items())
-    written_file = prove_file(path, expected, origin=str(out), metadata=recorded)
-    written = {k: written_file.get(k) for k in written_file.keys()}
+    kept: dict = {}  # the tensors read back by the proof: the file is read once
+    written_file = prove_file(path, expected, origin=str(out), metadata=recorded, keep=kept)
+    written = {k: kept[k] for k in written_file.keys()}
     native = written if conv.target_scheme == "mmaction2" else \
         convert_any(written, source=conv.target_scheme, target="mmaction2", origin=str(out), arch=conv.arch_name,
                     settings=conv.arch_overrides).tensors

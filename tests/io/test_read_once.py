@@ -143,3 +143,18 @@ def test_weights_on_one_thread_verification_on_all(tmp_path, r18_file, monkeypat
                                        "--verify-size", "32"])
     assert result.exit_code == 0, result.output
     assert seen == {"write": 1, "verify": 2} and torch.get_num_threads() == 2
+
+
+def test_a_proof_can_keep_what_it_read(tmp_path):
+    """convert checks the tensors read back further (strict shapes, the round trip): the proof
+    hands them over, each in memory of its own, so the file is read once."""
+    path = tmp_path / "t.safetensors"
+    tensors = _tensors()
+    save_file(tensors, str(path))
+    with SafetensorsFile(path) as f:
+        order = list(f.header)
+    kept: dict = {}
+    prove_file(path, [(k, tensors[k]) for k in order], origin="t", keep=kept)
+    assert list(kept) == order and all(torch.equal(kept[k], tensors[k]) for k in order)
+    ptrs = [kept[k].untyped_storage().data_ptr() for k in order if kept[k].numel()]
+    assert len(set(ptrs)) == len(ptrs)  # no reused buffer: each tensor stays what was read
