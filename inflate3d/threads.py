@@ -26,3 +26,35 @@ def threads(n: int) -> Iterator[int]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+class OneThread:
+    """``with OneThread() as one:`` ... ``one.begin()`` where the work on weights starts (after the
+    torch-free checks, which must not import torch) ... ``with one.every():`` around forward passes.
+    The thread count from before ``begin`` is restored on exit."""
+
+    def __init__(self) -> None:
+        self.before = 0
+
+    def begin(self) -> None:
+        import torch
+
+        if not self.before:
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(1)
+
+    def every(self):
+        """A block with the threads the process had before ``begin``."""
+        import torch
+
+        return threads(self.before or torch.get_num_threads())
+
+    def __enter__(self) -> OneThread:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.before:
+            import torch
+
+            torch.set_num_threads(self.before)
+            self.before = 0

@@ -26,16 +26,16 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
         dry_run: bool, trust_pickle: bool, settings: tuple[str, ...] = ()) -> int:
     """The work on weights runs on one torch thread (``inflate3d.threads``); the non-local
     blocks' measured gap (a forward pass) on all of them."""
-    from ..threads import threads
+    from ..threads import OneThread
 
-    with threads(1) as every:
+    with OneThread() as one:
         return _run(console, checkpoint, output, source_scheme, target_scheme, arch, fmt, dtype, force,
-                    dry_run, trust_pickle, settings, every)
+                    dry_run, trust_pickle, settings, one)
 
 
 def _run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
          target_scheme: str, arch: str | None, fmt: str | None, dtype: str | None, force: bool,
-         dry_run: bool, trust_pickle: bool, settings: tuple[str, ...], every: int) -> int:
+         dry_run: bool, trust_pickle: bool, settings: tuple[str, ...], one) -> int:
     from . import early
     from ..paths import output_format
 
@@ -62,6 +62,7 @@ def _run(console: Console, checkpoint: str, output: str | None, source_scheme: s
 
     import torch
 
+    one.begin()  # after the torch-free checks
     from ..inflate.resnet2d import describe_2d
     from ..io.load import load_checkpoint, sha256_in_background
     from ..paths import make_parent, remove_made
@@ -81,9 +82,7 @@ def _run(console: Console, checkpoint: str, output: str | None, source_scheme: s
                        recorded_arch=ckpt.metadata.get("arch"), config=ckpt.config, metadata=ckpt.metadata,
                        settings=overrides)
     if hasattr(conv, "native"):  # the ResNet family: non-local blocks are never proven equivalent
-        from ..threads import threads
-
-        with threads(every):
+        with one.every():
             _note_non_local(conv)
     arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
     if dry_run:

@@ -36,24 +36,22 @@ def run(console: Console, source: str | None, arch: str, target: str, settings: 
         seed: int, dry_run: bool, trust_pickle: bool) -> int:
     """The work on weights runs on one torch thread (``inflate3d.threads``); verification's
     forward passes on all of them (``_verifying``)."""
-    from ..threads import threads
+    from ..threads import OneThread
 
-    global _ALL_THREADS
-    with threads(1) as _ALL_THREADS:
+    global _ONE
+    with OneThread() as _ONE:
         return _run(console, source, arch, target, settings, method, head, output, fmt, force, no_verify,
                     verify_size, seed, dry_run, trust_pickle)
 
 
-_ALL_THREADS = 0  # the intra-op thread count before run() (0: as it is)
+_ONE = None  # run()'s OneThread: the work on weights on one thread
 
 
 def _verifying():
     """Verification's forward passes: with the threads the process had before ``run``."""
-    import torch
+    import contextlib
 
-    from ..threads import threads
-
-    return threads(_ALL_THREADS or torch.get_num_threads())
+    return _ONE.every() if _ONE is not None else contextlib.nullcontext()
 
 
 def _run(console: Console, source: str | None, arch: str, target: str, settings: tuple, method: str,
@@ -71,6 +69,7 @@ def _run(console: Console, source: str | None, arch: str, target: str, settings:
         if not dry_run:  # refuse before any work; the commit checks again
             early.output_file(output, force=force, inputs=[src_path])
 
+    _ONE.begin()  # torch from here on
     from .. import families
     from ..inflate import prepare, resolve_source
     from ..inflate.sources import SEEDED
