@@ -69,10 +69,17 @@ def load_all() -> list[ModuleType]:
     return list(_LOADED.values())
 
 
+# The Arch.family values of the built-in ResNet archs (``slowfast.archs``), served by no family
+# module: asking for one of them imports no family package.
+BUILTIN_ARCH_FAMILIES = frozenset({"resnet3d", "slowfast", "tsm", "r2plus1d", "csn"})
+
+
 def for_arch(arch: Any) -> ModuleType | None:
     """The family module that owns ``arch`` (an ``Arch`` or its ``family`` string); ``None`` for the
-    ResNet family, which the built-in paths serve."""
+    ResNet family, which the built-in paths serve (without importing any family package)."""
     family = arch if isinstance(arch, str) else arch.family
+    if family in BUILTIN_ARCH_FAMILIES:
+        return None
     return next((m for m in load_all() if family in m.ARCH_FAMILIES), None)
 
 

@@ -24,6 +24,18 @@ CARRIED = ("epoch", "cfg")  # training state worth keeping; the optimizer's is n
 def run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
         target_scheme: str, arch: str | None, fmt: str | None, dtype: str | None, force: bool,
         dry_run: bool, trust_pickle: bool, settings: tuple[str, ...] = ()) -> int:
+    """The work on weights runs on one torch thread (``inflate3d.threads``); the non-local
+    blocks' measured gap (a forward pass) on all of them."""
+    from ..threads import OneThread
+
+    with OneThread() as one:
+        return _run(console, checkpoint, output, source_scheme, target_scheme, arch, fmt, dtype, force,
+                    dry_run, trust_pickle, settings, one)
+
+
+def _run(console: Console, checkpoint: str, output: str | None, source_scheme: str | None,
+         target_scheme: str, arch: str | None, fmt: str | None, dtype: str | None, force: bool,
+         dry_run: bool, trust_pickle: bool, settings: tuple[str, ...], one) -> int:
     from . import early
     from ..paths import output_format
 
@@ -50,6 +62,7 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
 
     import torch
 
+    one.begin()  # after the torch-free checks
     from ..inflate.resnet2d import describe_2d
     from ..io.load import load_checkpoint, sha256_in_background
     from ..paths import make_parent, remove_made
@@ -69,7 +82,8 @@ def run(console: Console, checkpoint: str, output: str | None, source_scheme: st
                        recorded_arch=ckpt.metadata.get("arch"), config=ckpt.config, metadata=ckpt.metadata,
                        settings=overrides)
     if hasattr(conv, "native"):  # the ResNet family: non-local blocks are never proven equivalent
-        _note_non_local(conv)
+        with one.every():
+            _note_non_local(conv)
     arch_text = conv.arch_name + (f" with {format_overrides(conv.arch_overrides)}" if conv.arch_overrides else "")
     if dry_run:
         console.table(f"Key map {conv.source_scheme} -> mmaction2 -> {conv.target_scheme} (dry run)",
@@ -289,15 +303,15 @@ def _prove(path: Path, out: Path, conv, source_tensors, fmt: str, recorded: dict
     """Read the written file back: every tensor (and the metadata) must be bit for bit what was
     meant to be written; those tensors, read from disk, must load strictly into the native
     architecture and convert back to the source scheme bit for bit."""
-    from ..diff.metrics import bit_equal
-    from ..io.proof import prove_file
+    from ..io.proof import bit_equal, prove_file
     from ..slowfast.archs import state_dict_shapes
     from ..verify.strict import check_shapes
 
     caffe2_float = conv.target_scheme == "caffe2" and fmt == "pkl"  # Caffe2 blobs are float32
     expected = ((k, v.float() if caffe2_float and v.is_floating_point() else v) for k, v in conv.tensors.items())
-    written_file = prove_file(path, expected, origin=str(out), metadata=recorded)
-    written = {k: written_file.get(k) for k in written_file.keys()}
+    kept: dict = {}  # the tensors read back by the proof: the file is read once
+    written_file = prove_file(path, expected, origin=str(out), metadata=recorded, keep=kept)
+    written = {k: kept[k] for k in written_file.keys()}
     native = written if conv.target_scheme == "mmaction2" else \
         convert_any(written, source=conv.target_scheme, target="mmaction2", origin=str(out), arch=conv.arch_name,
                     settings=conv.arch_overrides).tensors

@@ -34,6 +34,29 @@ def check_format(target: str, fmt: str, output: str | None = None) -> None:
 def run(console: Console, source: str | None, arch: str, target: str, settings: tuple, method: str,
         head: str, output: str | None, fmt: str | None, force: bool, no_verify: bool, verify_size: int,
         seed: int, dry_run: bool, trust_pickle: bool) -> int:
+    """The work on weights runs on one torch thread (``inflate3d.threads``); verification's
+    forward passes on all of them (``_verifying``)."""
+    from ..threads import OneThread
+
+    global _ONE
+    with OneThread() as _ONE:
+        return _run(console, source, arch, target, settings, method, head, output, fmt, force, no_verify,
+                    verify_size, seed, dry_run, trust_pickle)
+
+
+_ONE = None  # run()'s OneThread: the work on weights on one thread
+
+
+def _verifying():
+    """Verification's forward passes: with the threads the process had before ``run``."""
+    import contextlib
+
+    return _ONE.every() if _ONE is not None else contextlib.nullcontext()
+
+
+def _run(console: Console, source: str | None, arch: str, target: str, settings: tuple, method: str,
+         head: str, output: str | None, fmt: str | None, force: bool, no_verify: bool, verify_size: int,
+         seed: int, dry_run: bool, trust_pickle: bool) -> int:
     from . import early
     from ..paths import output_format
 
@@ -46,6 +69,7 @@ def run(console: Console, source: str | None, arch: str, target: str, settings: 
         if not dry_run:  # refuse before any work; the commit checks again
             early.output_file(output, force=force, inputs=[src_path])
 
+    _ONE.begin()  # torch from here on
     from .. import families
     from ..inflate import prepare, resolve_source
     from ..inflate.sources import SEEDED
@@ -120,17 +144,22 @@ def codebase_settings(arch, target: str, user: dict) -> tuple[dict, str | None]:
     SlowFast in PySlowFast, Caffe2 and pytorchvideo: fusion with conv+BN+ReLU, native
     ``slow_pathway.lateral_norm=True``), under the user's own settings. Returns (settings, the
     line that says what was chosen and why, or None)."""
-    from ..inflate.convert import scheme
     from ..settings import format_settings, merge_settings
 
     variant: dict = {}
-    if arch.family == "slowfast" and scheme(target).fuse_has_bn:
+    if arch.family == "slowfast" and target != "mmaction2" and _fuse_has_bn(target):
         variant = {"slow_pathway": {"lateral_norm": True}}
     chosen = merge_settings(variant, user)
     if not variant:
         return chosen, None
     return chosen, (f"{target}'s variant of {arch.name}: {format_settings(variant)} (its fast->slow fusion "
                     "is conv+BN+ReLU)")
+
+
+def _fuse_has_bn(target: str) -> bool:
+    from ..inflate.convert import scheme  # the scheme tables: only for a target other than the native one
+
+    return scheme(target).fuse_has_bn
 
 
 def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, verify: bool,
@@ -140,7 +169,6 @@ def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, ver
     from .. import families
     from ..io.proof import prove_file
     from ..io.save import atomic_output, write_pth, write_safetensors
-    from ..verify import verify_inflated
 
     src = inflation.source
     ver = None
@@ -155,7 +183,7 @@ def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, ver
         with console.status("reading it back"):
             written = prove_file(Path(f.name), inflation.tensors(), origin=str(out), metadata=meta)
         if verify:
-            with console.status("verifying"):
+            with console.status("verifying"), _verifying():
                 tensors = {k: written.get(k) for k in written.keys()}
                 family = families.for_arch(inflation.arch)
                 if family is not None:
@@ -163,6 +191,8 @@ def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, ver
                         tensors, inflation.arch, src, method=inflation.method, origin=str(out),
                         size=verify_size, metadata=meta)
                 else:
+                    from ..verify import verify_inflated
+
                     ver = verify_inflated(tensors, inflation.arch, src.tensors, depth=src.depth,
                                           method=inflation.method, origin=str(out), size=verify_size,
                                           settings=inflation.settings, head_from_2d=inflation.head == "imagenet")
@@ -203,7 +233,7 @@ def _write_codebase(console: Console, inflation, out: Path, *, target: str, fmt:
                 torch.save(container(target, tensors, meta, {"epoch": 0}), f)  # a fresh net: epoch 0
             f.flush()
         if verify:
-            with console.status("verifying"):
+            with console.status("verifying"), _verifying():
                 written = load_checkpoint(Path(f.name), trust_pickle=trust_pickle).tensors
                 native, _, _ = to_native(written, scheme(target), two, origin)
                 ver = verify_inflated(native, inflation.arch, src.tensors, depth=src.depth,
@@ -228,7 +258,7 @@ def _write_folder(console: Console, family, inflation, out: Path, *, force: bool
 
     ver = None
     if verify:
-        with console.status("verifying"):
+        with console.status("verifying"), _verifying():
             ver = families.hook(family, "verify", "verification")(
                 inflation.state_dict(), inflation.arch, inflation.source, method=inflation.method,
                 origin=str(out), metadata=inflation.metadata())

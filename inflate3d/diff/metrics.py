@@ -62,17 +62,7 @@ def _abs_max(t: torch.Tensor) -> float:
     return max(abs(float(lo)), abs(float(hi))) if not (math.isnan(float(lo)) or math.isnan(float(hi))) else math.nan
 
 
-_SAME_WIDTH_INT = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
-
-
-def bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Same dtype, shape and bits (NaN payloads included, unlike ``torch.equal``)."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if a.is_floating_point():
-        width = _SAME_WIDTH_INT[a.element_size()]
-        return bool(torch.equal(a.contiguous().view(width), b.contiguous().view(width)))
-    return bool(torch.equal(a, b))
+from ..io.proof import bit_equal  # noqa: E402,F401  (re-exported: its home is the proof of written files)
 
 
 def relative_change(new: torch.Tensor, old: torch.Tensor, *, chunk: int = CHUNK) -> float:

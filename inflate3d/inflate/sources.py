@@ -9,14 +9,14 @@ import contextlib
 import hashlib
 import os
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..errors import Inflate3dError, InvalidInputError
-from ..io.load import load_checkpoint, sha256_file
+from ..io.load import in_background, load_checkpoint
 from .resnet2d import infer_depth
 
 # torchvision's published ImageNet weights, by (depth, weights name). The 8 hex digits in each file
@@ -48,7 +48,7 @@ class Source2D:
     path: Path | None = None
     container: str | None = None
     prefix: str | None = None
-    _tensors_sha256: str | None = field(default=None, repr=False)
+    _tensors_sha256: str | Callable[[], str] | None = field(default=None, repr=False)
 
     @property
     def tensors_sha256(self) -> str:
@@ -56,6 +56,8 @@ class Source2D:
         safetensors file or under another wrapper have the same digest."""
         if self._tensors_sha256 is None:
             self._tensors_sha256 = tensors_sha256(self.tensors)
+        elif callable(self._tensors_sha256):  # hashed in the background: wait for it
+            self._tensors_sha256 = self._tensors_sha256()
         return self._tensors_sha256
 
     @property
@@ -70,6 +72,22 @@ class Source2D:
         wrapped = f", unwrapped from '{self.container}'" if self.container else ""
         prefixed = f", '{self.prefix}' prefix stripped" if self.prefix else ""
         return f"file {self.label}{wrapped}{prefixed}"
+
+
+def _get_sha256(self: Source2D) -> str:
+    value = self.__dict__["_sha256"]
+    if callable(value):  # hashed in the background while the work went on: wait for it now
+        value = self.__dict__["_sha256"] = value()
+    return value
+
+
+def _set_sha256(self: Source2D, value) -> None:
+    self.__dict__["_sha256"] = value
+
+
+# ``sha256`` may be handed over as a call that returns it (a file hashed on a thread as it was
+# read); it is resolved on first use, so the hash overlaps with planning and writing.
+Source2D.sha256 = property(_get_sha256, _set_sha256, doc="the file's sha256 (or the tensors', in memory)")
 
 
 def hub_checkpoint_dir() -> Path:
@@ -128,9 +146,13 @@ def _from_tensors(tensors: Mapping, label: str) -> Source2D:
 
 
 def _from_file(path: Path, *, label: str, kind: str, trust_pickle: bool) -> Source2D:
-    ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
-    return Source2D(ckpt.tensors, label, kind, sha256_file(path), infer_depth(ckpt.tensors, str(path)),
-                    path=path, container=ckpt.container, prefix=ckpt.prefix)
+    """The file is read once: its sha256 is computed on a thread from the bytes as they are read,
+    and the tensors' digest on another once they are loaded; both are waited for where they are
+    first used (the output's metadata), so they overlap with planning and inflating."""
+    ckpt = load_checkpoint(path, trust_pickle=trust_pickle, digest=True)
+    depth = infer_depth(ckpt.tensors, str(path))
+    return Source2D(ckpt.tensors, label, kind, ckpt.sha256, depth, path=path, container=ckpt.container,
+                    prefix=ckpt.prefix, _tensors_sha256=in_background(tensors_sha256, dict(ckpt.tensors)))
 
 
 def _torchvision_source(spec: str, *, trust_pickle: bool) -> Source2D:

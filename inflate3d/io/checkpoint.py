@@ -29,6 +29,7 @@ class Checkpoint:
     dropped: list[str] = field(default_factory=list)  # non-weight entries left out
     extras: dict[str, Any] = field(default_factory=dict)  # plain values beside the weights (epoch, cfg)
     config: str | None = None  # the training config the file carries (PySlowFast's ``cfg`` YAML)
+    sha256: Callable[[], str] | None = None  # load_checkpoint(digest=True): the file's sha256, on call
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

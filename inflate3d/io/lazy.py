@@ -10,6 +10,7 @@ with another file's bytes.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,30 +29,54 @@ class SafetensorsFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self._f = open(path, "rb")  # noqa: SIM115 - held until close()
-        except OSError as e:
-            raise Inflate3dError(f"{path}: cannot be read ({e.strerror or e})") from None
+        self._f = _open(path)
         try:
             self.header, self.metadata, self._start = parse_header(self._f, path)
         except BaseException:
             self._f.close()
             raise
 
-    def get(self, key: str) -> torch.Tensor:
+    def get(self, key: str, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Tensor ``key``, read into memory of its own; or, with ``out`` (a 1-D uint8 tensor at least
+        as large as the tensor's bytes), into ``out``'s first bytes, a view of which is returned:
+        a reader that looks at one tensor at a time reuses one buffer instead of faulting in fresh
+        pages for every tensor."""
         info = self.header[key]
         begin, end = info["data_offsets"]
-        dtype = ST_TORCH[info["dtype"]]
-        buf = bytearray(end - begin)
-        view, got = memoryview(buf), 0
-        while got < len(buf):
-            n = os.preadv(self._f.fileno(), [view[got:]], self._start + begin + got)
-            if n <= 0:
-                raise Inflate3dError(f"{self.path}: truncated while reading {key[:200]!r}")
-            got += n
-        if not buf:
-            return torch.empty(info["shape"], dtype=dtype)
-        return torch.frombuffer(buf, dtype=dtype).reshape(info["shape"])
+        raw = torch.empty(end - begin, dtype=torch.uint8) if out is None else out[:end - begin]
+        self._pread_into(raw, self._start + begin, key)
+        return raw.view(ST_TORCH[info["dtype"]]).reshape(info["shape"])
+
+    def max_nbytes(self) -> int:
+        """The size in bytes of the largest tensor (for ``get(key, out=...)``)."""
+        return max((i["data_offsets"][1] - i["data_offsets"][0] for i in self.header.values()), default=0)
+
+    def read_all(self, sink: Callable[[memoryview], object] | None = None) -> dict[str, torch.Tensor]:
+        """Every tensor, each in memory of its own, read in file order; ``sink`` (a hash's
+        ``update``) is handed every byte of the file once, in order, header included: the file is
+        read once, whoever else needs its bytes."""
+        fd = self._f.fileno()
+        if sink is not None:
+            head = torch.empty(self._start, dtype=torch.uint8)
+            self._pread_into(head, 0, "the header")
+            sink(_bytes_of(head))
+        tensors = {}
+        for key, info in self.header.items():  # in offset order: back to back
+            begin, end = info["data_offsets"]
+            raw = torch.empty(end - begin, dtype=torch.uint8)
+            self._pread_into(raw, self._start + begin, key)
+            if sink is not None and raw.numel():
+                sink(_bytes_of(raw))
+            tensors[key] = raw.view(ST_TORCH[info["dtype"]]).reshape(info["shape"])
+        if sink is not None:  # bytes after the data section (the file grew since it was opened)
+            pos = self._start + max((i["data_offsets"][1] for i in self.header.values()), default=0)
+            while block := os.pread(fd, 1 << 20, pos):
+                sink(memoryview(block))
+                pos += len(block)
+        return tensors
+
+    def _pread_into(self, raw: torch.Tensor, offset: int, what: str) -> None:
+        _pread_into(self._f, self.path, raw, offset, what)
 
     def close(self) -> None:
         self._f.close()
@@ -63,15 +88,23 @@ class SafetensorsFile:
         self.close()
 
 
-def _pread_exact(fd: int, nbytes: int, offset: int, path: Path, key: str) -> bytearray:
-    buf = bytearray(nbytes)
-    view, got = memoryview(buf), 0
-    while got < nbytes:
-        n = os.preadv(fd, [view[got:]], offset + got)
+def _open(path: Path):
+    try:
+        return open(path, "rb")  # noqa: SIM115 - held by the reader until close()
+    except OSError as e:
+        raise Inflate3dError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def _pread_into(f, path: Path, raw: torch.Tensor, offset: int, what: str) -> None:
+    """Fill the 1-D uint8 tensor ``raw`` from ``f`` at ``offset`` (positioned reads: no shared seek)."""
+    if not raw.numel():
+        return
+    view, got = _bytes_of(raw), 0
+    while got < len(view):
+        n = os.preadv(f.fileno(), [view[got:]], offset + got)
         if n <= 0:
-            raise Inflate3dError(f"{path}: truncated while reading {key[:200]!r}")
+            raise Inflate3dError(f"{path}: truncated while reading {what[:200]!r}")
         got += n
-    return buf
 
 
 class TorchZipFile:
@@ -83,10 +116,7 @@ class TorchZipFile:
         from .structure import NeedsTorch, torch_zip_layout
 
         self.path = path
-        try:
-            self._f = open(path, "rb")  # noqa: SIM115 - held until close()
-        except OSError as e:
-            raise Inflate3dError(f"{path}: cannot be read ({e.strerror or e})") from None
+        self._f = _open(path)
         try:
             self.checkpoint, self._layouts = torch_zip_layout(path, self._f)
             if self._layouts is None:
@@ -104,10 +134,12 @@ class TorchZipFile:
         if any(n == 0 for n in at.shape):
             return torch.empty(at.shape, dtype=dtype)
         span = 1 + sum((n - 1) * s for n, s in zip(at.shape, at.stride))  # values from the first to the last
-        buf = _pread_exact(self._f.fileno(), span * itemsize, at.start + at.offset * itemsize, self.path, key)
-        flat = torch.frombuffer(buf, dtype=dtype)
-        return flat.as_strided(at.shape, at.stride).clone() if span != len(flat) or at.stride != \
-            _contiguous(at.shape) else flat.reshape(at.shape)
+        raw = torch.empty(span * itemsize, dtype=torch.uint8)
+        _pread_into(self._f, self.path, raw, at.start + at.offset * itemsize, key)
+        flat = raw.view(dtype)
+        if at.stride == _contiguous(at.shape):
+            return flat.reshape(at.shape)
+        return flat.as_strided(at.shape, at.stride).clone()  # a view with strides of its own: made whole
 
     def close(self) -> None:
         self._f.close()
@@ -180,13 +212,22 @@ class TensorFile:
             return getattr(torch, self._meta[key].dtype)
         return self._tensors[key].dtype if self._tensors is not None else ST_TORCH[self._header[key]["dtype"]]
 
-    def get(self, key: str) -> torch.Tensor:
+    def get(self, key: str, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Tensor ``key``; ``out``: see ``SafetensorsFile.get`` (ignored for a file loaded whole or a
+        torch zip, whose tensors may be views with strides of their own)."""
         if self._zip is not None:
             return self._zip.get(self._names[key])
         if self._tensors is not None:
             return self._tensors[key]
         assert self._st is not None
-        return self._st.get(key)
+        return self._st.get(key, out)
+
+    def max_nbytes(self) -> int:
+        if self._st is not None:
+            return self._st.max_nbytes()
+        if self._zip is not None:
+            return max((t.nbytes for t in self._meta.values()), default=0)
+        return max((t.numel() * t.element_size() for t in self._tensors.values()), default=0)
 
     def close(self) -> None:
         for f in (self._st, self._zip):
@@ -203,3 +244,8 @@ class TensorFile:
         for f in (getattr(self, "_st", None), getattr(self, "_zip", None)):
             if f is not None:
                 f.close()
+
+
+def _bytes_of(raw: torch.Tensor) -> memoryview:
+    """A writable byte view of a contiguous 1-D uint8 tensor's memory (no copy)."""
+    return memoryview(raw.numpy()).cast("B")

@@ -13,7 +13,7 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -24,31 +24,80 @@ from .checkpoint import (Checkpoint, extent_error, hf_folder, metadata_text, sha
                          sniff_format, strip_prefix, text, unwrap)
 
 
-
 def sha256_in_background(path: Path):
     """Start hashing ``path`` on a thread (hashlib releases the GIL); call the result to wait."""
+    return in_background(sha256_file, path)
+
+
+def in_background(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """Start ``fn(*args)`` on a thread; call the result to wait for its value (or its exception)."""
     import concurrent.futures
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(sha256_file, path)
+    future = pool.submit(fn, *args)
     pool.shutdown(wait=False)
     return future.result
 
 
-def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> Checkpoint:
+class BackgroundSha256:
+    """The sha256 of buffers handed over in order (``update``), computed on a thread while the
+    caller goes on (hashlib releases the GIL on large buffers). ``hexdigest()`` waits. A buffer
+    must not change after it is handed over."""
+
+    def __init__(self) -> None:
+        import hashlib
+        import queue
+        import threading
+
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._hash = hashlib.sha256()
+        self._error: BaseException | None = None
+        self._digest: str | None = None
+        self._thread = threading.Thread(target=self._run, name="inflate3d-sha256", daemon=True)
+        self._thread.start()
+
+    def update(self, buf) -> None:
+        self._queue.put(buf)
+
+    def _run(self) -> None:
+        while (buf := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._hash.update(buf)
+                except BaseException as e:  # noqa: BLE001 - handed to hexdigest's caller
+                    self._error = e
+
+    def hexdigest(self) -> str:
+        if self._digest is None:
+            self._queue.put(None)
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+            self._digest = self._hash.hexdigest()
+        return self._digest
+
+
+def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, digest: bool = False) -> Checkpoint:
+    """``digest=True``: also the file's sha256 (``Checkpoint.sha256``, a call that waits for it),
+    hashed on a thread from the very bytes read (a safetensors file is read once), or beside the
+    load (torch's formats, which torch reads itself)."""
     path, record = hf_folder(Path(path))
     fmt = sniff_format(path)
+    sha256 = None
     if fmt == "safetensors":
-        tensors, metadata = _load_safetensors(path)
+        tensors, metadata, sha256 = _load_safetensors(path, digest=digest)
         ckpt = Checkpoint(path, fmt, tensors, container="huggingface folder" if record else None,
                           metadata={**metadata, **record})
     elif fmt == "torch-pickle" and (blobs := _caffe2_blobs(path, trust_pickle)) is not None:
         ckpt = Checkpoint(path, "caffe2-pickle", blobs[0], container="blobs", metadata=blobs[1])
     else:
+        sha256 = sha256_in_background(path) if digest else None
         obj = _torch_load(path, zipped=fmt == "torch-zip", trust_pickle=trust_pickle)
         advice = "; save model.state_dict() instead of the model object" if isinstance(obj, torch.nn.Module) else ""
         ckpt = unwrap(path, fmt, obj, lambda v: isinstance(v, torch.Tensor), advice)
         check_extents(path, ckpt.tensors)
+    if digest:
+        ckpt.sha256 = sha256 or sha256_in_background(path)
     strip_prefix(ckpt)
     bad = non_finite(ckpt.tensors)
     if bad:
@@ -118,13 +167,17 @@ def _finite(t: torch.Tensor, chunk: int = 1 << 22) -> bool:
     return True
 
 
-def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Every tensor, from one open file whose header was validated (``safetensors_header``, the
-    validation the lazy reader uses too: the two never disagree about a file)."""
+def _load_safetensors(path: Path, *, digest: bool = False):
+    """(every tensor, metadata, the file's sha256 as a call or None), from one open file whose
+    header was validated (``safetensors_header``, the validation the lazy reader uses too: the two
+    never disagree about a file). With ``digest``, the bytes read are hashed on a thread as they
+    arrive: the digest is of the bytes loaded, and the file is read once."""
     from .lazy import SafetensorsFile
 
+    hasher = BackgroundSha256() if digest else None
     with SafetensorsFile(path) as f:
-        return {k: f.get(k) for k in f.header}, f.metadata
+        tensors = f.read_all(hasher.update if hasher else None)
+        return tensors, f.metadata, hasher.hexdigest if hasher else None
 
 
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")

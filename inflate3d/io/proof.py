@@ -16,10 +16,12 @@ from ..errors import CHECK_FAILED, Inflate3dError
 
 
 def prove_file(path: Path, expected: Iterable[tuple[str, torch.Tensor]], *, origin: str,
-               metadata: Mapping[str, str] | None = None):
+               metadata: Mapping[str, str] | None = None, keep: dict[str, torch.Tensor] | None = None):
     """Read ``path`` back (a safetensors file tensor by tensor, anything else whole) and compare it
     with ``expected``; returns the file, opened (``keys()``, ``get(key)``, ``metadata``).
-    ``metadata``, when given, must be what the file records."""
+    ``metadata``, when given, must be what the file records. ``keep``: a dict that receives every
+    tensor read back, each in memory of its own (for a caller that checks them further: the file
+    is read once)."""
     from .lazy import TensorFile
 
     try:
@@ -30,22 +32,31 @@ def prove_file(path: Path, expected: Iterable[tuple[str, torch.Tensor]], *, orig
     if metadata is not None and dict(written.metadata) != {str(k): str(v) for k, v in metadata.items()}:
         raise Inflate3dError(f"{origin}: the metadata read back from the written file differs from "
                              "what was written; nothing was written", exit_code=CHECK_FAILED)
-    compare_written(written, expected, origin=origin)
+    compare_written(written, expected, origin=origin, keep=keep)
     return written
 
 
-def compare_written(written, expected: Iterable[tuple[str, torch.Tensor]], *, origin: str) -> int:
-    """``written``: a mapping or a ``TensorFile`` (``keys()`` and ``get(key)``) read from disk."""
-    from ..diff.metrics import bit_equal
-
-    get = written.get if not isinstance(written, Mapping) else written.__getitem__
+def compare_written(written, expected: Iterable[tuple[str, torch.Tensor]], *, origin: str,
+                    keep: dict[str, torch.Tensor] | None = None) -> int:
+    """``written``: a mapping or a ``TensorFile`` (``keys()`` and ``get(key)``) read from disk;
+    ``keep``: see ``prove_file``."""
+    if isinstance(written, Mapping):
+        get = written.__getitem__
+    elif keep is None and hasattr(written, "max_nbytes"):  # one tensor at a time into one reused buffer
+        buf = torch.empty(written.max_nbytes(), dtype=torch.uint8)
+        get = lambda key: written.get(key, buf)  # noqa: E731
+    else:
+        get = written.get
     keys = list(written.keys())
     present = set(keys)
     names, differ = [], []
     for name, t in expected:
         names.append(name)
         try:
-            same = name in present and bit_equal(get(name), t.detach().cpu())
+            got = get(name) if name in present else None
+            same = got is not None and bit_equal(got, t.detach().cpu())
+            if keep is not None and got is not None:
+                keep[name] = got
         except Inflate3dError as e:  # a damaged file read lazily
             raise Inflate3dError(f"{origin}: the written file cannot be read back ({e}); nothing was "
                                  "written", exit_code=CHECK_FAILED) from None
@@ -63,3 +74,16 @@ def compare_written(written, expected: Iterable[tuple[str, torch.Tensor]], *, or
                              f"from what was written ({', '.join(differ[:3])}); nothing was written",
                              exit_code=CHECK_FAILED)
     return len(names)
+
+
+_SAME_WIDTH_INT = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
+
+
+def bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same dtype, shape and bits (NaN payloads included, unlike ``torch.equal``)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.is_floating_point():
+        width = _SAME_WIDTH_INT[a.element_size()]
+        return bool(torch.equal(a.contiguous().view(width), b.contiguous().view(width)))
+    return bool(torch.equal(a, b))

@@ -222,7 +222,10 @@ def all_archs() -> dict[str, Arch]:
 
 def get_arch(name: str) -> Arch:
     """The registered architecture ``name`` (the other families' included); an unknown name is an
-    ``UnknownNameError`` (a ``KeyError``) that suggests the closest names."""
+    ``UnknownNameError`` (a ``KeyError``) that suggests the closest names. A built-in arch is found
+    without importing the other families (their names never shadow one: ``register`` refuses)."""
+    if name in ARCHS:
+        return ARCHS[name]
     archs = all_archs()
     try:
         return archs[name]
