@@ -5,7 +5,8 @@
 Pairs run alternately (baseline, target, baseline, target, ...) so machine drift cancels; every
 figure is a median, every ratio the median of per-pair ratios. Weights are seeded torchvision
 models written to a temporary folder; nothing is downloaded. Peak memory is the child's own
-ru_maxrss (os.wait4), wall time is measured around the child.
+ru_maxrss (os.wait4), wall time is measured around the child. Children may write bytecode caches
+(as an installed package has them), whatever PYTHONDONTWRITEBYTECODE says.
 """
 from __future__ import annotations
 
@@ -253,6 +254,10 @@ def machine() -> dict:
 
 
 def main() -> None:
+    # Children run as an installed package does: with its modules' bytecode cached (the warm-ups
+    # write it). An environment that forbids writing it (PYTHONDONTWRITEBYTECODE, set on this
+    # machine) would charge every process for compiling inflate3d from source.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
