@@ -21,6 +21,7 @@ NAME = "vit"
 ARCH_FAMILIES = ("timesformer", "vivit")
 SCHEMES = ("mmaction2", "huggingface", "timesformer")
 
+
 def build(arch, **kwargs):
     """``networks.build`` (the builder registered for both families), imported when first called."""
     from .networks import build as build_network
