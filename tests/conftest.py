@@ -60,3 +60,42 @@ def r50_file(tmp_path_factory, seeded) -> Path:
     path = tmp_path_factory.mktemp("src") / "resnet50.safetensors"
     save_file(seeded(50).tensors, str(path))
     return path
+
+
+_INSPECT = """
+import sys
+from inflate3d.cli import main
+sys.argv = ['inflate3d', 'inspect', *sys.argv[1:], '--json']
+try:
+    main()
+except SystemExit as e:
+    print('EXIT', e.code, file=sys.stderr)
+print('TORCH', 'torch' in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.fixture
+def inspect_without_torch():
+    """inspect(path) -> the document ``inflate3d inspect PATH --json`` prints, run in a subprocess
+    (what a user runs), after checking that the command did not import torch and that its document
+    is the description from the loaded tensors (``describe_checkpoint(path, values=True)``), save
+    how each was read."""
+    import subprocess
+    import sys
+
+    from inflate3d.inflate.describe import describe_checkpoint
+
+    def inspect(path) -> dict:
+        out = subprocess.run([sys.executable, "-c", _INSPECT, str(path)], capture_output=True, text=True)
+        lines = out.stderr.strip().splitlines()
+        assert lines[-2] in ("EXIT 0", "EXIT None"), out.stderr
+        assert lines[-1] == "TORCH False", f"{path}: inspect imported torch"
+        doc = json.loads(out.stdout)
+        assert doc.pop("ok") is True and doc.pop("read") == "structure"
+        doc.pop("schema")  # the JSON envelope's version
+        slow = describe_checkpoint(path, values=True)
+        assert slow.pop("read") == "tensors" and slow.pop("non_finite") == []
+        assert doc == json.loads(json.dumps(slow)), path
+        return doc
+
+    return inspect

@@ -1,6 +1,6 @@
-"""The named ResNet-family architectures' state-dict shapes and the networks' setting defaults, as
-shipped data, so that ``inspect`` can match a checkpoint to a named architecture without
-importing torch (a meta build imports it: about 1.5 s of a 0.2 s command).
+"""The named ResNet-family and X3D architectures' state-dict shapes and the ResNet networks' setting
+defaults, as shipped data, so that ``inspect`` can match a checkpoint to a named architecture
+without importing torch (a meta build imports it: about 1.5 s of a 0.2 s command).
 
 The table (``shape_table.txt.gz``) is generated from the networks themselves:
 
@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 PATH = Path(__file__).with_name("shape_table.txt.gz")
-FAMILIES = ("resnet3d", "slowfast", "tsm", "csn", "r2plus1d")  # the ones this package builds
+RESNET_FAMILIES = ("resnet3d", "slowfast", "tsm", "csn", "r2plus1d")  # the ones this package builds
+# every family whose named archs the table holds: X3D's too (a family package's, ``inflate3d.x3d``)
+FAMILIES = RESNET_FAMILIES + ("x3d",)
 # settings that move no weight: strides, pools, dilations, rates, training switches
 NEUTRAL = frozenset({"conv1_stride_t", "conv1_stride_s", "pool1_stride_t", "pool1_stride_s", "with_pool1",
                      "with_pool2", "temporal_strides", "spatial_strides", "dilations", "speed_ratio",
@@ -38,9 +40,10 @@ def _plain(value: Any) -> Any:
 
 
 def neutral_for(arch) -> frozenset:
-    """The settings left out of ``arch``'s key. None for a C2D stored 2-D: a temporal stride turns
-    its stem 3-D (a test found it)."""
-    return frozenset() if arch.backbone.get("conv_2d") else NEUTRAL
+    """The settings left out of ``arch``'s key. None for a C2D stored 2-D (a temporal stride turns
+    its stem 3-D: a test found it), nor for another family's arch (X3D's network is not a ResNet's:
+    every override is in its key)."""
+    return frozenset() if arch.backbone.get("conv_2d") or arch.family not in RESNET_FAMILIES else NEUTRAL
 
 
 def shape_key(arch, overrides: Mapping[str, Any]) -> str:
@@ -103,10 +106,13 @@ def _tuples(value: Any) -> Any:
 
 def variants(arch) -> list[dict]:
     """The configurations a checkpoint of a named arch most often has: as named; SlowFast with
-    PySlowFast's / pytorchvideo's conv+BN fusion."""
+    PySlowFast's / pytorchvideo's conv+BN fusion; X3D with a bias on the head's fc1 (what
+    ``x3d.convert.match_arch`` tries when a file has one)."""
     out: list[dict] = [{}]
     if arch.family == "slowfast":
         out.append({"slow_pathway": {"lateral_norm": True}})
+    if arch.family == "x3d":
+        out.append({"fc1_bias": True})
     return out
 
 
@@ -136,7 +142,7 @@ def _defaults() -> dict[str, dict[str, Any]]:
                             out[p.name] = _plain(p.default)
         return out
 
-    table = {family: signature_defaults(_backbone_class(family)) for family in FAMILIES}
+    table = {family: signature_defaults(_backbone_class(family)) for family in RESNET_FAMILIES}
     table["pathway"] = signature_defaults(ResNet3dPathway)
     for name, given in (("slow_pathway", SLOW_DEFAULTS), ("fast_pathway", FAST_DEFAULTS)):
         if not all(literal(v) for v in given.values()):  # a missing one would fall through to the pathway's
@@ -146,11 +152,11 @@ def _defaults() -> dict[str, dict[str, Any]]:
 
 
 def generate() -> dict:
-    """The table, from meta builds of every ResNet-family arch and variant."""
-    from .archs import ARCHS, build_model
+    """The table, from meta builds of every arch and variant of ``FAMILIES``."""
+    from .archs import all_archs, build_model
 
     entries = {}
-    for arch in ARCHS.values():
+    for arch in all_archs().values():  # the family packages' archs registered too
         if arch.family not in FAMILIES:
             continue
         for overrides in variants(arch):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..slowfast.archs import Arch
-from ..slowfast.heads import I3DHead
-from ..slowfast.recognizer import Recognizer3D
-from .network import SwinTransformer3D
+
+if TYPE_CHECKING:  # the names register torch-free; ``build`` imports the network
+    from ..slowfast.recognizer import Recognizer3D
 
 FAMILY = "swin"
 ZOO = {  # mmaction2 SwinTransformer3D.arch_zoo, with its Kinetics configs' drop_path_rate
@@ -37,6 +37,10 @@ def build(arch: Arch, *, num_classes: int | None = 400, init: bool = True, **ove
     """``Recognizer3D(SwinTransformer3D, I3DHead)``, mmaction2's Video Swin recognizer; head
     settings (``dropout_ratio``, ...) and backbone settings (``embed_dims``, ``depths``,
     ``num_heads``, ``window_size``, ...) may be overridden."""
+    from ..slowfast.heads import I3DHead
+    from ..slowfast.recognizer import Recognizer3D
+    from .network import SwinTransformer3D
+
     head_keys = ("spatial_type", "dropout_ratio", "init_std", "multi_class", "label_smooth_eps", "loss_weight")
     head_cfg = {**dict(arch.head), **{k: v for k, v in overrides.items() if k in head_keys}}
     backbone = SwinTransformer3D(**backbone_settings(arch, {k: v for k, v in overrides.items() if k not in head_keys}))

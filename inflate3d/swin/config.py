@@ -1,4 +1,5 @@
-"""A Video Swin's settings read off its native state-dict shapes, and the named arch they match."""
+"""A Video Swin's settings read off its native state-dict shapes, and the named arch they match; a
+2D Swin's, off its canonical shapes. Shapes only: torch-free (``inspect`` describes from shape records)."""
 from __future__ import annotations
 
 import math
@@ -75,3 +76,24 @@ def exact_lengths(patch_t: int, window_t: int, upto: int = 64) -> list[int]:
 def is_exact(frames: int, patch_t: int, window_t: int) -> bool:
     return frames % patch_t == 0 and frames > 0 and \
         ((frames // patch_t) <= window_t or (frames // patch_t) % window_t == 0)
+
+
+def config_2d(canon: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """Backbone settings read off a canonical 2D Swin (shapes only)."""
+    shape = lambda k: tuple(canon[k].shape)  # noqa: E731
+    if "patch_embed.proj.weight" not in canon:
+        raise Inflate3dError(f"{origin}: no patch embedding (patch_embed.proj.weight); not a Swin")
+    dim, _, ph, pw = shape("patch_embed.proj.weight")
+    depths, heads = [], []
+    for i in range(8):
+        blocks = sorted({int(m[1]) for k in canon if (m := re.match(rf"layers\.{i}\.blocks\.(\d+)\.", k))})
+        if not blocks:
+            break
+        depths.append(len(blocks))
+        heads.append(shape(f"layers.{i}.blocks.0.attn.relative_position_bias_table")[1])
+    side = int(round(math.sqrt(shape("layers.0.blocks.0.attn.relative_position_bias_table")[0])))
+    return dict(embed_dims=dim, depths=tuple(depths), num_heads=tuple(heads), patch=(ph, pw),
+                window=((side + 1) // 2, (side + 1) // 2),
+                mlp_ratio=shape("layers.0.blocks.0.mlp.fc1.weight")[0] / dim,
+                qkv_bias="layers.0.blocks.0.attn.qkv.bias" in canon,
+                num_classes=shape("head.weight")[0] if "head.weight" in canon else None)

@@ -5,21 +5,20 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import CHECK_FAILED, Inflate3dError
-from ..inflate.kernels import METHODS, kernel_method
-from ..inflate.inflater import _materialise, parse_head
-from ..inflate.mapping import FRESH
 from ..slowfast.archs import Arch, build_model, register, register_builder
 from . import archs as _archs
-from .config import config_3d, exact_lengths, is_exact, match_arch
-from .inflation import Plan, check_fits, config_2d, iter_tensors, plan
+from .config import config_2d, config_3d, exact_lengths, is_exact, match_arch
 from .detect import PREFIX_2D, detect_scheme  # noqa: F401 (a hook)
 from .schemes import detect_2d, detect_3d, stages_of, to_canonical, torchvision3d_table
+
+if TYPE_CHECKING:  # torch-free to import (``inspect``); inflating and verifying import the networks
+    import torch
+
+    from .inflation import Plan
 
 NAME = "swin"
 ARCH_FAMILIES = (_archs.FAMILY,)
@@ -85,11 +84,15 @@ class SwinInflation:
         return tuple(self.model.backbone.window_size)
 
     def specs(self) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
+        import torch
+
         dtype = self.source.tensors["patch_embed.proj.weight"].dtype
         return [(e.key, e.shape, torch.int64 if e.key.endswith("relative_position_index") else
                  (self.source.tensors[e.source].dtype if e.source else dtype)) for e in self.plan.entries]
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        from .inflation import iter_tensors
+
         yield from iter_tensors(self.plan, self.source.tensors, self._fresh(), method=self.method, window=self.window)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -98,6 +101,10 @@ class SwinInflation:
     def _fresh(self) -> dict[str, torch.Tensor]:
         if not self.plan.fresh_units:
             return {}
+        import torch
+
+        from ..inflate.inflater import _materialise
+
         head = _materialise(self.model.cls_head)
         head.init_weights(generator=torch.Generator().manual_seed(self.seed))
         dtype = self.source.tensors["patch_embed.proj.weight"].dtype
@@ -116,6 +123,10 @@ class SwinInflation:
 def prepare(source, arch: Arch, *, method: str = "mean", head=None, seed: int = 0, trust_pickle: bool = False,
             **overrides: Any) -> SwinInflation:
     """Plan the inflation of a 2D Swin (path or :class:`SwinSource`) into ``arch`` (+ backbone overrides)."""
+    from ..inflate.inflater import parse_head
+    from ..inflate.kernels import METHODS
+    from .inflation import check_fits, plan
+
     if method not in METHODS:
         raise Inflate3dError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     head = parse_head(head)
@@ -245,6 +256,7 @@ def verify(tensors: Mapping[str, torch.Tensor], arch: Arch, source, *, method: s
            frames: int | None = None, seed: int = 0):
     """Strict load, then the static-clip proof against torchvision's 2D Swin with the source's
     weights, at a clip length where it is exact (a warning says so when ``frames`` is not one)."""
+    from ..inflate.kernels import kernel_method
     from ..verify import Verification
     from ..verify.boring import TOLERANCE, StageCheck
     from ..verify.strict import strict_load
@@ -306,6 +318,8 @@ def recorded_overrides(metadata: Mapping[str, str], arch: Arch) -> dict[str, Any
 
 def _weights_check(native, src, arch, method, overrides, cfg, StageCheck, TOLERANCE):
     """Every tensor against its re-inflation from the source (when no functional check applies)."""
+    from ..inflate.mapping import FRESH
+
     head = "imagenet" if cfg["num_classes"] is not None and "head.weight" in src.tensors and \
         cfg["num_classes"] == src.tensors["head.weight"].shape[0] else None
     inflation = prepare(src, arch, method="mean" if method == "copy" else method, head=head, **overrides)

@@ -12,8 +12,6 @@ What each 3D tensor is made of:
 """
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,6 +21,7 @@ from torch.nn import functional as F
 from ..errors import Inflate3dError
 from ..inflate.kernels import inflate_kernel
 from ..inflate.mapping import COPY, FRESH, INFLATE, Entry, Plan
+from .config import config_2d  # noqa: F401 (its home was here)
 from .network import relative_position_index
 
 TABLE = "bias table repeated"
@@ -44,27 +43,6 @@ def inflate_bias_table(table2d: torch.Tensor, window: tuple[int, int, int]) -> t
                                 size=(2 * wh - 1, 2 * ww - 1), mode="bicubic")
         table2d = resized.view(heads, l2).permute(1, 0)
     return table2d.repeat(2 * wd - 1, 1)
-
-
-def config_2d(canon: Mapping[str, Any], origin: str) -> dict[str, Any]:
-    """Backbone settings read off a canonical 2D Swin (shapes only)."""
-    shape = lambda k: tuple(canon[k].shape)  # noqa: E731
-    if "patch_embed.proj.weight" not in canon:
-        raise Inflate3dError(f"{origin}: no patch embedding (patch_embed.proj.weight); not a Swin")
-    dim, _, ph, pw = shape("patch_embed.proj.weight")
-    depths, heads = [], []
-    for i in range(8):
-        blocks = sorted({int(m[1]) for k in canon if (m := re.match(rf"layers\.{i}\.blocks\.(\d+)\.", k))})
-        if not blocks:
-            break
-        depths.append(len(blocks))
-        heads.append(shape(f"layers.{i}.blocks.0.attn.relative_position_bias_table")[1])
-    side = int(round(math.sqrt(shape("layers.0.blocks.0.attn.relative_position_bias_table")[0])))
-    return dict(embed_dims=dim, depths=tuple(depths), num_heads=tuple(heads), patch=(ph, pw),
-                window=((side + 1) // 2, (side + 1) // 2),
-                mlp_ratio=shape("layers.0.blocks.0.mlp.fc1.weight")[0] / dim,
-                qkv_bias="layers.0.blocks.0.attn.qkv.bias" in canon,
-                num_classes=shape("head.weight")[0] if "head.weight" in canon else None)
 
 
 def check_fits(cfg2d: dict[str, Any], backbone: Mapping[str, Any], arch_name: str, origin: str) -> list[str]:

@@ -8,12 +8,14 @@ the end of stage i, final ``norm``, ``head``), which mmaction2's ``inflate_weigh
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import Inflate3dError
 from ..inflate.schemes.table import KeyTable
 from .detect import detect_2d, detect_3d  # noqa: F401 (their home was here)
+
+if TYPE_CHECKING:  # torch-free to import: the structural steps take shape records too (``inspect``)
+    import torch
 
 STAGES = 4  # tables are written for up to four stages (the most any Swin has)
 _BUFFERS = [("{k**}.relative_position_index", None), ("{k**}.attn_mask", None)]
@@ -98,8 +100,23 @@ def merge_hf_qkv(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     for key, qkv in parts.items():
         if set(qkv) != {"q", "k", "v"}:
             raise Inflate3dError(f"{key}: query, key and value are not all present")
-        out[key] = torch.cat([qkv["q"], qkv["k"], qkv["v"]], dim=0)
+        out[key] = _cat_rows([qkv["q"], qkv["k"], qkv["v"]])
     return out
+
+
+def _cat_rows(parts: list) -> torch.Tensor:
+    """``torch.cat(parts, dim=0)``; for shape records (``TensorMeta``), the record of the result."""
+    from ..io.structure import TensorMeta
+
+    if all(isinstance(p, TensorMeta) for p in parts):
+        first = parts[0]
+        if any(p.dim() != first.dim() or p.dim() == 0 or p.shape[1:] != first.shape[1:] or p.dtype != first.dtype
+               for p in parts):
+            raise TypeError("shape records that torch.cat would refuse or promote")  # the tensors decide
+        return TensorMeta((sum(p.shape[0] for p in parts), *first.shape[1:]), first.dtype)
+    import torch
+
+    return torch.cat(parts, dim=0)
 
 
 def unfold_to_merge_order(t: torch.Tensor) -> torch.Tensor:
@@ -107,8 +124,14 @@ def unfold_to_merge_order(t: torch.Tensor) -> torch.Tensor:
     c*4 + p, p over (0,0), (0,1), (1,0), (1,1) (row, column). Swin's own order is p*C + c with p
     over (0,0), (1,0), (0,1), (1,1). Reorders the last dim of a reduction weight or a norm
     vector from the first to the second (the inverse of mmpretrain's converter step)."""
+    from ..io.structure import TensorMeta
+
     *lead, n = t.shape
     c = n // 4
+    if isinstance(t, TensorMeta):  # a shape record: the reorder keeps the shape (a reshape checks it)
+        if n % 4:
+            raise TypeError("a merge feature count that is not a multiple of 4")  # the tensors decide
+        return TensorMeta(tuple(t.shape), t.dtype)
     x = t.reshape(*lead, c, 4).transpose(-1, -2)  # (..., p_unfold, c)
     return x[..., [0, 2, 1, 3], :].reshape(*lead, n).contiguous()
 

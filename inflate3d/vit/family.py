@@ -8,17 +8,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import Inflate3dError
 from ..slowfast.archs import ARCHS, Arch, register, register_builder, state_dict_shapes
 from .detect import detect_scheme  # noqa: F401 (a hook)
-from .networks import build
+
+if TYPE_CHECKING:  # torch-free to import (``inspect``); building, inflating, verifying import it
+    import torch
 
 NAME = "vit"
 ARCH_FAMILIES = ("timesformer", "vivit")
 SCHEMES = ("mmaction2", "huggingface", "timesformer")
+
+
+def build(arch, **kwargs):
+    """``networks.build`` (the builder registered for both families), imported when first called."""
+    from .networks import build as build_network
+
+    return build_network(arch, **kwargs)
+
 
 _ST = "TimeSformer ({}), ViT-B/16, 8 frames"
 for _name, _attn, _what in (("timesformer_b", "divided_space_time", "divided space-time"),
@@ -179,7 +188,12 @@ def infer(native: Mapping[str, torch.Tensor], record: Mapping[str, str], origin:
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     full = {**dict(arch.backbone), **settings}
     overrides = {k: v for k, v in full.items() if arch.backbone.get(k) != v}
-    expected = state_dict_shapes(arch, num_classes=None if head is None else head[0], **overrides)
+    from .shapes import state_dict_shapes as computed_shapes
+
+    num_classes = None if head is None else head[0]
+    expected = computed_shapes(arch, num_classes, overrides)  # torch-free; None: only a build can tell
+    if expected is None:
+        expected = state_dict_shapes(arch, num_classes=num_classes, **overrides)
     if expected != shapes:
         bad = [k for k in set(expected) ^ set(shapes)][:3] or \
             [k for k in expected if expected[k] != shapes.get(k)][:3]
@@ -284,14 +298,19 @@ def _facts(record: Mapping[str, str], facts: _ArchFacts) -> dict:
 
 
 def _record(origin: str) -> dict[str, str]:
-    """What the file records beside its weights (safetensors metadata, a folder's config.json)."""
-    from ..io.lazy import TensorFile
+    """What the file records beside its weights (safetensors metadata, a folder's config.json).
+    Headers only, torch-free: nothing else of a file is read."""
+    from ..io.checkpoint import hf_folder, sniff_format
+    from ..io.safetensors_header import read_header
 
     try:
-        tf = TensorFile(origin)
-    except Exception:  # noqa: BLE001 - not a path (in-memory use): nothing recorded
+        path, record = hf_folder(Path(origin))
+        if sniff_format(path) != "safetensors":
+            return {}
+        metadata = read_header(path)[1]
+    except Exception:  # noqa: BLE001 - not a path (in-memory use), not readable: nothing recorded
         return {}
-    return dict(tf.metadata) if tf.format == "safetensors" else {}
+    return {**metadata, **record}
 
 
 def check_folder(out, *, force: bool) -> None:

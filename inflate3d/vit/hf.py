@@ -13,11 +13,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import CHECK_FAILED, Inflate3dError
 from .schemes import from_native_key, to_native_key
+
+if TYPE_CHECKING:  # torch-free to import: ``settings_from_config`` serves ``inspect``
+    import torch
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 

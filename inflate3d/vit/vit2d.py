@@ -13,13 +13,24 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import Inflate3dError
 from .detect import detect_format
 from ..inflate.schemes.table import KeyTable
+
+if TYPE_CHECKING:  # torch-free to import (``inspect`` describes 2D ViTs from shape records)
+    import torch
+
+
+def __getattr__(name: str):
+    """``ViT2d`` (the reference network, in ``reference``) lives here too, imported on first use."""
+    if name == "ViT2d":
+        from .reference import ViT2d
+
+        return ViT2d
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 TIMM = KeyTable.of("timm", [(k, k) for k in (
     "cls_token", "pos_embed", "patch_embed.proj.{t*}", "blocks.{i}.norm1.{t*}", "blocks.{i}.attn.qkv.{t*}",
@@ -105,10 +116,25 @@ def canonical(tensors: Mapping[str, torch.Tensor], origin: str) -> tuple[dict[st
         for t in ("weight", "bias"):
             parts = [out.pop(f"blocks.{i}.attn.{n}.{t}", None) for n in "qkv"]
             if all(p is not None for p in parts):
-                out[f"blocks.{i}.attn.qkv.{t}"] = torch.cat(parts, 0)
+                out[f"blocks.{i}.attn.qkv.{t}"] = _cat_rows(parts)
             elif any(p is not None for p in parts):
                 raise Inflate3dError(f"{origin}: block {i} has some of query/key/value {t}s but not all")
     return dict(sorted(out.items(), key=lambda kv: _order(kv[0]))), fmt, notes
+
+
+def _cat_rows(parts: list) -> torch.Tensor:
+    """``torch.cat(parts, 0)``; for shape records (``TensorMeta``), the record of the result."""
+    from ..io.structure import TensorMeta
+
+    if all(isinstance(p, TensorMeta) for p in parts):
+        first = parts[0]
+        if any(p.dim() != first.dim() or p.dim() == 0 or p.shape[1:] != first.shape[1:] or p.dtype != first.dtype
+               for p in parts):
+            raise TypeError("shape records that torch.cat would refuse or promote")  # the tensors decide
+        return TensorMeta((sum(p.shape[0] for p in parts), *first.shape[1:]), first.dtype)
+    import torch
+
+    return torch.cat(parts, 0)
 
 
 _ORDER = ["cls_token", "pos_embed", "patch_embed.proj", "norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1",
@@ -167,40 +193,3 @@ def describe(canon: Mapping[str, torch.Tensor], fmt: str, origin: str, record: M
     return ViT2dInfo(fmt, dims, _depth(canon), patch, grid, int(canon["blocks.0.mlp.fc1.weight"].shape[0]),
                      "blocks.0.attn.qkv.bias" in canon, None if head is None else int(head.shape[0]),
                      heads, float(eps), act, notes)
-
-
-class ViT2d(nn.Module):
-    """timm's VisionTransformer (class token, pre-norm blocks, exact GELU), for the proofs.
-    ``stages`` returns the tokens after the embedding and after every block, and the final class token."""
-
-    def __init__(self, canon: Mapping[str, torch.Tensor], info: ViT2dInfo) -> None:
-        super().__init__()
-        self.info = info
-        self.p = {k: v for k, v in canon.items()}
-
-    def _ln(self, x, name):
-        return nn.functional.layer_norm(x, x.shape[-1:], self.p[f"{name}.weight"], self.p[f"{name}.bias"],
-                                        self.info.layer_norm_eps)
-
-    def _lin(self, x, name):
-        return nn.functional.linear(x, self.p[f"{name}.weight"], self.p.get(f"{name}.bias"))
-
-    def stages(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
-        p, heads = self.p, self.info.num_heads
-        x = nn.functional.conv2d(img, p["patch_embed.proj.weight"], p["patch_embed.proj.bias"],
-                                 stride=self.info.patch_size).flatten(2).transpose(1, 2)
-        x = torch.cat((p["cls_token"].expand(x.shape[0], -1, -1), x), 1) + p["pos_embed"]
-        out = {"embedding": x}
-        for i in range(self.info.depth):
-            b = f"blocks.{i}"
-            h = self._ln(x, f"{b}.norm1")
-            n, t, d = h.shape
-            q, k, v = self._lin(h, f"{b}.attn.qkv").reshape(n, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
-            a = ((q @ k.transpose(-2, -1)) * (d // heads) ** -0.5).softmax(-1) @ v
-            x = x + self._lin(a.transpose(1, 2).reshape(n, t, d), f"{b}.attn.proj")
-            h = nn.functional.gelu(self._lin(self._ln(x, f"{b}.norm2"), f"{b}.mlp.fc1"))
-            x = out[f"layer{i}"] = x + self._lin(h, f"{b}.mlp.fc2")
-        out["cls"] = self._ln(x, "norm")[:, 0]
-        return out
-
-

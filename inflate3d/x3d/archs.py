@@ -7,14 +7,12 @@ and tested on. X3D-L is deeper (``gamma_d`` 5.0). Where each comes from is kept 
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..slowfast.archs import Arch, register
-from ..slowfast.recognizer import Recognizer3D
-from .head import X3DHead
-from .network import X3D
+
+if TYPE_CHECKING:  # the names register torch-free; ``build`` imports the network
+    from torch import nn
 
 FAMILY = "x3d"
 HEAD_SETTINGS = ("spatial_type", "dropout_ratio", "init_std", "fc1_bias", "multi_class",
@@ -52,6 +50,10 @@ def build(arch: Arch, *, num_classes: int | None = 400, init: bool = True,
           average_clips: str | None = "prob", **overrides: Any) -> nn.Module:
     """``Recognizer3D(X3D(...), X3DHead(...))``; keyword overrides go to the backbone or, for
     ``HEAD_SETTINGS``, to the head."""
+    from ..slowfast.recognizer import Recognizer3D
+    from .head import X3DHead
+    from .network import X3D
+
     backbone_cfg, head_cfg = dict(arch.backbone), dict(arch.head)
     for key, value in overrides.items():
         (head_cfg if key in HEAD_SETTINGS else backbone_cfg)[key] = value

@@ -9,9 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import CHECK_FAILED, Inflate3dError
 from ..inflate.convert import Conversion
@@ -24,6 +22,9 @@ from .detect import detect_scheme  # noqa: F401 (a hook)
 from .schemes import SCHEMES, STEM_KEYS
 from .steps import (BN_EPS, BN_FIELDS, FC1, fc1_from_conv, fc1_to_conv, fold_shortcut_bn,
                     insert_identity_bn, is_identity_bn, peer_order, width_keeping_shortcuts)
+
+if TYPE_CHECKING:  # torch-free to import: ``inspect`` describes X3D files from shape records
+    import torch
 
 _LAYER_BLOCK = re.compile(r"backbone\.layer(\d)\.(\d+)\.")
 
@@ -172,6 +173,8 @@ def _fold_proof(source: str, folded: list[str], origin: str):
         | {f"{p}downsample.bn.{f}" for p in folded for f in BN_FIELDS}
 
     def check(expected: Mapping, back: Mapping, differ: list) -> str:
+        import torch
+
         to_src = {n: s for s, n in rename_to_native(expected, SCHEMES[source], False, origin)[1] if n}
         allowed = {to_src[n] for n in affected if n in to_src}
         stray = [k for k in differ if k not in allowed]

@@ -15,13 +15,18 @@
   pytorchvideo -> native -> pytorchvideo is bit for bit; native -> pytorchvideo -> native is equal in
   (eval-mode) function, not in the bits of those tensors. Training-mode BN uses batch statistics,
   which no fold can reproduce.
+
+The reshape and the inserted identity BN also take shape records (``io.structure.TensorMeta``), for
+which they give the records of their results: ``inspect`` describes a file without torch.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch-free to import; the tensor maths imports it
+    import torch
 
 BN_EPS = 1e-5  # BatchNorm3d's default in mmaction2, PySlowFast and pytorchvideo alike
 BN_FIELDS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -29,15 +34,30 @@ FC1 = "cls_head.fc1.weight"
 _BLOCK = re.compile(r"backbone\.layer\d+\.\d+\.")
 
 
+def _is_record(t) -> bool:
+    """A shape record (``TensorMeta``), not a tensor."""
+    from ..io.structure import TensorMeta
+
+    return isinstance(t, TensorMeta)
+
+
+def _reshaped(w, shape: tuple[int, ...]):
+    if _is_record(w):
+        from ..io.structure import TensorMeta
+
+        return TensorMeta(tuple(shape), w.dtype)
+    return w.reshape(*shape)
+
+
 def fc1_to_conv(w: torch.Tensor) -> torch.Tensor:
     """(O, I) Linear weight -> (O, I, 1, 1, 1) conv weight (same values, same order)."""
-    return w.reshape(*w.shape, 1, 1, 1)
+    return _reshaped(w, (*w.shape, 1, 1, 1))
 
 
 def fc1_from_conv(w: torch.Tensor) -> torch.Tensor:
     if w.dim() != 5 or tuple(w.shape[2:]) != (1, 1, 1):
         raise ValueError(f"expected a 1x1x1 conv weight, got shape {tuple(w.shape)}")
-    return w.reshape(w.shape[0], w.shape[1])
+    return _reshaped(w, (w.shape[0], w.shape[1]))
 
 
 def width_keeping_shortcuts(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
@@ -49,8 +69,10 @@ def width_keeping_shortcuts(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
 
 def is_identity_bn(bn: Mapping[str, torch.Tensor], eps: float = BN_EPS) -> bool:
     """Whether a BN's tensors are :func:`identity_bn`'s (meta tensors, having no values, are not)."""
-    if bn["running_var"].is_meta:
+    if _is_record(bn["running_var"]) or bn["running_var"].is_meta:
         return False
+    import torch
+
     var = torch.full_like(bn["running_var"], 1 - eps)
     return bool((bn["weight"] == 1).all() and (bn["bias"] == 0).all()
                 and (bn["running_mean"] == 0).all() and torch.equal(bn["running_var"], var))
@@ -60,6 +82,8 @@ def fold_shortcut_bn(native: Mapping[str, torch.Tensor], blocks: Iterable[str],
                      eps: float = BN_EPS) -> dict[str, torch.Tensor]:
     """Native tensors with each listed block's ``downsample.bn`` folded into ``downsample.conv``
     and ``conv3.bn.bias`` (see the module docstring). An identity BN is simply dropped."""
+    import torch
+
     out = dict(native)
     for p in blocks:
         bn = {f: out.pop(f"{p}downsample.bn.{f}") for f in BN_FIELDS if f"{p}downsample.bn.{f}" in out}
@@ -74,7 +98,16 @@ def fold_shortcut_bn(native: Mapping[str, torch.Tensor], blocks: Iterable[str],
 
 
 def identity_bn(like: torch.Tensor, channels: int, eps: float = BN_EPS) -> dict[str, torch.Tensor]:
-    """The tensors of a BN that is the identity in eval mode (``like`` gives dtype and device)."""
+    """The tensors of a BN that is the identity in eval mode (``like`` gives dtype and device; a
+    shape record gives the records of those tensors)."""
+    if _is_record(like):
+        from ..io.structure import TensorMeta
+
+        vector = TensorMeta((channels,), like.dtype)
+        return {"weight": vector, "bias": vector, "running_mean": vector, "running_var": vector,
+                "num_batches_tracked": TensorMeta((), "int64")}
+    import torch
+
     return {"weight": torch.ones(channels, dtype=like.dtype, device=like.device),
             "bias": torch.zeros(channels, dtype=like.dtype, device=like.device),
             "running_mean": torch.zeros(channels, dtype=like.dtype, device=like.device),

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from inflate3d.slowfast import shape_table
-from inflate3d.slowfast.archs import ARCHS, build_model, route_settings
+from inflate3d.slowfast.archs import ARCHS, all_archs, build_model, route_settings
 
 
 def _built(arch, num_classes, **overrides):
@@ -27,8 +27,8 @@ def test_the_shipped_table_is_what_the_networks_generate():
 
 @pytest.mark.parametrize("num_classes", [7])  # another class count than the table's: the head is derived
 def test_every_entry_equals_a_build(num_classes):
-    checked = 0
-    for arch in ARCHS.values():
+    checked, families = 0, set()
+    for arch in all_archs().values():
         if arch.family not in shape_table.FAMILIES:
             continue
         for overrides in shape_table.variants(arch):
@@ -36,7 +36,8 @@ def test_every_entry_equals_a_build(num_classes):
             want = _built(arch, num_classes, **overrides)
             assert got == want and list(got) == list(want), (arch.name, overrides)
             checked += 1
-    assert checked >= 35
+            families.add(arch.family)
+    assert checked >= 43 and families == set(shape_table.FAMILIES)
 
 
 def test_a_changed_arch_misses_the_table():
@@ -44,6 +45,10 @@ def test_a_changed_arch_misses_the_table():
     assert shape_table.lookup(arch, 400, {}) is not None
     assert shape_table.lookup(dataclasses.replace(arch, clip=(8, 224, 224)), 400, {}) is None
     assert shape_table.lookup(arch, 400, {"base_channels": 32}) is None  # not a tabled configuration
+    x3d = all_archs()["x3d_s"]
+    assert shape_table.lookup(x3d, 400, {"fc1_bias": True}) is not None
+    # another family's network: no setting is taken as neutral, every override misses
+    assert shape_table.lookup(x3d, 400, {"spatial_strides": (1, 1, 1, 1)}) is None
 
 
 ALTERNATIVES = {"conv1_stride_t": 2, "conv1_stride_s": 1, "pool1_stride_t": 2, "pool1_stride_s": 1,
