@@ -96,7 +96,8 @@ def detect(keys: Iterable[str]) -> tuple[str, str] | None:
 
 def for_keys(keys: Iterable[str]) -> tuple[ModuleType, str] | None:
     """(family module, scheme) for a checkpoint whose keys a registered family recognises. The
-    family modules (torch, the networks) are imported only when one does."""
+    family modules are imported only when one does (they import torch only where they build or
+    compute)."""
     hit = detect(keys)
     if hit is None:
         return None
