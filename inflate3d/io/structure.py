@@ -82,6 +82,20 @@ class TensorMeta:
         return self.numel() * ITEMSIZE.get(self.dtype, 0)
 
 
+def cat_rows(parts: list):
+    """``torch.cat(parts, 0)``; for shape records, the record of the result (q, k and v stacked into
+    one ``qkv``). Records that torch would refuse or promote raise ``TypeError``: the tensors decide."""
+    if all(isinstance(p, TensorMeta) for p in parts):
+        first = parts[0]
+        if any(p.dim() != first.dim() or p.dim() == 0 or p.shape[1:] != first.shape[1:] or p.dtype != first.dtype
+               for p in parts):
+            raise TypeError("shape records that torch.cat would refuse or promote")
+        return TensorMeta((sum(p.shape[0] for p in parts), *first.shape[1:]), first.dtype)
+    import torch
+
+    return torch.cat(parts, 0)
+
+
 def read_structure(path: str | os.PathLike, *, trust_pickle: bool = False) -> Checkpoint:
     """The file's ``Checkpoint`` with ``TensorMeta`` records for tensors. Raises ``NeedsTorch`` when
     only torch's loader can tell, ``Inflate3dError`` for a file that is certainly bad."""

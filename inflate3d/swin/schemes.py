@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import Inflate3dError
 from ..inflate.schemes.table import KeyTable
+from ..io.structure import cat_rows
 from .detect import detect_2d, detect_3d  # noqa: F401 (their home was here)
 
 if TYPE_CHECKING:  # torch-free to import: the structural steps take shape records too (``inspect``)
@@ -100,23 +101,10 @@ def merge_hf_qkv(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     for key, qkv in parts.items():
         if set(qkv) != {"q", "k", "v"}:
             raise Inflate3dError(f"{key}: query, key and value are not all present")
-        out[key] = _cat_rows([qkv["q"], qkv["k"], qkv["v"]])
+        out[key] = cat_rows([qkv["q"], qkv["k"], qkv["v"]])
     return out
 
 
-def _cat_rows(parts: list) -> torch.Tensor:
-    """``torch.cat(parts, dim=0)``; for shape records (``TensorMeta``), the record of the result."""
-    from ..io.structure import TensorMeta
-
-    if all(isinstance(p, TensorMeta) for p in parts):
-        first = parts[0]
-        if any(p.dim() != first.dim() or p.dim() == 0 or p.shape[1:] != first.shape[1:] or p.dtype != first.dtype
-               for p in parts):
-            raise TypeError("shape records that torch.cat would refuse or promote")  # the tensors decide
-        return TensorMeta((sum(p.shape[0] for p in parts), *first.shape[1:]), first.dtype)
-    import torch
-
-    return torch.cat(parts, dim=0)
 
 
 def unfold_to_merge_order(t: torch.Tensor) -> torch.Tensor:

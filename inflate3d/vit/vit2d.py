@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import Inflate3dError
-from .detect import detect_format
 from ..inflate.schemes.table import KeyTable
+from ..io.structure import cat_rows
+from .detect import detect_format
 
 if TYPE_CHECKING:  # torch-free to import (``inspect`` describes 2D ViTs from shape records)
     import torch
@@ -116,25 +117,12 @@ def canonical(tensors: Mapping[str, torch.Tensor], origin: str) -> tuple[dict[st
         for t in ("weight", "bias"):
             parts = [out.pop(f"blocks.{i}.attn.{n}.{t}", None) for n in "qkv"]
             if all(p is not None for p in parts):
-                out[f"blocks.{i}.attn.qkv.{t}"] = _cat_rows(parts)
+                out[f"blocks.{i}.attn.qkv.{t}"] = cat_rows(parts)
             elif any(p is not None for p in parts):
                 raise Inflate3dError(f"{origin}: block {i} has some of query/key/value {t}s but not all")
     return dict(sorted(out.items(), key=lambda kv: _order(kv[0]))), fmt, notes
 
 
-def _cat_rows(parts: list) -> torch.Tensor:
-    """``torch.cat(parts, 0)``; for shape records (``TensorMeta``), the record of the result."""
-    from ..io.structure import TensorMeta
-
-    if all(isinstance(p, TensorMeta) for p in parts):
-        first = parts[0]
-        if any(p.dim() != first.dim() or p.dim() == 0 or p.shape[1:] != first.shape[1:] or p.dtype != first.dtype
-               for p in parts):
-            raise TypeError("shape records that torch.cat would refuse or promote")  # the tensors decide
-        return TensorMeta((sum(p.shape[0] for p in parts), *first.shape[1:]), first.dtype)
-    import torch
-
-    return torch.cat(parts, 0)
 
 
 _ORDER = ["cls_token", "pos_embed", "patch_embed.proj", "norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1",
