@@ -44,7 +44,7 @@ def read_for_inspection(path, *, trust_pickle: bool = False, values: bool = Fals
 
     if not values:
         try:
-            return read_structure(path, trust_pickle=trust_pickle), "structure"
+            return read_structure(path), "structure"  # a pickle that needs trust needs the loader too
         except NeedsTorch:
             pass
     from ..io.load import load_checkpoint
@@ -80,9 +80,7 @@ def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle:
               "parameters": sum(t.numel() for k, t in ckpt.tensors.items() if not k.endswith(BUFFER_SUFFIXES)),
               "values_by_dtype": dict(by_dtype), "bytes": _size(path), "read": read}
     if values:
-        from ..io.load import non_finite
-
-        common["non_finite"] = non_finite(ckpt.tensors)
+        common["non_finite"] = ckpt.non_finite  # the loader screened every value once
     hit = families.for_keys(ckpt.tensors)
     if hit is not None:
         family, family_scheme = hit

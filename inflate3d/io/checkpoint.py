@@ -30,6 +30,7 @@ class Checkpoint:
     extras: dict[str, Any] = field(default_factory=dict)  # plain values beside the weights (epoch, cfg)
     config: str | None = None  # the training config the file carries (PySlowFast's ``cfg`` YAML)
     sha256: Callable[[], str] | None = None  # load_checkpoint(digest=True): the file's sha256, on call
+    non_finite: list[str] | None = None  # tensors holding NaN or Inf, where the loader screened them
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -136,21 +136,11 @@ class TorchZipFile:
         span = 1 + sum((n - 1) * s for n, s in zip(at.shape, at.stride))  # values from the first to the last
         raw = torch.empty(span * itemsize, dtype=torch.uint8)
         _pread_into(self._f, self.path, raw, at.start + at.offset * itemsize, key)
-        flat = raw.view(dtype)
-        if at.stride == _contiguous(at.shape):
-            return flat.reshape(at.shape)
-        return flat.as_strided(at.shape, at.stride).clone()  # a view with strides of its own: made whole
+        t = raw.view(dtype).as_strided(at.shape, at.stride)
+        return t if t.is_contiguous() else t.contiguous()  # a view with strides of its own: made whole
 
     def close(self) -> None:
         self._f.close()
-
-
-def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= max(n, 1)
-    return tuple(reversed(strides))
 
 
 class TensorFile:

@@ -99,7 +99,7 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, dige
     if digest:
         ckpt.sha256 = sha256 or sha256_in_background(path)
     strip_prefix(ckpt)
-    bad = non_finite(ckpt.tensors)
+    bad = ckpt.non_finite = non_finite(ckpt.tensors)
     if bad:
         warnings.warn(f"{path}: NaN or Inf values in {', '.join(bad[:5])}"
                       f"{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}", stacklevel=2)

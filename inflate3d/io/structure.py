@@ -74,9 +74,6 @@ class TensorMeta:
             n *= d
         return n
 
-    def is_floating_point(self) -> bool:
-        return self.dtype.startswith(("float", "bfloat"))
-
     @property
     def nbytes(self) -> int:
         return self.numel() * ITEMSIZE.get(self.dtype, 0)
@@ -96,7 +93,7 @@ def cat_rows(parts: list):
     return torch.cat(parts, 0)
 
 
-def read_structure(path: str | os.PathLike, *, trust_pickle: bool = False) -> Checkpoint:
+def read_structure(path: str | os.PathLike) -> Checkpoint:
     """The file's ``Checkpoint`` with ``TensorMeta`` records for tensors. Raises ``NeedsTorch`` when
     only torch's loader can tell, ``Inflate3dError`` for a file that is certainly bad."""
     path, record = hf_folder(Path(path))
@@ -108,7 +105,7 @@ def read_structure(path: str | os.PathLike, *, trust_pickle: bool = False) -> Ch
     elif fmt == "torch-zip":
         ckpt = _torch_zip(path)
     else:
-        ckpt = _caffe2(path, trust_pickle)
+        ckpt = _caffe2(path)
     strip_prefix(ckpt)
     return ckpt
 
@@ -337,7 +334,7 @@ def _data_start(path: Path, f, info) -> int:
 
 # --- Caffe2 --------------------------------------------------------------------------------------
 
-def _caffe2(path: Path, trust_pickle: bool) -> Checkpoint:
+def _caffe2(path: Path) -> Checkpoint:
     """A Caffe2 pickle's blobs as shape records (numpy reads them; torch is not needed). A legacy
     torch pickle (its first object is torch's magic number) needs torch."""
     from . import caffe2
