@@ -60,15 +60,18 @@ def _run(console: Console, checkpoint: str, output: str | None, source_scheme: s
                 raise Inflate3dError("Caffe2 checkpoints are .pkl: use --format pkl or safetensors")
             early.output_file(output, force=force, inputs=[path])
 
+    from ..io.prefetch import Prefetch
+
+    prefetch = Prefetch(path, tensors_digest=False)  # read (a safetensors file) while torch imports
     import torch
 
     one.begin()  # after the torch-free checks
     from ..inflate.resnet2d import describe_2d
-    from ..io.load import load_checkpoint, sha256_in_background
+    from ..io.load import load_checkpoint
     from ..paths import make_parent, remove_made
 
-    ckpt = load_checkpoint(path, trust_pickle=trust_pickle)
-    source_sha256 = sha256_in_background(ckpt.path)  # (a folder's weights file) overlaps with the conversion
+    ckpt = load_checkpoint(path, trust_pickle=trust_pickle, digest=True, prefetched=prefetch)
+    source_sha256 = ckpt.sha256  # (a folder's weights file) hashed as read, or beside the conversion
     tensors = ckpt.tensors
     if dtype:
         tensors = {k: v.to(getattr(torch, DTYPES[dtype])) if v.is_floating_point() else v
@@ -246,16 +249,19 @@ def _write_proven(out: Path, conv, meta: dict, state: dict, source_tensors, *, f
     """Write to a temporary file, prove that file from its bytes on disk, and only then give it
     its name: an output that fails its proof is never left behind."""
     from ..io.caffe2 import write_blobs
-    from ..io.save import atomic_output, write_pth, write_safetensors
+    from ..io.proof import write_proven
+    from ..io.save import atomic_output, write_pth
 
     with_state = {**meta, **{k: str(v) for k, v in state.items()}}
     obj = container(conv.target_scheme, conv.tensors, meta, state) if fmt == "pth" else None
     recorded = _recorded_meta(obj) if fmt == "pth" else with_state
     with atomic_output(out, force=force, inputs=inputs) as f:
-        if fmt == "safetensors":
+        if fmt == "safetensors":  # read back tensor by tensor as it is written
             specs = [(k, tuple(v.shape), v.dtype) for k, v in conv.tensors.items()]
-            write_safetensors(f, specs, conv.tensors.items(), with_state)
-        elif fmt == "pkl":
+            kept: dict = {}
+            written_file = write_proven(f, specs, conv.tensors.items(), with_state, origin=str(out), keep=kept)
+            return _check_read_back(out, conv, source_tensors, fmt, written_file, kept)
+        if fmt == "pkl":
             write_blobs(f, conv.tensors, with_state)
         else:
             write_pth(f, obj)
@@ -303,14 +309,23 @@ def _prove(path: Path, out: Path, conv, source_tensors, fmt: str, recorded: dict
     """Read the written file back: every tensor (and the metadata) must be bit for bit what was
     meant to be written; those tensors, read from disk, must load strictly into the native
     architecture and convert back to the source scheme bit for bit."""
-    from ..io.proof import bit_equal, prove_file
-    from ..slowfast.archs import state_dict_shapes
-    from ..verify.strict import check_shapes
+    from ..io.proof import prove_file
 
     caffe2_float = conv.target_scheme == "caffe2" and fmt == "pkl"  # Caffe2 blobs are float32
     expected = ((k, v.float() if caffe2_float and v.is_floating_point() else v) for k, v in conv.tensors.items())
     kept: dict = {}  # the tensors read back by the proof: the file is read once
     written_file = prove_file(path, expected, origin=str(out), metadata=recorded, keep=kept)
+    return _check_read_back(out, conv, source_tensors, fmt, written_file, kept)
+
+
+def _check_read_back(out: Path, conv, source_tensors, fmt: str, written_file, kept: dict) -> list[str]:
+    """The tensors read back from disk (``kept``, proven equal to what was written) must load
+    strictly into the native architecture and convert back to the source bit for bit."""
+    from ..io.proof import bit_equal
+    from ..slowfast.archs import state_dict_shapes
+    from ..verify.strict import check_shapes
+
+    caffe2_float = conv.target_scheme == "caffe2" and fmt == "pkl"  # Caffe2 blobs are float32
     written = {k: kept[k] for k in written_file.keys()}
     native = written if conv.target_scheme == "mmaction2" else \
         convert_any(written, source=conv.target_scheme, target="mmaction2", origin=str(out), arch=conv.arch_name,

@@ -69,6 +69,7 @@ def _run(console: Console, source: str | None, arch: str, target: str, settings:
         if not dry_run:  # refuse before any work; the commit checks again
             early.output_file(output, force=force, inputs=[src_path])
 
+    prefetch = _prefetch(src_path, arch, target)
     _ONE.begin()  # torch from here on
     from .. import families
     from ..inflate import prepare, resolve_source
@@ -99,7 +100,8 @@ def _run(console: Console, source: str | None, arch: str, target: str, settings:
             src = inflation.source
         else:
             chosen, why = codebase_settings(arch_obj, target, user_settings)
-            src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle, seed=seed)
+            src = resolve_source(source, depth=arch_obj.depth, trust_pickle=trust_pickle, seed=seed,
+                                 prefetched=prefetch)
     if src.kind == SEEDED and source is None:
         console.warn(f"no ImageNet weights in the torch hub cache: using a {src.description}")
     out = Path(output) if output else default_output(arch_obj.name, method, src.label, fmt, target)
@@ -139,6 +141,19 @@ def _run(console: Console, source: str | None, arch: str, target: str, settings:
     return 0
 
 
+def _prefetch(path: Path | None, arch: str, target: str):
+    """Start reading a ResNet-family source on a thread while torch imports (``io.prefetch``);
+    the other families read their sources themselves."""
+    from .. import families
+    from ..slowfast.archs import get_arch
+
+    if path is None or target == "huggingface" or get_arch(arch).family not in families.BUILTIN_ARCH_FAMILIES:
+        return None
+    from ..io.prefetch import Prefetch
+
+    return Prefetch(path)
+
+
 def codebase_settings(arch, target: str, user: dict) -> tuple[dict, str | None]:
     """The arch settings for writing into ``target``: that codebase's variant of the arch (for
     SlowFast in PySlowFast, Caffe2 and pytorchvideo: fusion with conv+BN+ReLU, native
@@ -165,23 +180,25 @@ def _fuse_has_bn(target: str) -> bool:
 def _write(console: Console, inflation, out: Path, *, fmt: str, force: bool, verify: bool,
            verify_size: int):
     """Stream the checkpoint into a temporary file, read every tensor back from disk and compare it
-    bit for bit with the inflation (computed again), verify what was read, then commit."""
+    bit for bit with the inflation (as it is written: ``io.proof.write_proven``; a .pth once
+    written, against the inflation computed again), verify what was read, then commit."""
     from .. import families
-    from ..io.proof import prove_file
-    from ..io.save import atomic_output, write_pth, write_safetensors
+    from ..io.proof import prove_file, write_proven
+    from ..io.save import atomic_output, write_pth
 
     src = inflation.source
     ver = None
     meta = inflation.metadata()
     with atomic_output(out, force=force, inputs=[src.path] if src.path else []) as f:
-        with console.status(f"writing {out}"):
-            if fmt == "safetensors":
-                write_safetensors(f, inflation.specs(), inflation.tensors(), meta)
-            else:
+        if fmt == "safetensors":
+            with console.status(f"writing {out} and reading it back"):
+                written = write_proven(f, inflation.specs(), inflation.tensors(), meta, origin=str(out))
+        else:
+            with console.status(f"writing {out}"):
                 write_pth(f, {"state_dict": inflation.state_dict(), "meta": meta})
-            f.flush()
-        with console.status("reading it back"):
-            written = prove_file(Path(f.name), inflation.tensors(), origin=str(out), metadata=meta)
+                f.flush()
+            with console.status("reading it back"):
+                written = prove_file(Path(f.name), inflation.tensors(), origin=str(out), metadata=meta)
         if verify:
             with console.status("verifying"), _verifying():
                 tensors = {k: written.get(k) for k in written.keys()}

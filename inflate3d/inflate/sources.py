@@ -94,7 +94,8 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def resolve_source(spec, *, depth: int | None = None, trust_pickle: bool = False, seed: int = 0) -> Source2D:
+def resolve_source(spec, *, depth: int | None = None, trust_pickle: bool = False, seed: int = 0,
+                   prefetched=None) -> Source2D:
     """The 2D ResNet to inflate, from any of:
 
     - a file path (``str`` or ``Path``): a torchvision-style state dict, plain or wrapped;
@@ -104,7 +105,8 @@ def resolve_source(spec, *, depth: int | None = None, trust_pickle: bool = False
       not torchvision's has ``depth=None``: ``inflate_into`` uses its structure);
     - ``None``: torchvision's ImageNet weights of ``depth`` if cached, else a seeded one.
 
-    The depth is read from the weights; ``depth`` is needed only for ``None``."""
+    The depth is read from the weights; ``depth`` is needed only for ``None``. ``prefetched``: an
+    ``io.prefetch.Prefetch`` of the file path ``spec``, started before torch was imported."""
     if isinstance(spec, torch.nn.Module):  # its depth may not be readable: inflate_into uses its structure
         tensors = {k: v.detach() for k, v in spec.state_dict().items()}
         depth_read = None
@@ -133,7 +135,7 @@ def resolve_source(spec, *, depth: int | None = None, trust_pickle: bool = False
     if spec.startswith("seeded:"):
         return _seeded_spec(spec)
     path = Path(spec)
-    return _from_file(path, label=path.name, kind=FILE, trust_pickle=trust_pickle)
+    return _from_file(path, label=path.name, kind=FILE, trust_pickle=trust_pickle, prefetched=prefetched)
 
 
 def _from_tensors(tensors: Mapping, label: str) -> Source2D:
@@ -145,14 +147,16 @@ def _from_tensors(tensors: Mapping, label: str) -> Source2D:
     return Source2D(tensors, label, MEMORY, tensors_sha256(tensors), infer_depth(tensors, label))
 
 
-def _from_file(path: Path, *, label: str, kind: str, trust_pickle: bool) -> Source2D:
+def _from_file(path: Path, *, label: str, kind: str, trust_pickle: bool, prefetched=None) -> Source2D:
     """The file is read once: its sha256 is computed on a thread from the bytes as they are read,
-    and the tensors' digest on another once they are loaded; both are waited for where they are
-    first used (the output's metadata), so they overlap with planning and inflating."""
-    ckpt = load_checkpoint(path, trust_pickle=trust_pickle, digest=True)
+    and the tensors' digest on another once they are loaded (or both by a prefetch, while torch
+    was imported); both are waited for where they are first used (the output's metadata), so they
+    overlap with planning and inflating."""
+    ckpt = load_checkpoint(path, trust_pickle=trust_pickle, digest=True, prefetched=prefetched)
     depth = infer_depth(ckpt.tensors, str(path))
+    digest = ckpt.tensors_sha256 or in_background(tensors_sha256, dict(ckpt.tensors))
     return Source2D(ckpt.tensors, label, kind, ckpt.sha256, depth, path=path, container=ckpt.container,
-                    prefix=ckpt.prefix, _tensors_sha256=in_background(tensors_sha256, dict(ckpt.tensors)))
+                    prefix=ckpt.prefix, _tensors_sha256=digest)
 
 
 def _torchvision_source(spec: str, *, trust_pickle: bool) -> Source2D:

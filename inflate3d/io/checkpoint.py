@@ -31,6 +31,7 @@ class Checkpoint:
     config: str | None = None  # the training config the file carries (PySlowFast's ``cfg`` YAML)
     sha256: Callable[[], str] | None = None  # load_checkpoint(digest=True): the file's sha256, on call
     non_finite: list[str] | None = None  # tensors holding NaN or Inf, where the loader screened them
+    tensors_sha256: str | None = None  # the tensors' digest, where the bytes were digested as read (prefetch)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -144,9 +145,16 @@ def unwrap(path: Path, fmt: str, obj: Any, is_tensor: Callable[[Any], bool], adv
                       metadata=metadata, dropped=dropped, extras=extras, config=config)
 
 
-def strip_prefix(ckpt: Checkpoint) -> None:
+def common_prefix(names) -> str | None:
+    """The wrapper prefix (``PREFIXES``) every name starts with, if any."""
     for prefix in PREFIXES:
-        if ckpt.tensors and all(k.startswith(prefix) for k in ckpt.tensors):
-            ckpt.tensors = {k[len(prefix):]: v for k, v in ckpt.tensors.items()}
-            ckpt.prefix = prefix
-            return
+        if names and all(k.startswith(prefix) for k in names):
+            return prefix
+    return None
+
+
+def strip_prefix(ckpt: Checkpoint) -> None:
+    prefix = common_prefix(ckpt.tensors)
+    if prefix is not None:
+        ckpt.tensors = {k[len(prefix):]: v for k, v in ckpt.tensors.items()}
+        ckpt.prefix = prefix

@@ -47,6 +47,14 @@ class SafetensorsFile:
         self._pread_into(raw, self._start + begin, key)
         return raw.view(ST_TORCH[info["dtype"]]).reshape(info["shape"])
 
+    def keys(self) -> list[str]:
+        return list(self.header)
+
+    @property
+    def data_start(self) -> int:
+        """Where the data section begins (the header's offsets count from here)."""
+        return self._start
+
     def max_nbytes(self) -> int:
         """The size in bytes of the largest tensor (for ``get(key, out=...)``)."""
         return max((i["data_offsets"][1] - i["data_offsets"][0] for i in self.header.values()), default=0)

@@ -77,14 +77,23 @@ class BackgroundSha256:
         return self._digest
 
 
-def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, digest: bool = False) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, digest: bool = False,
+                    prefetched=None) -> Checkpoint:
     """``digest=True``: also the file's sha256 (``Checkpoint.sha256``, a call that waits for it),
     hashed on a thread from the very bytes read (a safetensors file is read once), or beside the
-    load (torch's formats, which torch reads itself)."""
+    load (torch's formats, which torch reads itself). ``prefetched``: an ``io.prefetch.Prefetch``
+    of this file, started before torch was imported; its bytes are used when it read them."""
     path, record = hf_folder(Path(path))
-    fmt = sniff_format(path)
+    got = prefetched.take() if prefetched is not None else None
+    if got is not None and got.path != path:
+        got = None
+    fmt = "safetensors" if got is not None else sniff_format(path)
     sha256 = None
-    if fmt == "safetensors":
+    if got is not None:
+        tensors, metadata, sha256 = _prefetched_tensors(got), got.metadata, lambda: got.sha256
+        ckpt = Checkpoint(path, fmt, tensors, container="huggingface folder" if record else None,
+                          metadata={**metadata, **record}, tensors_sha256=got.tensors_sha256)
+    elif fmt == "safetensors":
         tensors, metadata, sha256 = _load_safetensors(path, digest=digest)
         ckpt = Checkpoint(path, fmt, tensors, container="huggingface folder" if record else None,
                           metadata={**metadata, **record})
@@ -165,6 +174,18 @@ def _finite(t: torch.Tensor, chunk: int = 1 << 22) -> bool:
         if not (bool(torch.isfinite(part.sum())) or bool(torch.isfinite(part).all())):
             return False
     return True
+
+
+def _prefetched_tensors(got) -> dict[str, torch.Tensor]:
+    """The tensors of a prefetched file, on the bytes it read (no copy; each its own memory)."""
+    from .lazy import ST_TORCH
+
+    tensors = {}
+    for (key, info), raw in zip(got.header.items(), got.data):
+        dtype = ST_TORCH[info["dtype"]]
+        t = torch.frombuffer(raw, dtype=torch.uint8).view(dtype) if raw else torch.empty(0, dtype=dtype)
+        tensors[key] = t.reshape(info["shape"])
+    return tensors
 
 
 def _load_safetensors(path: Path, *, digest: bool = False):

@@ -36,6 +36,129 @@ def prove_file(path: Path, expected: Iterable[tuple[str, torch.Tensor]], *, orig
     return written
 
 
+def write_proven(f, specs, tensors: Iterable[tuple[str, torch.Tensor]], metadata: Mapping[str, str], *,
+                 origin: str, keep: dict[str, torch.Tensor] | None = None):
+    """``io.save.write_safetensors`` into ``f``, proven as it goes: once a tensor's bytes are
+    flushed, a thread reads them back from the file and compares them bit for bit with that
+    tensor, while the next is computed and written; at the end the header is read back and
+    validated, and the names, order, shapes, dtypes, positions and metadata it holds must be
+    what was written. The same proof as ``prove_file``, without computing or reading the tensors
+    a second time. Returns the file, opened; ``keep`` as in ``prove_file``."""
+    from .lazy import SafetensorsFile
+    from .save import write_safetensors
+
+    path = Path(f.name)
+    check = _ReadBack(path, origin, keep)
+    try:
+        write_safetensors(f, specs, tensors, metadata, after=check.written)
+    finally:
+        names, placed, differ, error = check.finish()
+    if error is not None:
+        raise Inflate3dError(f"{origin}: the written file cannot be read back ({error}); nothing was written",
+                             exit_code=CHECK_FAILED)
+    try:
+        written = SafetensorsFile(path)
+    except Inflate3dError as e:
+        raise Inflate3dError(f"{origin}: the written file cannot be read back ({e}); nothing was written",
+                             exit_code=CHECK_FAILED) from None
+    if dict(written.metadata) != {str(k): str(v) for k, v in metadata.items()}:
+        raise Inflate3dError(f"{origin}: the metadata read back from the written file differs from "
+                             "what was written; nothing was written", exit_code=CHECK_FAILED)
+    keys = list(written.header)
+    _check_names(origin, names, keys)
+    from .lazy import ST_TORCH
+
+    moved = [k for k, (position, shape, dtype) in placed.items()
+             if (written.header[k]["data_offsets"][0] + written.data_start != position
+                 or tuple(written.header[k]["shape"]) != shape or ST_TORCH[written.header[k]["dtype"]] != dtype)]
+    _check_same(origin, differ + moved)
+    return written
+
+
+class _ReadBack:
+    """The thread of ``write_proven``. The tensors waiting for it are held to ``budget`` bytes
+    (one tensor at least), so a slow disk cannot make the writer's memory grow."""
+
+    def __init__(self, path: Path, origin: str, keep: dict | None, budget: int = 64 << 20) -> None:
+        import queue
+        import threading
+
+        self.path, self.origin, self.keep, self.budget = path, origin, keep, budget
+        self.names: list[str] = []
+        self.placed: dict[str, tuple[int, tuple[int, ...], torch.dtype]] = {}
+        self.differ: list[str] = []
+        self.error: str | None = None
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._held = 0
+        self._room = threading.Condition()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by finish()
+        self._buf = torch.empty(0, dtype=torch.uint8)
+        self._thread = threading.Thread(target=self._run, name="inflate3d-read-back", daemon=True)
+        self._thread.start()
+
+    def written(self, name: str, t: torch.Tensor, position: int, nbytes: int) -> None:
+        self.names.append(name)
+        self.placed[name] = (position, tuple(t.shape), t.dtype)
+        with self._room:
+            self._room.wait_for(lambda: self._held == 0 or self._held + nbytes <= self.budget)
+            self._held += nbytes
+        self._queue.put((name, t, position, nbytes))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            name, t, position, nbytes = item
+            try:
+                if self.error is None and not self._same(name, t, position, nbytes):
+                    self.differ.append(name)
+            except Exception as e:  # noqa: BLE001 - reported by finish(), in the proof's words
+                self.error = f"{type(e).__name__}: {e}"
+            finally:
+                del t
+                with self._room:
+                    self._held -= nbytes
+                    self._room.notify()
+
+    def _same(self, name: str, t: torch.Tensor, position: int, nbytes: int) -> bool:
+        from .lazy import _pread_into
+
+        if self.keep is not None:
+            raw = torch.empty(nbytes, dtype=torch.uint8)
+        else:
+            if self._buf.numel() < nbytes:
+                self._buf = torch.empty(nbytes, dtype=torch.uint8)
+            raw = self._buf[:nbytes]
+        _pread_into(self._file, self.path, raw, position, name)
+        expected = t.detach().cpu()
+        got = raw.view(expected.dtype).reshape(expected.shape) if nbytes else torch.empty(expected.shape, dtype=expected.dtype)
+        if self.keep is not None:
+            self.keep[name] = got
+        return bit_equal(got, expected)
+
+    def finish(self):
+        """Wait for the thread; (names written, their positions, those that differ, an error)."""
+        self._queue.put(None)
+        self._thread.join()
+        self._file.close()
+        return self.names, self.placed, self.differ, self.error
+
+
+def _check_names(origin: str, names: list[str], keys: list[str]) -> None:
+    if names != keys:
+        missing = [k for k in names if k not in keys]
+        extra = [k for k in keys if k not in names]
+        what = f"missing {', '.join(missing[:3])}" if missing else \
+            f"unexpected {', '.join(extra[:3])}" if extra else "tensors in another order"
+        raise Inflate3dError(f"{origin}: the written file does not hold the tensors meant for it ({what}); "
+                             "nothing was written", exit_code=CHECK_FAILED)
+
+
+def _check_same(origin: str, differ: list[str]) -> None:
+    if differ:
+        raise Inflate3dError(f"{origin}: {len(differ)} tensors read back from the written file differ "
+                             f"from what was written ({', '.join(differ[:3])}); nothing was written",
+                             exit_code=CHECK_FAILED)
+
+
 def compare_written(written, expected: Iterable[tuple[str, torch.Tensor]], *, origin: str,
                     keep: dict[str, torch.Tensor] | None = None) -> int:
     """``written``: a mapping or a ``TensorFile`` (``keys()`` and ``get(key)``) read from disk;
@@ -62,17 +185,8 @@ def compare_written(written, expected: Iterable[tuple[str, torch.Tensor]], *, or
                                  "written", exit_code=CHECK_FAILED) from None
         if name in present and not same:
             differ.append(name)
-    if names != keys:
-        missing = [k for k in names if k not in keys]
-        extra = [k for k in keys if k not in names]
-        what = f"missing {', '.join(missing[:3])}" if missing else \
-            f"unexpected {', '.join(extra[:3])}" if extra else "tensors in another order"
-        raise Inflate3dError(f"{origin}: the written file does not hold the tensors meant for it ({what}); "
-                             "nothing was written", exit_code=CHECK_FAILED)
-    if differ:
-        raise Inflate3dError(f"{origin}: {len(differ)} tensors read back from the written file differ "
-                             f"from what was written ({', '.join(differ[:3])}); nothing was written",
-                             exit_code=CHECK_FAILED)
+    _check_names(origin, names, keys)
+    _check_same(origin, differ)
     return len(names)
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import struct
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -221,10 +221,13 @@ def _numel(shape: Sequence[int]) -> int:
 
 
 def write_safetensors(f: IO[bytes], specs: Sequence[tuple[str, tuple[int, ...], torch.dtype]],
-                      tensors: Iterable[tuple[str, torch.Tensor]], metadata: Mapping[str, str]) -> None:
+                      tensors: Iterable[tuple[str, torch.Tensor]], metadata: Mapping[str, str], *,
+                      after: Callable[[str, torch.Tensor, int, int], object] | None = None) -> None:
     """Stream tensors into ``f`` in ``specs`` order, one at a time (nothing is held twice).
 
     Every tensor must arrive with the declared name, shape and dtype, else the write aborts.
+    ``after(name, tensor, position, nbytes)`` is called once each tensor's bytes are flushed to
+    the file (``io.proof.write_proven`` reads them back from there while the next is written).
     """
     f.write(safetensors_header(specs, metadata))
     it = iter(tensors)
@@ -235,7 +238,13 @@ def write_safetensors(f: IO[bytes], specs: Sequence[tuple[str, tuple[int, ...], 
         if got_name != name or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
             raise Inflate3dError(f"internal error: expected {name} {tuple(shape)} {dtype}, got "
                                  f"{got_name} {tuple(t.shape)} {t.dtype}", exit_code=1)
-        f.write(tensor_bytes(t))
+        if after is None:
+            f.write(tensor_bytes(t))
+            continue
+        position = f.tell()
+        nbytes = f.write(tensor_bytes(t))
+        f.flush()
+        after(name, t, position, nbytes)
     if next(it, None) is not None:
         raise Inflate3dError("internal error: more tensors than declared", exit_code=1)
 

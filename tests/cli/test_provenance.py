@@ -150,15 +150,8 @@ def test_a_file_damaged_between_write_and_proof_is_exit_1_and_never_named(tmp_pa
     torch.manual_seed(0)
     src = tmp_path / "in.safetensors"
     save_file(build_model("slowonly_r18", base_channels=8, num_classes=5).state_dict(), str(src))
-    real = proof.prove_file
     damaged = []
-
-    def damage_then_prove(path, *args, **kwargs):
-        _flip_bytes(path, name)
-        damaged.append(path)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(proof, "prove_file", damage_then_prove)
+    _damage_before_proof(monkeypatch, name, damaged)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     args = ["convert", src, "-o", out_dir / name] + (["--to", "caffe2"] if name.endswith(".pkl") else [])
@@ -166,14 +159,45 @@ def test_a_file_damaged_between_write_and_proof_is_exit_1_and_never_named(tmp_pa
     assert damaged and "nothing was written" in result.stderr and list(out_dir.iterdir()) == []
 
 
-def test_an_inflation_damaged_between_write_and_proof_is_exit_1(tmp_path, monkeypatch, r18_file):
+@pytest.mark.parametrize("name", ["t.safetensors", "t.pth"])
+def test_an_inflation_damaged_between_write_and_proof_is_exit_1(tmp_path, monkeypatch, r18_file, name):
+    damaged = []
+    _damage_before_proof(monkeypatch, name, damaged)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = run("inflate", r18_file, "--arch", "tsm_r18", "--no-verify", "-o", out_dir / name, ok=(1,))
+    assert damaged and "differ from what was written" in result.stderr and list(out_dir.iterdir()) == []
+
+
+def _damage_before_proof(monkeypatch, name: str, damaged: list) -> None:
+    """Flip a byte of the written file before the proof reads it: a safetensors file is read back
+    tensor by tensor as it is written (a tensor's last byte, once it is on disk), anything else
+    once whole."""
     import inflate3d.io.proof as proof
 
+    if name.endswith(".safetensors"):
+        real_written = proof._ReadBack.written
+
+        def damage_then_read_back(self, key, t, position, nbytes):
+            if not damaged and t.numel() > 1:  # one byte of the first such tensor, in place
+                with open(self.path, "r+b") as f:
+                    f.seek(position + nbytes - 1)
+                    byte = f.read(1)[0]
+                    f.seek(position + nbytes - 1)
+                    f.write(bytes([byte ^ 0x40]))
+                damaged.append(key)
+            return real_written(self, key, t, position, nbytes)
+
+        monkeypatch.setattr(proof._ReadBack, "written", damage_then_read_back)
+        return
     real = proof.prove_file
-    monkeypatch.setattr(proof, "prove_file", lambda path, *a, **kw: (_flip_bytes(path, ".safetensors"),
-                                                                     real(path, *a, **kw))[1])
-    result = run("inflate", r18_file, "--arch", "tsm_r18", "--no-verify", "-o", tmp_path / "t.safetensors", ok=(1,))
-    assert "differ from what was written" in result.stderr and list(tmp_path.iterdir()) == []
+
+    def damage_then_prove(path, *args, **kwargs):
+        _flip_bytes(path, name)
+        damaged.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(proof, "prove_file", damage_then_prove)
 
 
 def _flip_bytes(path, name: str) -> None:
