@@ -229,7 +229,7 @@ def _write_codebase(console: Console, inflation, out: Path, *, target: str, fmt:
     from ..inflate.convert import from_native, scheme, to_native
     from ..io.caffe2 import write_blobs
     from ..io.load import load_checkpoint
-    from ..io.save import atomic_output, write_safetensors
+    from ..io.save import atomic_output, write_pth, write_safetensors
     from ..verify import verify_inflated
     from .convert import container
 
@@ -247,7 +247,7 @@ def _write_codebase(console: Console, inflation, out: Path, *, target: str, fmt:
             elif fmt == "pkl":
                 write_blobs(f, tensors, meta)
             else:
-                torch.save(container(target, tensors, meta, {"epoch": 0}), f)  # a fresh net: epoch 0
+                write_pth(f, container(target, tensors, meta, {"epoch": 0}))  # a fresh net: epoch 0
             f.flush()
         if verify:
             with console.status("verifying"), _verifying():

@@ -177,14 +177,19 @@ def _finite(t: torch.Tensor, chunk: int = 1 << 22) -> bool:
 
 
 def _prefetched_tensors(got) -> dict[str, torch.Tensor]:
-    """The tensors of a prefetched file, on the bytes it read (no copy; each its own memory)."""
+    """The tensors of a prefetched file: views of its one data buffer (no copy); a tensor whose
+    offset does not suit its dtype gets memory of its own."""
     from .lazy import ST_TORCH
 
+    base = torch.frombuffer(got.data, dtype=torch.uint8) if len(got.data) else torch.empty(0, dtype=torch.uint8)
     tensors = {}
-    for (key, info), raw in zip(got.header.items(), got.data):
+    for key, info in got.header.items():
+        begin, end = info["data_offsets"]
         dtype = ST_TORCH[info["dtype"]]
-        t = torch.frombuffer(raw, dtype=torch.uint8).view(dtype) if raw else torch.empty(0, dtype=dtype)
-        tensors[key] = t.reshape(info["shape"])
+        raw = base[begin:end]
+        if begin % dtype.itemsize:
+            raw = raw.clone()
+        tensors[key] = raw.view(dtype).reshape(info["shape"])
     return tensors
 
 

@@ -5,23 +5,26 @@ digesting its tensors needs no torch: a command starts ``Prefetch(path)`` before
 and ``load_checkpoint(..., prefetched=...)`` picks the bytes up after it. The thread validates the
 header with the loader's own parser and does nothing else the loader would not: any problem (not
 safetensors, a bad header, a short read, the file replaced meanwhile) leaves ``take()`` empty and
-the loader reads the file itself, with its own errors. Reads and hashes release the GIL; each
-tensor gets memory of its own (as the loader gives it: a view of a shared buffer could not be
-``torch.save``d), filled by one scatter read per ~16 MB, since each return to Python waits for the
-importing thread to let go of the GIL.
+the loader reads the file itself, with its own errors. Reads and hashes release the GIL; the data
+section is read into one buffer (``io.arena``: huge pages, so its page faults do not slow the
+import's own) 16 MB at a time, since each return to Python waits for
+the importing thread to let go of the GIL. The tensors are views of that buffer: writers give
+every tensor compact storage of its own (``io.save``), so none carries the others' bytes.
 """
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arena import arena
 from .checkpoint import common_prefix, sniff_format
 from .safetensors_header import parse_header
 
-BLOCK = 16 << 20  # bytes per read: few returns to Python
+BLOCK = 16 << 20  # bytes per read and hash update: few returns to Python
 
 # the spelling of ``str(torch.<dtype>)`` for each safetensors dtype (the tensors' digest hashes it)
 TORCH_DTYPE_NAMES = {"F64": "torch.float64", "F32": "torch.float32", "F16": "torch.float16",
@@ -31,15 +34,15 @@ TORCH_DTYPE_NAMES = {"F64": "torch.float64", "F32": "torch.float32", "F16": "tor
 
 @dataclass
 class Prefetched:
-    """A safetensors file read whole: its validated header (file order), metadata, every tensor's
-    bytes (in header order, each in memory of its own), the file's sha256 and the digest
-    ``inflate.sources.tensors_sha256`` gives for its tensors under their names without ``prefix``
-    (None where not asked for)."""
+    """A safetensors file read whole: its validated header (file order), metadata, the data
+    section (one buffer; the header's offsets count from its start), the file's sha256 and the
+    digest ``inflate.sources.tensors_sha256`` gives for its tensors under their names without
+    ``prefix`` (None where not asked for)."""
 
     path: Path
     header: dict[str, dict]
     metadata: dict[str, str]
-    data: list[bytearray]
+    data: bytearray | mmap.mmap
     sha256: str
     tensors_sha256: str | None  # None: not asked for
     prefix: str | None
@@ -87,65 +90,35 @@ def _read(path: Path, tensors_digest: bool) -> Prefetched:
         before = _identity(os.fstat(fd))
         header, metadata, start = parse_header(f, path)
         file_hash = hashlib.sha256(_pread_exact(fd, start, 0))
-        data = [bytearray(end - begin) for begin, end in (i["data_offsets"] for i in header.values())]
-        position = start
-        for group in _groups(data):  # back to back in the file: one positioned read per group
-            views = [memoryview(b) for b in group]
-            want = sum(len(v) for v in views)
+        data = arena(before[2] - start)
+        view = memoryview(data)
+        for at in range(0, len(view), BLOCK):
+            block = view[at:at + BLOCK]
             got = 0
-            while got < want:
-                n = os.preadv(fd, _after(views, got), position + got)
+            while got < len(block):
+                n = os.preadv(fd, [block[got:]], start + at + got)
                 if n <= 0:
                     raise OSError(f"{path}: truncated while reading")
                 got += n
-            position += want
-            for v in views:
-                file_hash.update(v)
+            file_hash.update(block)
         if os.pread(fd, 1, before[2]):  # the file grew while it was read: let the loader decide
             raise OSError(f"{path}: changed while reading")
         if _identity(os.fstat(fd)) != before:
             raise OSError(f"{path}: changed while reading")
     prefix = common_prefix(header)
-    digest = _tensors_digest(header, data, len(prefix or "")) if tensors_digest else None
+    digest = _tensors_digest(header, view, len(prefix or "")) if tensors_digest else None
     return Prefetched(path, header, metadata, data, file_hash.hexdigest(), digest, prefix, before)
 
 
-def _groups(buffers: list[bytearray], most: int = 512):
-    """Consecutive buffers, at most ``most`` (under the system's IOV_MAX) and about ``BLOCK``
-    bytes at a time."""
-    group: list[bytearray] = []
-    size = 0
-    for b in buffers:
-        if group and (len(group) == most or size + len(b) > BLOCK):
-            yield group
-            group, size = [], 0
-        group.append(b)
-        size += len(b)
-    if group:
-        yield group
-
-
-def _after(views: list[memoryview], skip: int) -> list[memoryview]:
-    """The views from byte ``skip`` of their concatenation on (what a short read left to fill)."""
-    out = []
-    for v in views:
-        if skip >= len(v):
-            skip -= len(v)
-            continue
-        out.append(v[skip:])
-        skip = 0
-    return out
-
-
-def _tensors_digest(header: dict[str, dict], data: list[bytearray], cut: int) -> str:
+def _tensors_digest(header: dict[str, dict], view: memoryview, cut: int) -> str:
     """``inflate.sources.tensors_sha256`` of the tensors named without their first ``cut``
-    characters, from their bytes."""
+    characters, from their bytes in the data section."""
     digest = hashlib.sha256()
-    raw = dict(zip(header, data))
     for name in sorted(header, key=lambda k: k[cut:]):
         info = header[name]
+        begin, end = info["data_offsets"]
         digest.update(f"{name[cut:]}|{TORCH_DTYPE_NAMES[info['dtype']]}|{tuple(info['shape'])}|".encode())
-        digest.update(raw[name])
+        digest.update(view[begin:end])
     return digest.hexdigest()
 
 

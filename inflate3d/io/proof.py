@@ -7,6 +7,7 @@ here, with exit 1, and nothing is left behind.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def write_proven(f, specs, tensors: Iterable[tuple[str, torch.Tensor]], metadata
     from .save import write_safetensors
 
     path = Path(f.name)
-    check = _ReadBack(path, origin, keep)
+    sizes = [math.prod(shape) * dtype.itemsize for _, shape, dtype in specs]
+    check = _ReadBack(path, origin, keep, sizes)
     try:
         write_safetensors(f, specs, tensors, metadata, after=check.written)
     finally:
@@ -77,9 +79,12 @@ def write_proven(f, specs, tensors: Iterable[tuple[str, torch.Tensor]], metadata
 
 class _ReadBack:
     """The thread of ``write_proven``. The tensors waiting for it are held to ``budget`` bytes
-    (one tensor at least), so a slow disk cannot make the writer's memory grow."""
+    (one tensor at least), so a slow disk cannot make the writer's memory grow. What it reads goes
+    into one buffer made once (``io.arena``): the largest tensor's size, reused; with ``keep``, the
+    whole data section, whose views are kept."""
 
-    def __init__(self, path: Path, origin: str, keep: dict | None, budget: int = 64 << 20) -> None:
+    def __init__(self, path: Path, origin: str, keep: dict | None, sizes: list[int],
+                 budget: int = 64 << 20) -> None:
         import queue
         import threading
 
@@ -92,11 +97,17 @@ class _ReadBack:
         self._held = 0
         self._room = threading.Condition()
         self._file = open(path, "rb")  # noqa: SIM115 - closed by finish()
-        self._buf = torch.empty(0, dtype=torch.uint8)
+        from .arena import arena
+
+        size = sum(sizes) if keep is not None else max(sizes, default=0)
+        self._buf = torch.frombuffer(arena(size), dtype=torch.uint8) if size else torch.empty(0, dtype=torch.uint8)
+        self._start: int | None = None  # the data section's position in the file: the first tensor's
         self._thread = threading.Thread(target=self._run, name="inflate3d-read-back", daemon=True)
         self._thread.start()
 
     def written(self, name: str, t: torch.Tensor, position: int, nbytes: int) -> None:
+        if self._start is None:
+            self._start = position
         self.names.append(name)
         self.placed[name] = (position, tuple(t.shape), t.dtype)
         with self._room:
@@ -121,14 +132,14 @@ class _ReadBack:
     def _same(self, name: str, t: torch.Tensor, position: int, nbytes: int) -> bool:
         from .lazy import _pread_into
 
-        if self.keep is not None:
-            raw = torch.empty(nbytes, dtype=torch.uint8)
-        else:
-            if self._buf.numel() < nbytes:
-                self._buf = torch.empty(nbytes, dtype=torch.uint8)
-            raw = self._buf[:nbytes]
+        at = position - self._start if self.keep is not None else 0
+        if at < 0 or at + nbytes > self._buf.numel():
+            return False  # not where the tensors before it say: not what was meant
+        raw = self._buf[at:at + nbytes]
         _pread_into(self._file, self.path, raw, position, name)
         expected = t.detach().cpu()
+        if at % expected.element_size():
+            raw = raw.clone()  # a view at this offset cannot have the tensor's dtype
         got = raw.view(expected.dtype).reshape(expected.shape) if nbytes else torch.empty(expected.shape, dtype=expected.dtype)
         if self.keep is not None:
             self.keep[name] = got

@@ -18,7 +18,7 @@ from inflate3d.inflate.sources import resolve_source, tensors_sha256
 from inflate3d.io.load import load_checkpoint
 from inflate3d.io.prefetch import Prefetch
 from inflate3d.io.proof import bit_equal
-from inflate3d.io.save import write_safetensors
+from inflate3d.io.save import write_pth, write_safetensors
 
 
 def _every_dtype() -> dict[str, torch.Tensor]:
@@ -52,9 +52,15 @@ def test_prefetched_equals_loaded_for_every_dtype_and_odd_offsets(tmp_path):
     assert got.metadata == plain.metadata == {"note": "kept"}
     assert got.sha256() == plain.sha256() == hashlib.sha256(path.read_bytes()).hexdigest()
     assert got.tensors_sha256 == tensors_sha256(plain.tensors)
-    ptrs = [t.untyped_storage().data_ptr() for t in got.tensors.values() if t.numel()]
-    assert len(set(ptrs)) == len(ptrs)  # each in memory of its own, as the loader gives them
-    torch.save(got.tensors, tmp_path / "saved.pth")  # so torch.save takes them (mixed dtypes)
+    # views of one buffer, but for tensors at offsets that do not suit their dtype (the float32 at 3)
+    assert got.tensors["i.i8"].untyped_storage().data_ptr() == got.tensors["a.odd"].untyped_storage().data_ptr()
+    assert got.tensors["b.f32"].untyped_storage().data_ptr() != got.tensors["a.odd"].untyped_storage().data_ptr()
+    # the writers give each its own compact storage: a .pth holds each tensor's bytes once, no more
+    with open(tmp_path / "saved.pth", "wb") as f:
+        write_pth(f, got.tensors)
+    again = torch.load(tmp_path / "saved.pth", weights_only=True)
+    assert all(bit_equal(again[k], v) for k, v in tensors.items())
+    assert sum(t.untyped_storage().nbytes() for t in again.values()) == sum(v.nbytes for v in tensors.values())
 
 
 def test_a_wrapped_source_digests_under_the_names_the_loader_gives(tmp_path):

@@ -39,8 +39,10 @@ def test_writes_what_write_safetensors_writes_and_hands_back_the_file(tmp_path):
     assert written.keys() == list(tensors) == list(kept) and written.metadata == meta
     assert all(bit_equal(kept[k], v.contiguous()) and bit_equal(written.get(k), v.contiguous())
                for k, v in tensors.items())
-    ptrs = [t.untyped_storage().data_ptr() for t in kept.values() if t.numel()]
-    assert len(set(ptrs)) == len(ptrs)  # kept tensors each in memory of their own
+    # read once into one buffer: views of it, but for a tensor at an offset unfit for its dtype
+    # (fc.weight, float32 after 2 bool bytes)
+    ptr = kept["conv.weight"].untyped_storage().data_ptr()
+    assert kept["bn.weight"].untyped_storage().data_ptr() == ptr != kept["fc.weight"].untyped_storage().data_ptr()
 
 
 def test_a_writer_that_writes_wrong_bytes_is_caught(tmp_path, monkeypatch):
@@ -121,7 +123,8 @@ def test_tensors_waiting_for_the_read_back_stay_within_the_budget(tmp_path, monk
     monkeypatch.setattr(proof._ReadBack, "_same", slow_same)
     real_init = proof._ReadBack.__init__
     monkeypatch.setattr(proof._ReadBack, "__init__",
-                        lambda self, path, origin, keep, budget=0: real_init(self, path, origin, keep, budget=1000))
+                        lambda self, path, origin, keep, sizes, budget=0: real_init(self, path, origin, keep, sizes,
+                                                                                   budget=1000))
     g = torch.Generator().manual_seed(0)
     tensors = {f"t{i}": torch.randn(60, generator=g) for i in range(30)}  # 240 bytes each
     with open(tmp_path / "o.safetensors", "wb") as f:
