@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 import warnings
 
 import click
@@ -153,6 +152,8 @@ def _run(json_mode: bool, debug: bool, fn, **kwargs) -> None:
             if len(_SIGNALS) > signals:  # torch turns an interrupt inside its writer into a RuntimeError
                 _interrupted(console, _SIGNALS[signals], before)
             if debug:
+                import traceback  # only here: 4 ms of start-up for every command otherwise
+
                 traceback.print_exc()
             message, exit_code = _one_line(e)
             console.error(message)

@@ -10,28 +10,55 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console as RichConsole
-from rich.markup import escape
+from .markup import escape, plain
 
 JSON_SCHEMA = 1  # the version of every command's --json document; bump on incompatible changes
 
 
-def _rich(stderr: bool) -> RichConsole:
-    """rich emits no colour codes unless the stream is a terminal, honours ``NO_COLOR`` (and
-    ``FORCE_COLOR``), and takes its width from ``COLUMNS``."""
-    return RichConsole(stderr=stderr, highlight=False, soft_wrap=True)
+def _stream(stderr: bool):
+    """rich for a terminal (rich emits colour codes only there, honours ``NO_COLOR`` and
+    ``FORCE_COLOR``, and takes its width from ``COLUMNS``); for a pipe or a file, the same text
+    without importing rich (``inflate3d.markup``)."""
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if tty or os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1":
+        from rich.console import Console as RichConsole
+
+        return RichConsole(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
+    return _Plain(stderr)
+
+
+class _Plain:
+    """What rich prints to a stream that is not a terminal: the markup's text, one line per call."""
+
+    is_terminal = False
+
+    def __init__(self, stderr: bool) -> None:
+        self.stderr = stderr
+
+    @property
+    def file(self):
+        return sys.stderr if self.stderr else sys.stdout  # looked up at each write, as rich does
+
+    def print(self, message: str, **_style: Any) -> None:
+        self.file.write(plain(message) + "\n")
+        self.file.flush()
 
 
 class Console:
     def __init__(self, *, json_mode: bool = False, quiet: bool = False) -> None:
         self.json_mode = json_mode
         self.quiet = quiet
-        self.out = _rich(stderr=False)
-        self.err = _rich(stderr=True)
+        self.out = _stream(stderr=False)
+        self.err = _stream(stderr=True)
 
     @property
     def plain(self) -> bool:
@@ -74,7 +101,7 @@ class Console:
 
     def status(self, message: str):
         """A spinner for people; nothing in JSON mode or when stdout is not a terminal."""
-        if self.json_mode or self.quiet or not sys.stdout.isatty():
+        if self.json_mode or self.quiet or not sys.stdout.isatty() or not self.err.is_terminal:
             return contextlib.nullcontext()
         return self.err.status(message)
 
@@ -91,10 +118,8 @@ def plain_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
                 justify: Sequence[str] | None = None, markup: bool = False) -> str:
     """Columns aligned with two spaces, every cell whole, no box drawing and no colour: what a
     pipe or a log gets, easy to read, grep and diff."""
-    from rich.text import Text
-
     def cell(c: Any) -> str:
-        s = Text.from_markup(str(c)).plain if markup else str(c)
+        s = plain(str(c)) if markup else str(c)
         return " ".join(s.split("\n"))
 
     body = [[cell(c) for c in row] for row in rows]

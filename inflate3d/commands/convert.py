@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.markup import escape
+from ..markup import escape
 
 from ..console import Console, human_bytes
 from ..errors import CHECK_FAILED, Inflate3dError

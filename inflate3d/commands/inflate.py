@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rich.markup import escape
+from ..markup import escape
 
 from ..console import Console, human_bytes
 from ..errors import CheckFailedError, Inflate3dError

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rich.markup import escape
+from ..markup import escape
 
 from .. import __version__
 from ..console import Console, human_bytes

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.markup import escape
+from ..markup import escape
 
 from ..console import Console
 from ..errors import CHECK_FAILED
