@@ -6,7 +6,9 @@ Pairs run alternately (baseline, target, baseline, target, ...) so machine drift
 figure is a median, every ratio the median of per-pair ratios. Weights are seeded torchvision
 models written to a temporary folder; nothing is downloaded. Peak memory is the child's own
 ru_maxrss (os.wait4), wall time is measured around the child. Children may write bytecode caches
-(as an installed package has them), whatever PYTHONDONTWRITEBYTECODE says.
+(as an installed package has them), whatever PYTHONDONTWRITEBYTECODE says. Every run that writes a
+file starts after ``os.sync()``: otherwise the previous run's ~130 MB of dirty pages are flushed
+while the next process writes, and throttle whichever side of the pair comes next.
 """
 from __future__ import annotations
 
@@ -91,6 +93,7 @@ def bench_inflate(tmp: Path, src: Path, arch: str, repeats: int) -> dict:
     def clean():
         for p in (out, floor_out):
             p.unlink(missing_ok=True)
+        os.sync()
 
     res = alternate(lambda: run_process(floor_script(src, floor_out, size)), lambda: run_process(cmd),
                     repeats, before=clean)
@@ -121,6 +124,7 @@ def bench_convert(tmp: Path, repeats: int) -> dict:
     def clean():
         for p in (out, base_out):
             p.unlink(missing_ok=True)
+        os.sync()
 
     res = alternate(lambda: run_process(baseline), lambda: run_process(target), repeats, before=clean)
     res["extra_peak_mib"] = res["target_peak_mib"] - res["baseline_peak_mib"]
@@ -146,6 +150,7 @@ def bench_diff(tmp: Path, src: Path, repeats: int, fmt: str = "safetensors") -> 
 
     def round_() -> tuple:
         converted.unlink(missing_ok=True)
+        os.sync()
         return run_process(torch_only), run_process(convert), run_process(target)
 
     round_()  # warm-up
