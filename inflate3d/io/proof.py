@@ -53,6 +53,7 @@ def write_proven(f, specs, tensors: Iterable[tuple[str, torch.Tensor]], metadata
     check = _ReadBack(path, origin, keep, sizes)
     try:
         write_safetensors(f, specs, tensors, metadata, after=check.written)
+        f.flush()  # the header too, when there is no tensor to flush it
     finally:
         names, placed, differ, error = check.finish()
     if error is not None:
@@ -73,7 +74,7 @@ def write_proven(f, specs, tensors: Iterable[tuple[str, torch.Tensor]], metadata
     moved = [k for k, (position, shape, dtype) in placed.items()
              if (written.header[k]["data_offsets"][0] + written.data_start != position
                  or tuple(written.header[k]["shape"]) != shape or ST_TORCH[written.header[k]["dtype"]] != dtype)]
-    _check_same(origin, differ + moved)
+    _check_same(origin, list(dict.fromkeys(differ + moved)))
     return written
 
 

@@ -144,3 +144,9 @@ def test_an_aborted_write_stops_the_reader(tmp_path):
     with open(tmp_path / "o.safetensors", "wb") as f, pytest.raises(Inflate3dError, match="internal error"):
         write_proven(f, specs, tensors.items(), {}, origin="o")
     assert not [t for t in threading.enumerate() if t.name == "inflate3d-read-back"]
+
+
+def test_no_tensors_is_a_header_proven_alone(tmp_path):
+    with open(tmp_path / "o.safetensors", "wb") as f:
+        written = write_proven(f, [], [], {"arch": "none"}, origin="o")
+    assert written.keys() == [] and written.metadata == {"arch": "none"}
