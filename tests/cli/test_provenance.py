@@ -159,6 +159,33 @@ def test_a_file_damaged_between_write_and_proof_is_exit_1_and_never_named(tmp_pa
     assert damaged and "nothing was written" in result.stderr and list(out_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["out.safetensors", "out.pth", "out.pkl"])
+def test_a_conversion_that_does_not_convert_back_is_exit_1(tmp_path, monkeypatch, name):
+    """The round trip is checked on what was read back: a back-conversion that swaps two tensors of
+    one shape (each still the very tensor read back, under the wrong name) fails the command."""
+    import inflate3d.commands.convert as convert_command
+
+    torch.manual_seed(0)
+    src = tmp_path / "in.safetensors"
+    save_file(build_model("slowonly_r18", base_channels=8, num_classes=5).state_dict(), str(src))
+    real = convert_command.convert_any
+    a, b = "backbone.layer1.0.conv1.bn.weight", "backbone.layer1.0.conv1.bn.bias"
+
+    def swapping(tensors, *, source, target, **kw):
+        conv = real(tensors, source=source, target=target, **kw)
+        if source is not None and target == "mmaction2" and a in conv.tensors:  # converting back
+            conv.tensors[a], conv.tensors[b] = conv.tensors[b], conv.tensors[a]
+        return conv
+
+    monkeypatch.setattr(convert_command, "convert_any", swapping)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = "caffe2" if name.endswith(".pkl") else "pyslowfast"
+    result = run("convert", src, "--to", target, "-o", out_dir / name, ok=(1,))
+    assert "converting back does not reproduce the source (2 tensors differ" in result.stderr
+    assert list(out_dir.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["t.safetensors", "t.pth"])
 def test_an_inflation_damaged_between_write_and_proof_is_exit_1(tmp_path, monkeypatch, r18_file, name):
     damaged = []
