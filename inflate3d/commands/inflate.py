@@ -69,16 +69,17 @@ def _run(console: Console, source: str | None, arch: str, target: str, settings:
         if not dry_run:  # refuse before any work; the commit checks again
             early.output_file(output, force=force, inputs=[src_path])
 
-    prefetch = _prefetch(src_path, arch, target)
+    from ..slowfast.archs import get_arch  # torch-free: the registry of named archs
+
+    arch_obj = get_arch(arch)
+    prefetch = _prefetch(src_path, arch_obj, target)
     _ONE.begin()  # torch from here on
     from .. import families
     from ..inflate import prepare, resolve_source
     from ..inflate.sources import SEEDED
     from ..io.save import check_output
     from ..paths import make_parent, remove_made
-    from ..slowfast.archs import get_arch
 
-    arch_obj = get_arch(arch)
     family = families.for_arch(arch_obj)
     inputs = [src_path] if src_path else []
     if target == "huggingface":
@@ -141,13 +142,12 @@ def _run(console: Console, source: str | None, arch: str, target: str, settings:
     return 0
 
 
-def _prefetch(path: Path | None, arch: str, target: str):
+def _prefetch(path: Path | None, arch, target: str):
     """Start reading a ResNet-family source on a thread while torch imports (``io.prefetch``);
     the other families read their sources themselves."""
     from .. import families
-    from ..slowfast.archs import get_arch
 
-    if path is None or target == "huggingface" or get_arch(arch).family not in families.BUILTIN_ARCH_FAMILIES:
+    if path is None or target == "huggingface" or arch.family not in families.BUILTIN_ARCH_FAMILIES:
         return None
     from ..io.prefetch import Prefetch
 
@@ -224,8 +224,6 @@ def _write_codebase(console: Console, inflation, out: Path, *, target: str, fmt:
                     verify: bool, verify_size: int, trust_pickle: bool):
     """Write the inflation in ``target``'s names and container, then verify what the file holds,
     read back through the native names: strict load and the boring-video check."""
-    import torch
-
     from ..inflate.convert import from_native, scheme, to_native
     from ..io.caffe2 import write_blobs
     from ..io.load import load_checkpoint

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import Inflate3dError
+from .arena import fill
 from .safetensors_header import parse_header, read_header
 from .save import ST_DTYPES
 
@@ -45,7 +46,7 @@ class SafetensorsFile:
         begin, end = info["data_offsets"]
         raw = torch.empty(end - begin, dtype=torch.uint8) if out is None else out[:end - begin]
         self._pread_into(raw, self._start + begin, key)
-        return raw.view(ST_TORCH[info["dtype"]]).reshape(info["shape"])
+        return typed(raw, ST_TORCH[info["dtype"]], info["shape"])
 
     def keys(self) -> list[str]:
         return list(self.header)
@@ -75,7 +76,7 @@ class SafetensorsFile:
             self._pread_into(raw, self._start + begin, key)
             if sink is not None and raw.numel():
                 sink(_bytes_of(raw))
-            tensors[key] = raw.view(ST_TORCH[info["dtype"]]).reshape(info["shape"])
+            tensors[key] = typed(raw, ST_TORCH[info["dtype"]], info["shape"])
         if sink is not None:  # bytes after the data section (the file grew since it was opened)
             pos = self._start + max((i["data_offsets"][1] for i in self.header.values()), default=0)
             while block := os.pread(fd, 1 << 20, pos):
@@ -105,14 +106,8 @@ def _open(path: Path):
 
 def _pread_into(f, path: Path, raw: torch.Tensor, offset: int, what: str) -> None:
     """Fill the 1-D uint8 tensor ``raw`` from ``f`` at ``offset`` (positioned reads: no shared seek)."""
-    if not raw.numel():
-        return
-    view, got = _bytes_of(raw), 0
-    while got < len(view):
-        n = os.preadv(f.fileno(), [view[got:]], offset + got)
-        if n <= 0:
-            raise Inflate3dError(f"{path}: truncated while reading {what[:200]!r}")
-        got += n
+    if raw.numel() and not fill(f.fileno(), _bytes_of(raw), offset):
+        raise Inflate3dError(f"{path}: truncated while reading {what[:200]!r}")
 
 
 class TorchZipFile:
@@ -242,6 +237,14 @@ class TensorFile:
         for f in (getattr(self, "_st", None), getattr(self, "_zip", None)):
             if f is not None:
                 f.close()
+
+
+def typed(raw: torch.Tensor, dtype: torch.dtype, shape) -> torch.Tensor:
+    """The bytes of the 1-D uint8 tensor ``raw`` as a tensor of ``dtype`` and ``shape``: a view, or
+    a copy where ``raw`` starts at an offset of its storage that the dtype cannot be viewed at."""
+    if raw.storage_offset() % dtype.itemsize:
+        raw = raw.clone()
+    return raw.view(dtype).reshape(shape)
 
 
 def _bytes_of(raw: torch.Tensor) -> memoryview:

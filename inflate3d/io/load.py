@@ -89,14 +89,11 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, dige
         got = None
     fmt = "safetensors" if got is not None else sniff_format(path)
     sha256 = None
-    if got is not None:
-        tensors, metadata, sha256 = _prefetched_tensors(got), got.metadata, lambda: got.sha256
+    if fmt == "safetensors":
+        tensors, metadata, sha256 = (_prefetched_tensors(got), got.metadata, lambda: got.sha256) if got \
+            else _load_safetensors(path, digest=digest)
         ckpt = Checkpoint(path, fmt, tensors, container="huggingface folder" if record else None,
-                          metadata={**metadata, **record}, tensors_sha256=got.tensors_sha256)
-    elif fmt == "safetensors":
-        tensors, metadata, sha256 = _load_safetensors(path, digest=digest)
-        ckpt = Checkpoint(path, fmt, tensors, container="huggingface folder" if record else None,
-                          metadata={**metadata, **record})
+                          metadata={**metadata, **record}, tensors_sha256=got.tensors_sha256 if got else None)
     elif fmt == "torch-pickle" and (blobs := _caffe2_blobs(path, trust_pickle)) is not None:
         ckpt = Checkpoint(path, "caffe2-pickle", blobs[0], container="blobs", metadata=blobs[1])
     else:
@@ -179,18 +176,11 @@ def _finite(t: torch.Tensor, chunk: int = 1 << 22) -> bool:
 def _prefetched_tensors(got) -> dict[str, torch.Tensor]:
     """The tensors of a prefetched file: views of its one data buffer (no copy); a tensor whose
     offset does not suit its dtype gets memory of its own."""
-    from .lazy import ST_TORCH
+    from .lazy import ST_TORCH, typed
 
     base = torch.frombuffer(got.data, dtype=torch.uint8) if len(got.data) else torch.empty(0, dtype=torch.uint8)
-    tensors = {}
-    for key, info in got.header.items():
-        begin, end = info["data_offsets"]
-        dtype = ST_TORCH[info["dtype"]]
-        raw = base[begin:end]
-        if begin % dtype.itemsize:
-            raw = raw.clone()
-        tensors[key] = raw.view(dtype).reshape(info["shape"])
-    return tensors
+    return {key: typed(base[info["data_offsets"][0]:info["data_offsets"][1]], ST_TORCH[info["dtype"]], info["shape"])
+            for key, info in got.header.items()}
 
 
 def _load_safetensors(path: Path, *, digest: bool = False):

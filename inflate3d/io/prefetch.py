@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arena import arena
+from .arena import arena, fill
 from .checkpoint import common_prefix, sniff_format
 from .safetensors_header import parse_header
 
@@ -94,12 +94,8 @@ def _read(path: Path, tensors_digest: bool) -> Prefetched:
         view = memoryview(data)
         for at in range(0, len(view), BLOCK):
             block = view[at:at + BLOCK]
-            got = 0
-            while got < len(block):
-                n = os.preadv(fd, [block[got:]], start + at + got)
-                if n <= 0:
-                    raise OSError(f"{path}: truncated while reading")
-                got += n
+            if not fill(fd, block, start + at):
+                raise OSError(f"{path}: truncated while reading")
             file_hash.update(block)
         if os.pread(fd, 1, before[2]):  # the file grew while it was read: let the loader decide
             raise OSError(f"{path}: changed while reading")

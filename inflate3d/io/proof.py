@@ -25,16 +25,27 @@ def prove_file(path: Path, expected: Iterable[tuple[str, torch.Tensor]], *, orig
     is read once)."""
     from .lazy import TensorFile
 
+    written = _reopened(TensorFile, path, origin, metadata)
+    compare_written(written, expected, origin=origin, keep=keep)
+    return written
+
+
+def _reopened(reader, path: Path, origin: str, metadata: Mapping[str, str] | None):
+    """``reader(path)`` (a failure to open it is the proof's failure); ``metadata``, when given,
+    must be what the file records."""
     try:
-        written = TensorFile(path)
+        written = reader(path)
     except Inflate3dError as e:
-        raise Inflate3dError(f"{origin}: the written file cannot be read back ({e}); nothing was written",
-                             exit_code=CHECK_FAILED) from None
+        raise _unreadable(origin, e) from None
     if metadata is not None and dict(written.metadata) != {str(k): str(v) for k, v in metadata.items()}:
         raise Inflate3dError(f"{origin}: the metadata read back from the written file differs from "
                              "what was written; nothing was written", exit_code=CHECK_FAILED)
-    compare_written(written, expected, origin=origin, keep=keep)
     return written
+
+
+def _unreadable(origin: str, why) -> Inflate3dError:
+    return Inflate3dError(f"{origin}: the written file cannot be read back ({why}); nothing was written",
+                          exit_code=CHECK_FAILED)
 
 
 def write_proven(f, specs, tensors: Iterable[tuple[str, torch.Tensor]], metadata: Mapping[str, str], *,
@@ -57,16 +68,8 @@ def write_proven(f, specs, tensors: Iterable[tuple[str, torch.Tensor]], metadata
     finally:
         names, placed, differ, error = check.finish()
     if error is not None:
-        raise Inflate3dError(f"{origin}: the written file cannot be read back ({error}); nothing was written",
-                             exit_code=CHECK_FAILED)
-    try:
-        written = SafetensorsFile(path)
-    except Inflate3dError as e:
-        raise Inflate3dError(f"{origin}: the written file cannot be read back ({e}); nothing was written",
-                             exit_code=CHECK_FAILED) from None
-    if dict(written.metadata) != {str(k): str(v) for k, v in metadata.items()}:
-        raise Inflate3dError(f"{origin}: the metadata read back from the written file differs from "
-                             "what was written; nothing was written", exit_code=CHECK_FAILED)
+        raise _unreadable(origin, error)
+    written = _reopened(SafetensorsFile, path, origin, metadata)
     keys = list(written.header)
     _check_names(origin, names, keys)
     from .lazy import ST_TORCH
@@ -131,7 +134,7 @@ class _ReadBack:
                     self._room.notify()
 
     def _same(self, name: str, t: torch.Tensor, position: int, nbytes: int) -> bool:
-        from .lazy import _pread_into
+        from .lazy import _pread_into, typed
 
         at = position - self._start if self.keep is not None else 0
         if at < 0 or at + nbytes > self._buf.numel():
@@ -139,9 +142,7 @@ class _ReadBack:
         raw = self._buf[at:at + nbytes]
         _pread_into(self._file, self.path, raw, position, name)
         expected = t.detach().cpu()
-        if at % expected.element_size():
-            raw = raw.clone()  # a view at this offset cannot have the tensor's dtype
-        got = raw.view(expected.dtype).reshape(expected.shape) if nbytes else torch.empty(expected.shape, dtype=expected.dtype)
+        got = typed(raw, expected.dtype, expected.shape)
         if self.keep is not None:
             self.keep[name] = got
         return bit_equal(got, expected)
@@ -193,8 +194,7 @@ def compare_written(written, expected: Iterable[tuple[str, torch.Tensor]], *, or
             if keep is not None and got is not None:
                 keep[name] = got
         except Inflate3dError as e:  # a damaged file read lazily
-            raise Inflate3dError(f"{origin}: the written file cannot be read back ({e}); nothing was "
-                                 "written", exit_code=CHECK_FAILED) from None
+            raise _unreadable(origin, e) from None
         if name in present and not same:
             differ.append(name)
     _check_names(origin, names, keys)

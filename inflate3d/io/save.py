@@ -238,13 +238,11 @@ def write_safetensors(f: IO[bytes], specs: Sequence[tuple[str, tuple[int, ...], 
         if got_name != name or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
             raise Inflate3dError(f"internal error: expected {name} {tuple(shape)} {dtype}, got "
                                  f"{got_name} {tuple(t.shape)} {t.dtype}", exit_code=1)
-        if after is None:
-            f.write(tensor_bytes(t))
-            continue
-        position = f.tell()
+        position = f.tell() if after is not None else 0
         nbytes = f.write(tensor_bytes(t))
-        f.flush()
-        after(name, t, position, nbytes)
+        if after is not None:
+            f.flush()
+            after(name, t, position, nbytes)
     if next(it, None) is not None:
         raise Inflate3dError("internal error: more tensors than declared", exit_code=1)
 
