@@ -163,6 +163,17 @@ def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=No
     return _View(storage, offset, shape, stride)
 
 
+def _ordered_dict(*args):
+    """``OrderedDict(*args)`` as the file asks for it. torch writes ``OrderedDict()`` and fills it
+    with SETITEMS (whose keys are checked); pairs given here would be hashed as they are (a key
+    nested 200,000 deep crashed CPython), so only a mapping this reader built is taken."""
+    if not args:
+        return OrderedDict()
+    if len(args) == 1 and isinstance(args[0], dict):
+        return OrderedDict(args[0])
+    raise NeedsTorch("an OrderedDict built from pairs")
+
+
 def _rebuild_parameter(data, requires_grad=False, hooks=None, state=None):
     if not isinstance(data, _View):
         raise NeedsTorch("a parameter of something other than a tensor")
@@ -180,7 +191,7 @@ class _StructureUnpickler(pickle._Unpickler):  # pure Python: the C one sizes it
         if module == "torch" and name in _STORAGES:
             return _StorageType(_STORAGES[name])
         if (module, name) == ("collections", "OrderedDict"):
-            return OrderedDict
+            return _ordered_dict
         raise NeedsTorch(f"global {module}.{name}")  # torch's loader decides (and names it if refused)
 
     def persistent_load(self, pid: Any) -> _Storage:

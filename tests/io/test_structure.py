@@ -142,6 +142,10 @@ def test_a_view_past_its_storage_is_refused(tmp_path):
     b"}" + b")" + b"\x85" * 200_000 + b"K\x01s.",  # {deep tuple: 1}: a key nested 200,000 deep
     b"(" + b")" + b"\x85" * 200_000 + b"K\x01d.",  # the same through DICT
     b"\x8f(" + b")" + b"\x85" * 200_000 + b"\x90.",  # a set of a deep tuple
+    # OrderedDict([(deep tuple, 1)]) through REDUCE, INST and OBJ: the pairs are not hashed either
+    b"\x8c\x0bcollections\x8c\x0bOrderedDict\x93]" + b")" + b"\x85" * 200_000 + b"K\x01\x86a\x85R.",
+    b"(]" + b")" + b"\x85" * 200_000 + b"K\x01\x86aicollections\nOrderedDict\n.",
+    b"(\x8c\x0bcollections\x8c\x0bOrderedDict\x93]" + b")" + b"\x85" * 200_000 + b"K\x01\x86ao.",
 ])
 def test_deep_keys_are_not_hashed(tmp_path, payload):
     """A key nested 200,000 deep crashed CPython when hashed: the reader hashes only strings and
