@@ -2,7 +2,7 @@
 defaults, as shipped data, so that ``inspect`` can match a checkpoint to a named architecture
 without importing torch (a meta build imports it: about 1.5 s of a 0.2 s command).
 
-The table (``shape_table.txt.gz``) is generated from the networks themselves:
+The table (``shape_table.bin``) is generated from the networks themselves:
 
     .venv/bin/python -m inflate3d.slowfast.shape_table
 
@@ -13,14 +13,13 @@ pools: ``NEUTRAL``, each checked by a test in every family) are left out of the 
 """
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-PATH = Path(__file__).with_name("shape_table.txt.gz")
+PATH = Path(__file__).with_name("shape_table.bin")
 RESNET_FAMILIES = ("resnet3d", "slowfast", "tsm", "csn", "r2plus1d")  # the ones this package builds
 # every family whose named archs the table holds: X3D's too (a family package's, ``inflate3d.x3d``)
 FAMILIES = RESNET_FAMILIES + ("x3d",)
@@ -64,22 +63,41 @@ def shape_key(arch, overrides: Mapping[str, Any]) -> str:
 
 @lru_cache(maxsize=1)
 def _table() -> dict:
-    """{'entries': {key as JSON text: entry as JSON text}, 'defaults': {...}}. The file is one line
-    of defaults, then a line per entry, ``KEY<TAB>ENTRY``: only the entries asked for are parsed."""
+    """{'index': {key as JSON text: [start, length]}, 'defaults': {...}, 'base': first entry's
+    offset}. The file is one JSON line (defaults and index), then each entry zlib-compressed on its
+    own: a lookup reads and inflates one entry (~35 KB of JSON), not the whole table (1.7 MB)."""
     try:
-        with gzip.open(PATH, "rt", encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        defaults = json.loads(lines[0])
-        entries = dict(line.split("\t", 1) for line in lines[1:] if line)
-    except (OSError, ValueError):  # no table (a source checkout mid-change): every lookup misses
-        return {"entries": {}, "defaults": {}}
-    return {"entries": entries, "defaults": defaults}
+        with open(PATH, "rb") as f:
+            head = f.readline()
+        table = json.loads(head)
+        return {"index": table["index"], "defaults": table["defaults"], "base": len(head)}
+    except (OSError, ValueError, KeyError):  # no table (a source checkout mid-change): every lookup misses
+        return {"index": {}, "defaults": {}, "base": 0}
+
+
+def _entry(key: str) -> str | None:
+    """One entry's JSON text, or None when the table does not hold ``key``."""
+    import zlib
+
+    table = _table()
+    where = table["index"].get(key)
+    if where is None:
+        return None
+    start, length = where
+    with open(PATH, "rb") as f:
+        f.seek(table["base"] + start)
+        return zlib.decompress(f.read(length)).decode()
+
+
+def read_all() -> dict:
+    """The whole table as ``generate`` makes it (for the test that it is not stale)."""
+    return {"entries": {k: _entry(k) for k in _table()["index"]}, "defaults": _table()["defaults"]}
 
 
 def lookup(arch, num_classes: int | None, overrides: Mapping[str, Any]) -> dict[str, tuple[int, ...]] | None:
     """{key: shape} as ``build_model(arch, num_classes=..., **overrides)`` has them, in order, or
     None when the table does not hold this configuration."""
-    entry = _table()["entries"].get(json.dumps(shape_key(arch, overrides)))
+    entry = _entry(json.dumps(shape_key(arch, overrides)))
     if entry is None:
         return None
     body, head = json.loads(entry)
@@ -175,15 +193,21 @@ def generate() -> dict:
 
 
 def write(path: Path = PATH) -> None:
+    import zlib
+
     table = generate()
-    lines = [json.dumps(table["defaults"], sort_keys=True, separators=(",", ":"))]
-    lines += [f"{k}\t{v}" for k, v in sorted(table["entries"].items())]
-    with open(path, "wb") as f:  # mtime 0: the same networks give the same bytes
-        with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
-            gz.write(("\n".join(lines) + "\n").encode())
+    index, blobs, at = {}, [], 0
+    for key, entry in sorted(table["entries"].items()):
+        blob = zlib.compress(entry.encode(), 9)
+        index[key] = [at, len(blob)]
+        blobs.append(blob)
+        at += len(blob)
+    head = json.dumps({"defaults": table["defaults"], "index": index}, sort_keys=True, separators=(",", ":"))
+    with open(path, "wb") as f:  # no timestamp: the same networks give the same bytes
+        f.write(head.encode() + b"\n" + b"".join(blobs))
 
 
 if __name__ == "__main__":
     write()
     _table.cache_clear()
-    print(f"wrote {PATH} ({PATH.stat().st_size:,} bytes, {len(_table()['entries'])} configurations)")
+    print(f"wrote {PATH} ({PATH.stat().st_size:,} bytes, {len(_table()['index'])} configurations)")
