@@ -116,7 +116,8 @@ class TorchZipFile:
     (torch stores members uncompressed). A file this cannot read in place raises ``NeedsTorch``."""
 
     def __init__(self, path: Path) -> None:
-        from .structure import NeedsTorch, torch_zip_layout
+        from .structure import NeedsTorch
+        from .torch_zip import torch_zip_layout
 
         self.path = path
         self._f = _open(path)

@@ -1,0 +1,238 @@
+"""A torch zip checkpoint's structure without torch: ``data.pkl`` alone, through an unpickler that
+builds shape records where torch would build tensors, resolves no other global, and hashes nothing
+but strings and ints (so depth cannot crash it). The storages are never read: only their sizes in
+the zip's directory are checked against every tensor's extent. ``Layout`` tells a lazy reader
+(``io.lazy``) where each tensor's bytes lie.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from ..errors import Inflate3dError
+from .checkpoint import Checkpoint, extent_error, text, unwrap
+from .structure import ITEMSIZE, NeedsTorch, TensorMeta
+
+# torch's typed storages, as torch.save names them, and the dtype each holds
+_STORAGES = {"FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
+             "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
+             "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
+             "ComplexFloatStorage": "complex64", "ComplexDoubleStorage": "complex128"}
+
+
+class _Storage:
+    __slots__ = ("dtype", "key", "numel")
+
+    def __init__(self, dtype: str, key: str, numel: int) -> None:
+        self.dtype, self.key, self.numel = dtype, key, numel
+
+
+class _StorageType:
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+
+
+class _View:
+    """A tensor as the pickle describes it, checked against its storage after unpickling."""
+
+    __slots__ = ("storage", "offset", "shape", "stride")
+
+    def __init__(self, storage: _Storage, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.storage, self.offset, self.shape, self.stride = storage, offset, shape, stride
+
+
+def _ints(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, tuple) or not all(type(v) is int for v in value):
+        raise NeedsTorch(f"{what} is not a tuple of ints")
+    return value
+
+
+def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+    if not isinstance(storage, _Storage) or type(offset) is not int:
+        raise NeedsTorch("a tensor rebuilt from something other than a storage")
+    shape, stride = _ints(size, "a tensor's size"), _ints(stride, "a tensor's stride")
+    if len(shape) != len(stride):
+        raise NeedsTorch("a tensor's size and stride differ in length")
+    return _View(storage, offset, shape, stride)
+
+
+def _ordered_dict(*args):
+    """``OrderedDict(*args)`` as the file asks for it. torch writes ``OrderedDict()`` and fills it
+    with SETITEMS (whose keys are checked); pairs given here would be hashed as they are (a key
+    nested 200,000 deep crashed CPython), so only a mapping this reader built is taken."""
+    if not args:
+        return OrderedDict()
+    if len(args) == 1 and isinstance(args[0], dict):
+        return OrderedDict(args[0])
+    raise NeedsTorch("an OrderedDict built from pairs")
+
+
+def _rebuild_parameter(data, requires_grad=False, hooks=None, state=None):
+    if not isinstance(data, _View):
+        raise NeedsTorch("a parameter of something other than a tensor")
+    return data
+
+
+class _StructureUnpickler(pickle._Unpickler):  # pure Python: the C one sizes its memo from the file
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+            return _rebuild_tensor
+        if module == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
+            return _rebuild_parameter
+        if module == "torch" and name in _STORAGES:
+            return _StorageType(_STORAGES[name])
+        if (module, name) == ("collections", "OrderedDict"):
+            return _ordered_dict
+        raise NeedsTorch(f"global {module}.{name}")  # torch's loader decides (and names it if refused)
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and type(pid[4]) is int):
+            raise NeedsTorch("a storage reference of an unknown form")
+        return _Storage(pid[1].dtype, pid[2], pid[4])
+
+    def load_build(self) -> None:
+        """BUILD only on dicts (a state dict's ``_metadata``), and it is dropped: no attribute of any
+        object is set from the file."""
+        self.stack.pop()
+        if not isinstance(self.stack[-1], dict):
+            raise NeedsTorch("BUILD on something other than a dict")
+
+    # Nothing from the file is hashed but strings and ints: CPython hashes and compares nested
+    # tuples recursively in C, and a key nested 200,000 deep overflowed its stack (a segfault).
+    # Objects are built by the pure-Python machine's own stack, so their depth needs no other bound.
+    def load_setitem(self) -> None:
+        _plain_keys(self.stack[-2:-1])
+        pickle._Unpickler.load_setitem(self)
+
+    def load_setitems(self) -> None:
+        _plain_keys(self.stack[0::2])  # the items since MARK
+        pickle._Unpickler.load_setitems(self)
+
+    def load_dict(self) -> None:
+        _plain_keys(self.stack[0::2])
+        pickle._Unpickler.load_dict(self)
+
+    def load_set(self) -> None:
+        raise NeedsTorch("a set")  # a state dict has none; its members would be hashed
+
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.DICT[0]] = load_dict
+    for _op in (pickle.EMPTY_SET, pickle.ADDITEMS, pickle.FROZENSET):
+        dispatch[_op[0]] = load_set
+
+
+def _plain_keys(keys) -> None:
+    if not all(type(k) is str or type(k) is int for k in keys):
+        raise NeedsTorch("a dict key that is not a string")
+
+
+MAX_STRUCTURE = 64 * 2**20  # a state dict's data.pkl is ~100 bytes a tensor; beyond this, torch's loader
+
+
+class Layout:
+    """Where one tensor's values lie in a torch zip: what a lazy reader needs to read it alone."""
+
+    __slots__ = ("start", "dtype", "offset", "shape", "stride")
+
+    def __init__(self, start: int, dtype: str, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.start = start  # the file offset of its storage's first byte
+        self.dtype, self.offset, self.shape, self.stride = dtype, offset, shape, stride
+
+
+def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Checkpoint, dict[str, Layout] | None]:
+    """(the checkpoint's structure, each tensor's ``Layout``), reading ``f`` (an open file) or
+    ``path``. The layouts are None where the values cannot be read in place (compressed members,
+    big-endian storages; a lazy reader then loads the file) or were not asked for."""
+    import zipfile
+
+    from .pickle_scan import zip_too_large
+
+    size = path.stat().st_size if f is None else os.fstat(f.fileno()).st_size
+    try:
+        z = zipfile.ZipFile(path if f is None else f)
+    except Exception as e:  # noqa: BLE001 - the loader's verdict on the same bytes, in its words
+        raise Inflate3dError(f"{path}: corrupt torch zip checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+                             "the file is truncated or damaged") from None
+    try:
+        with z:
+            if too_large := zip_too_large(z, size):
+                raise Inflate3dError(f"{path}: refused: {too_large} (torch stores its members uncompressed)")
+            members = {i.filename: i for i in z.infolist()}
+            if len(members) != len(z.infolist()):
+                raise NeedsTorch("duplicate member names")
+            pickles = [n for n in members if n.endswith(".pkl")]
+            if len(pickles) != 1 or not pickles[0].endswith("/data.pkl") or pickles[0].count("/") != 1:
+                raise NeedsTorch("not one data.pkl")
+            info = members[pickles[0]]
+            if info.file_size > MAX_STRUCTURE:
+                raise NeedsTorch("a very large pickle")
+            root = pickles[0][: -len("data.pkl")]
+            with z.open(info) as member:  # once, into memory: the unpickler reads it byte by byte
+                data = member.read(info.file_size + 1)
+            order = members.get(f"{root}byteorder")
+            in_place = (order is None or z.read(order) == b"little") and all(
+                m.compress_type == zipfile.ZIP_STORED for m in members.values())
+    except (Inflate3dError, NeedsTorch):
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile on damaged bytes: the loader words the error
+        raise NeedsTorch(f"{type(e).__name__}: {e}") from None
+    if len(data) != info.file_size:
+        raise NeedsTorch("data.pkl is not the size the zip says")
+    try:
+        obj = _StructureUnpickler(io.BytesIO(data)).load()
+    except NeedsTorch:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged pickle: torch's loader says what
+        raise NeedsTorch(f"{type(e).__name__}: {e}") from None
+
+    def resolve(view: _View, name: str) -> TensorMeta:
+        info = members.get(f"{root}data/{view.storage.key}")
+        itemsize = ITEMSIZE[view.storage.dtype]
+        if info is None or info.file_size < view.storage.numel * itemsize:
+            raise Inflate3dError(f"{path}: tensor {text(name, 200)}: its storage {text(view.storage.key, 50)} is "
+                                 "missing or shorter than the file says; the file is corrupt")
+        if why := extent_error(path, name, view.shape, view.stride, view.offset, info.file_size // itemsize):
+            raise Inflate3dError(why)
+        return TensorMeta(view.shape, view.storage.dtype)
+
+    ckpt = unwrap(path, "torch-zip", obj, lambda v: isinstance(v, _View))
+    views = ckpt.tensors
+    ckpt.tensors = {name: resolve(v, name) for name, v in views.items()}
+    if not (layouts and in_place):
+        return ckpt, None
+    starts: dict[str, int] = {}
+    where = {}
+    for name, v in views.items():
+        member = f"{root}data/{v.storage.key}"
+        if member not in starts:
+            starts[member] = _data_start(path, f, members[member])
+        where[name] = Layout(starts[member], v.storage.dtype, v.offset, v.shape, v.stride)
+    return ckpt, where
+
+
+def _data_start(path: Path, f, info) -> int:
+    """The file offset of a stored member's bytes: after its local header, whose name and extra
+    field lengths may differ from the central directory's."""
+    import struct
+
+    opened = f if f is not None else open(path, "rb")  # noqa: SIM115
+    try:
+        head = os.pread(opened.fileno(), 30, info.header_offset)
+    finally:
+        if f is None:
+            opened.close()
+    if len(head) != 30 or head[:4] != b"PK\x03\x04":
+        raise NeedsTorch("a member without its local header")
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    return info.header_offset + 30 + name_len + extra_len
