@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import struct
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ from typing import Any
 from ..errors import Inflate3dError
 from .checkpoint import Checkpoint, extent_error, text, unwrap
 from .structure import ITEMSIZE, NeedsTorch, TensorMeta
+
+_unpack_double = struct.Struct(">d").unpack_from
+_unpack_uint32 = struct.Struct("<I").unpack_from
+_unpack_int32 = struct.Struct("<i").unpack_from
 
 # torch's typed storages, as torch.save names them, and the dtype each holds
 _STORAGES = {"FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
@@ -79,25 +84,34 @@ def _rebuild_parameter(data, requires_grad=False, hooks=None, state=None):
     return data
 
 
+def _find_class(module: str, name: str) -> Any:
+    """The few globals a state dict uses, each resolved to a local stand-in."""
+    if module == "torch._utils" and name == "_rebuild_tensor_v2":
+        return _rebuild_tensor
+    if module == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
+        return _rebuild_parameter
+    if module == "torch" and name in _STORAGES:
+        return _StorageType(_STORAGES[name])
+    if (module, name) == ("collections", "OrderedDict"):
+        return _ordered_dict
+    raise NeedsTorch(f"global {module}.{name}")  # torch's loader decides (and names it if refused)
+
+
+def _persistent_load(pid: Any) -> _Storage:
+    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and type(pid[4]) is int):
+        raise NeedsTorch("a storage reference of an unknown form")
+    return _Storage(pid[1].dtype, pid[2], pid[4])
+
+
 class _StructureUnpickler(pickle._Unpickler):  # pure Python: the C one sizes its memo from the file
     dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str) -> Any:
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor
-        if module == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
-            return _rebuild_parameter
-        if module == "torch" and name in _STORAGES:
-            return _StorageType(_STORAGES[name])
-        if (module, name) == ("collections", "OrderedDict"):
-            return _ordered_dict
-        raise NeedsTorch(f"global {module}.{name}")  # torch's loader decides (and names it if refused)
+        return _find_class(module, name)
 
     def persistent_load(self, pid: Any) -> _Storage:
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and type(pid[4]) is int):
-            raise NeedsTorch("a storage reference of an unknown form")
-        return _Storage(pid[1].dtype, pid[2], pid[4])
+        return _persistent_load(pid)
 
     def load_build(self) -> None:
         """BUILD only on dicts (a state dict's ``_metadata``), and it is dropped: no attribute of any
@@ -135,6 +149,152 @@ class _StructureUnpickler(pickle._Unpickler):  # pure Python: the C one sizes it
 def _plain_keys(keys) -> None:
     if not all(type(k) is str or type(k) is int for k in keys):
         raise NeedsTorch("a dict key that is not a string")
+
+
+def load_structure(data: bytes) -> Any:
+    """``data.pkl``'s object, shape records for tensors. The opcodes ``torch.save`` writes for a
+    state dict go through one tight loop (``_fast_load``: twice as fast as the pure-Python
+    unpickler); a pickle it does not vouch for goes to ``_StructureUnpickler``, whose answer or
+    error stands."""
+    try:
+        return _fast_load(data)
+    except Exception:  # noqa: BLE001 - an opcode or an object outside the loop's few: the full machine decides
+        return _StructureUnpickler(io.BytesIO(data)).load()
+
+
+class _Unsupported(Exception):
+    """The fast loop does not read this pickle."""
+
+
+_CALLABLE = (_ordered_dict, _rebuild_tensor, _rebuild_parameter)  # what REDUCE may call: find_class's
+
+
+def _fast_load(data: bytes) -> Any:
+    """The pickle machine of ``_StructureUnpickler`` for protocol 2 and 3 (``torch.save``'s) and
+    the objects a state dict and its metadata hold: strings, ints, floats, None, bools, tuples,
+    lists, dicts, ``OrderedDict``, tensors and parameters. Same objects, same checks (keys are
+    strings or ints; BUILD only on a dict, its state dropped); anything else raises."""
+    stack: list = []
+    metastack: list = []
+    memo: dict[int, Any] = {}
+    globals_: dict[bytes, Any] = {}  # b'module\nname\n' -> its stand-in
+    pos, end = 0, len(data)
+    uint32 = _unpack_uint32
+    while pos < end:
+        op = data[pos]
+        pos += 1
+        if op == 0x72:  # LONG_BINPUT
+            memo[uint32(data, pos)[0]] = stack[-1]
+            pos += 4
+        elif op == 0x68:  # BINGET
+            stack.append(memo[data[pos]])
+            pos += 1
+        elif op == 0x4B:  # BININT1
+            stack.append(data[pos])
+            pos += 1
+        elif op == 0x58:  # BINUNICODE
+            n = uint32(data, pos)[0]
+            pos += 4
+            if pos + n > end:
+                raise _Unsupported("a truncated string")
+            stack.append(str(data[pos:pos + n], "utf-8", "surrogatepass"))
+            pos += n
+        elif op == 0x28:  # MARK
+            metastack.append(stack)
+            stack = []
+        elif op == 0x74:  # TUPLE
+            items = stack
+            stack = metastack.pop()
+            stack.append(tuple(items))
+        elif op == 0x52:  # REDUCE
+            args = stack.pop()
+            func = stack[-1]
+            if func not in _CALLABLE or type(args) is not tuple:
+                raise _Unsupported("REDUCE")
+            stack[-1] = func(*args)
+        elif op == 0x4D:  # BININT2
+            stack.append(data[pos] | data[pos + 1] << 8)
+            pos += 2
+        elif op == 0x29:  # EMPTY_TUPLE
+            stack.append(())
+        elif op == 0x85:  # TUPLE1
+            stack[-1] = (stack[-1],)
+        elif op == 0x51:  # BINPERSID
+            stack.append(_persistent_load(stack.pop()))
+        elif op == 0x89:  # NEWFALSE
+            stack.append(False)
+        elif op == 0x7D:  # EMPTY_DICT
+            stack.append({})
+        elif op == 0x73:  # SETITEM
+            value = stack.pop()
+            key = stack.pop()
+            if type(key) is not str and type(key) is not int or not isinstance(stack[-1], dict):
+                raise _Unsupported("SETITEM")
+            stack[-1][key] = value
+        elif op == 0x6A:  # LONG_BINGET
+            stack.append(memo[uint32(data, pos)[0]])
+            pos += 4
+        elif op == 0x71:  # BINPUT
+            memo[data[pos]] = stack[-1]
+            pos += 1
+        elif op == 0x4A:  # BININT
+            stack.append(_unpack_int32(data, pos)[0])
+            pos += 4
+        elif op == 0x75:  # SETITEMS
+            items = stack
+            stack = metastack.pop()
+            target = stack[-1]
+            keys = items[0::2]
+            if len(items) % 2 or not isinstance(target, dict) or \
+                    not all(type(k) is str or type(k) is int for k in keys):
+                raise _Unsupported("SETITEMS")
+            for i in range(0, len(items), 2):
+                target[items[i]] = items[i + 1]
+        elif op == 0x86:  # TUPLE2
+            stack[-2:] = [(stack[-2], stack[-1])]
+        elif op == 0x87:  # TUPLE3
+            stack[-3:] = [(stack[-3], stack[-2], stack[-1])]
+        elif op == 0x88:  # NEWTRUE
+            stack.append(True)
+        elif op == 0x4E:  # NONE
+            stack.append(None)
+        elif op == 0x5D:  # EMPTY_LIST
+            stack.append([])
+        elif op == 0x61:  # APPEND (of the objects here, only a list has append and extend)
+            value = stack.pop()
+            stack[-1].append(value)
+        elif op == 0x65:  # APPENDS
+            items = stack
+            stack = metastack.pop()
+            stack[-1].extend(items)
+        elif op == 0x47:  # BINFLOAT
+            stack.append(_unpack_double(data, pos)[0])
+            pos += 8
+        elif op == 0x8A:  # LONG1
+            n = data[pos]
+            stack.append(int.from_bytes(data[pos + 1:pos + 1 + n], "little", signed=True))
+            pos += 1 + n
+        elif op == 0x63:  # GLOBAL
+            stop = data.index(b"\n", data.index(b"\n", pos) + 1) + 1
+            spec = data[pos:stop]
+            if spec not in globals_:
+                module, name = spec[:-1].decode("utf-8").split("\n")
+                globals_[spec] = _find_class(module, name)
+            stack.append(globals_[spec])
+            pos = stop
+        elif op == 0x62:  # BUILD
+            stack.pop()
+            if not isinstance(stack[-1], dict):
+                raise _Unsupported("BUILD")
+        elif op == 0x80:  # PROTO
+            if data[pos] > 3:
+                raise _Unsupported("protocol 4 or later")
+            pos += 1
+        elif op == 0x2E:  # STOP
+            return stack.pop()
+        else:
+            raise _Unsupported(f"opcode {op:#x}")
+    raise _Unsupported("no STOP")
 
 
 MAX_STRUCTURE = 64 * 2**20  # a state dict's data.pkl is ~100 bytes a tensor; beyond this, torch's loader
@@ -190,7 +350,7 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
     if len(data) != info.file_size:
         raise NeedsTorch("data.pkl is not the size the zip says")
     try:
-        obj = _StructureUnpickler(io.BytesIO(data)).load()
+        obj = load_structure(data)
     except NeedsTorch:
         raise
     except Exception as e:  # noqa: BLE001 - a damaged pickle: torch's loader says what
