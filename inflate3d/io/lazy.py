@@ -10,6 +10,7 @@ with another file's bytes.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 
 from ..errors import Inflate3dError
 from .arena import fill
+from .checkpoint import text
 from .safetensors_header import parse_header, read_header
 from .save import ST_DTYPES
 
@@ -113,7 +115,11 @@ def _pread_into(f, path: Path, raw: torch.Tensor, offset: int, what: str) -> Non
 class TorchZipFile:
     """One open torch zip checkpoint (what ``torch.save`` writes): its structure from ``data.pkl``
     (``io.structure``, no torch load), and ``get(k)`` reading only that tensor's bytes, in place
-    (torch stores members uncompressed). A file this cannot read in place raises ``NeedsTorch``."""
+    (torch stores members uncompressed). A file this cannot read in place raises ``NeedsTorch``.
+
+    Every storage read is checked against the zip's CRC-32, as the loader's whole-file check does:
+    a flipped byte is a corrupt file, not a difference in values (torch.load itself does not
+    check). A tensor that views part of its storage has the whole storage read once, for the check."""
 
     def __init__(self, path: Path) -> None:
         from .structure import NeedsTorch
@@ -128,6 +134,7 @@ class TorchZipFile:
         except BaseException:
             self._f.close()
             raise
+        self._checked: set[str] = set()  # members whose bytes matched their CRC-32
 
     def get(self, key: str) -> torch.Tensor:
         from .structure import ITEMSIZE
@@ -138,8 +145,20 @@ class TorchZipFile:
         if any(n == 0 for n in at.shape):
             return torch.empty(at.shape, dtype=dtype)
         span = 1 + sum((n - 1) * s for n, s in zip(at.shape, at.stride))  # values from the first to the last
-        raw = torch.empty(span * itemsize, dtype=torch.uint8)
-        _pread_into(self._f, self.path, raw, at.start + at.offset * itemsize, key)
+        first, member = at.offset * itemsize, at.member
+        if member.name in self._checked or (first == 0 and span * itemsize == member.size):
+            raw = torch.empty(span * itemsize, dtype=torch.uint8)
+            _pread_into(self._f, self.path, raw, at.start + first, key)
+            whole = raw
+        else:  # part of a storage: the whole of it, once, for its CRC
+            whole = torch.empty(member.size, dtype=torch.uint8)
+            _pread_into(self._f, self.path, whole, at.start, key)
+            raw = whole[first:first + span * itemsize]
+        if member.name not in self._checked:
+            if zlib.crc32(_bytes_of(whole)) != member.crc:
+                raise Inflate3dError(f"{self.path}: corrupt torch zip checkpoint (bad member {text(member.name, 200)}: "
+                                     "its bytes do not match their CRC-32); the file is damaged")
+            self._checked.add(member.name)
         t = raw.view(dtype).as_strided(at.shape, at.stride)
         return t if t.is_contiguous() else t.contiguous()  # a view with strides of its own: made whole
 

@@ -300,13 +300,23 @@ def _fast_load(data: bytes) -> Any:
 MAX_STRUCTURE = 64 * 2**20  # a state dict's data.pkl is ~100 bytes a tensor; beyond this, torch's loader
 
 
+class Member:
+    """A stored storage member: where its bytes lie, how many, and the CRC-32 the zip gives them."""
+
+    __slots__ = ("name", "start", "size", "crc")
+
+    def __init__(self, name: str, start: int, size: int, crc: int) -> None:
+        self.name, self.start, self.size, self.crc = name, start, size, crc
+
+
 class Layout:
     """Where one tensor's values lie in a torch zip: what a lazy reader needs to read it alone."""
 
-    __slots__ = ("start", "dtype", "offset", "shape", "stride")
+    __slots__ = ("member", "start", "dtype", "offset", "shape", "stride")
 
-    def __init__(self, start: int, dtype: str, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> None:
-        self.start = start  # the file offset of its storage's first byte
+    def __init__(self, member: Member, dtype: str, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.member = member
+        self.start = member.start  # the file offset of its storage's first byte
         self.dtype, self.offset, self.shape, self.stride = dtype, offset, shape, stride
 
 
@@ -371,13 +381,14 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
     ckpt.tensors = {name: resolve(v, name) for name, v in views.items()}
     if not (layouts and in_place):
         return ckpt, None
-    starts: dict[str, int] = {}
+    stored: dict[str, Member] = {}
     where = {}
     for name, v in views.items():
         member = f"{root}data/{v.storage.key}"
-        if member not in starts:
-            starts[member] = _data_start(path, f, members[member])
-        where[name] = Layout(starts[member], v.storage.dtype, v.offset, v.shape, v.stride)
+        if member not in stored:
+            info = members[member]
+            stored[member] = Member(member, _data_start(path, f, info), info.file_size, info.CRC)
+        where[name] = Layout(stored[member], v.storage.dtype, v.offset, v.shape, v.stride)
     return ckpt, where
 
 

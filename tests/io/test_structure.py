@@ -205,6 +205,42 @@ def test_a_torch_zip_is_read_lazily_tensor_by_tensor_bit_for_bit(tmp_path):
             assert tf.dtype(k) == t.dtype
 
 
+def _flip_stored_byte(path, member_end: str, at: int) -> None:
+    """Flip one byte of a stored member's data in place (its CRC-32 in the zip stays the old one)."""
+    import struct
+
+    with zipfile.ZipFile(path) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(member_end))
+    with open(path, "r+b") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        f.seek(info.header_offset + 30 + name_len + extra_len + at)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x10]))
+
+
+@pytest.mark.parametrize("key, flipped_at", [("whole", 40), ("part", 4), ("part", 90)])
+def test_a_flipped_storage_byte_is_a_corrupt_file_not_a_difference(tmp_path, key, flipped_at):
+    """The lazy reader checks each storage's CRC-32 as the loader's whole-file check does (torch.load
+    would return the flipped value): reading a tensor that views only part of its storage (bytes
+    16-64 of 100 floats) checks the whole storage, the bytes outside the view included."""
+    from inflate3d.io.lazy import TensorFile
+
+    base = torch.arange(100.0)
+    path = tmp_path / "m.pth"
+    torch.save({"whole": torch.arange(50.0) + 0.5, "part": base[4:16]}, path)
+    member = "data/1" if key == "part" else "data/0"
+    with TensorFile(path) as tf:  # pristine: read, and equal to the values saved
+        assert torch.equal(tf.get(key), (torch.arange(50.0) + 0.5) if key == "whole" else base[4:16])
+    _flip_stored_byte(path, member, flipped_at * 4)
+    with TensorFile(path) as tf:
+        with pytest.raises(Inflate3dError, match=f"corrupt torch zip checkpoint \\(bad member m/{member}: its bytes do not match"):
+            tf.get(key)
+    with pytest.raises(Inflate3dError, match="bad member"):
+        load_checkpoint(path)
+
+
 def test_a_compressed_torch_zip_is_loaded_whole(tmp_path):
     from inflate3d.io.lazy import TensorFile
 
