@@ -81,12 +81,45 @@ def hf_folder(path: Path) -> tuple[Path, dict[str, str]]:
 
 def text(value: Any, limit: int = 1 << 20) -> str:
     """A file's key or metadata value as text: never raises (a 5,000-digit int cannot be printed
-    by ``str``), never longer than ``limit``."""
+    by ``str``), never longer than ``limit``, and never slower than ``limit`` steps (see
+    ``_prints_longer``)."""
+    if _prints_longer(value, limit):
+        return f"<a {type(value).__name__} too large to print>"
     try:
         s = value if isinstance(value, str) else str(value)
     except (ValueError, RecursionError, MemoryError, TypeError):
         s = f"<unprintable {type(value).__name__}>"
     return s if len(s) <= limit else s[:limit] + f"... ({len(s) - limit} characters cut)"
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _prints_longer(value: Any, limit: int) -> bool:
+    """Whether ``str(value)`` would print more than ``limit`` objects (each at least a character).
+    A pickle can put one list twice into the next, 60 times over (memo GETs): 600 bytes whose
+    ``str`` is 2**60 items long, which ``str`` would build for ever before any cut. Walked as
+    ``repr`` walks (a container already being printed prints as ``[...]``), without recursion,
+    and stopped at ``limit``."""
+    if not isinstance(value, _CONTAINERS):
+        return False
+    todo: list = [(value, False)]
+    printing: set[int] = set()
+    seen = 0
+    while todo:
+        obj, done = todo.pop()
+        if done:
+            printing.discard(id(obj))
+            continue
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(obj, _CONTAINERS) and id(obj) not in printing:
+            printing.add(id(obj))
+            todo.append((obj, True))
+            items = [x for kv in obj.items() for x in kv] if isinstance(obj, dict) else obj
+            todo.extend((x, False) for x in items)
+    return False
 
 
 def metadata_text(meta: dict) -> dict[str, str]:

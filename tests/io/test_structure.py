@@ -174,6 +174,34 @@ def test_deep_values_are_built_without_recursion(tmp_path):
     assert list(c.tensors) == ["w"] and len(c.metadata["x"]) <= 2**20 + 100
 
 
+
+def _shared_twice(levels: int) -> bytes:
+    """[L0, ..., Ln] with L(i) = [L(i-1), L(i-1)] through the memo (BINPUT/BINGET 190+, clear of
+    torch's own): a few hundred bytes that ``str`` would print as 2**levels items."""
+    put, get = (lambda i: b"q" + bytes([190 + i])), (lambda i: b"h" + bytes([190 + i]))
+    data = b"](]" + put(0)
+    for i in range(1, levels + 1):
+        data += b"](" + get(i - 1) + get(i - 1) + b"e" + put(i)  # APPENDS: torch's unpickler has no LIST
+    return data + b"e"
+
+
+def test_a_value_shared_exponentially_is_not_printed_for_ever(tmp_path):
+    """A metadata value whose lists each hold the one before twice, 60 levels deep, hung inspect,
+    convert and inflate (``str`` builds 2**60 items before any cut): both readers now say it is
+    too large to print, quickly."""
+    path = tmp_path / "shared.pth"
+    torch.save({"state_dict": {"w": torch.ones(1)}, "meta": {"x": "MARKERVALUE"}}, path)
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    patched = data.replace(b"X\x0b\x00\x00\x00MARKERVALUE", _shared_twice(60), 1)
+    assert patched != data
+    _rewrite_member(path, "data.pkl", patched)
+    code = ("import sys; from inflate3d.io.structure import read_structure; from inflate3d.io.load import "
+            "load_checkpoint; p = sys.argv[1]; print(read_structure(p).metadata, load_checkpoint(p).metadata)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.count("<a list too large to print>") == 2, proc.stdout[:500]
+
 def test_reading_the_structure_does_not_import_torch(tmp_path):
     sd = {k: v.contiguous() for k, v in _state().items()}
     torch.save({"state_dict": sd}, tmp_path / "a.pth")
