@@ -107,6 +107,40 @@ def test_nesting_under_the_bound_still_loads(tmp_path):
     assert list(load_checkpoint(path).tensors) == ["conv1.weight"]
 
 
+
+def _shared_key_dict(levels: int, wrap_blobs: bool = False) -> bytes:
+    """{(T0, ..., Tn): 0} with T(i) = (T(i-1), T(i-1)) through the memo: a key of 300 bytes that
+    unfolds to 2**levels tuples, all of which hashing visits."""
+    key = b"(K\x00q\x00"  # MARK, BININT1 0, BINPUT 0
+    for i in range(1, levels + 1):
+        key += b"h" + bytes([i - 1]) + b"h" + bytes([i - 1]) + b"\x86q" + bytes([i])  # BINGET x2, TUPLE2, BINPUT
+    inner = b"}" + key + b"t" + b"K\x00" + b"s"  # TUPLE (since MARK), SETITEM
+    if wrap_blobs:
+        return b"\x80\x04}" + _str("blobs") + inner + b"s."
+    return b"\x80\x02" + inner + b"."  # torch's protocol: its unpickler does read these opcodes
+
+
+@pytest.mark.parametrize("where", ["caffe2", "torch zip"])
+def test_a_key_that_unfolds_to_2_to_the_60_tuples_is_refused_not_a_hang(tmp_path, where):
+    data = _shared_key_dict(60, wrap_blobs=where == "caffe2")
+    path = tmp_path / "shared.pkl"
+    if where == "caffe2":
+        path.write_bytes(data)
+    else:
+        _torch_zip_with(path, data)
+    for args in (["inspect", path], ["inspect", "--values", path]):
+        proc = subprocess.run([PY, "-m", "inflate3d", *map(str, args)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr[-500:])
+        assert "unfold to more than" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_sharing_that_does_not_unfold_far_still_loads(tmp_path):
+    """The bound is on unfolding, not on sharing: a tensor and a tuple referenced twice load."""
+    w, key = torch.ones(2), tuple(range(100))
+    path = tmp_path / "ok.pth"
+    torch.save({"state_dict": {"conv1.weight": w, "tied.weight": w}, "meta": {key: key, "again": (key, key)}}, path)
+    assert list(load_checkpoint(path).tensors) == ["conv1.weight", "tied.weight"]
+
 # ---- views larger than their storage: was a hang (2**40 sums) ----------------------------------
 
 def test_a_zero_stride_view_of_one_value_is_refused_before_any_work(tmp_path):
