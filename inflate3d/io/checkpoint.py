@@ -129,16 +129,23 @@ def metadata_text(meta: dict) -> dict[str, str]:
 def extent_error(path: Path, name: str, shape, stride, offset: int, have: int) -> str | None:
     """Why a tensor of ``shape``/``stride`` at ``offset`` does not fit a storage of ``have`` values
     (or holds more values than it), else None: a (2**20, 2**20) view with strides (0, 0) of a
-    one-value storage is refused before anything reads it."""
-    numel = 1
+    one-value storage is refused before anything reads it. Sizes are torch's (int64): a negative
+    size, or one of 10**19 beside a 0 (no values), is no tensor torch can make, and the structure
+    reader, which builds none, took such a file on to fail in the lazy reader (an internal error).
+    The numbers are printed with ``text``: one of 5,000 digits cannot be printed by ``str``."""
+    numel, span = 1, 1
     for n in shape:
         numel *= n
+        span *= max(n, 1)
+    if any(n < 0 for n in shape) or span >= 2**63 or not 0 <= offset < 2**63:
+        return (f"{path}: tensor {text(name, 200)} has shape {text(tuple(shape), 200)} at offset {text(offset, 30)}, "
+                "which no tensor can have; the file is corrupt or hostile")
     if numel == 0:
         return None
     end = offset + sum((n - 1) * s for n, s in zip(shape, stride))
-    if any(s < 0 for s in stride) or offset < 0 or end >= have or numel > have:
+    if any(s < 0 for s in stride) or end >= have or numel > have:
         return (f"{path}: tensor {text(name, 200)} claims {numel:,} values (shape {tuple(shape)}, strides "
-                f"{tuple(stride)}) from a storage of {have:,}; the file is corrupt or hostile")
+                f"{text(tuple(stride), 200)}) from a storage of {have:,}; the file is corrupt or hostile")
     return None
 
 

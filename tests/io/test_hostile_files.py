@@ -260,6 +260,11 @@ def _st(header_json: str | bytes, data: bytes = b"") -> bytes:
     ("JSON nested 100,000 deep", _st('{"a":' * 100_000 + "1" + "}" * 100_000), "nested too deep"),
     ("a 5,000-digit number", _st('{"w":{"dtype":"F32","shape":[' + "9" * 5000 + '],"data_offsets":[0,4]}}', bytes(4)),
      "5000-digit number"),
+    # no values, and no tensor either: torch's sizes are int64 (was an internal error in --values and diff)
+    ("a shape of [10**19, 0]", _st('{"w":{"dtype":"F32","shape":[10000000000000000000,0],"data_offsets":[0,0]}}'),
+     "which no tensor can have"),
+    ("a shape of [2**62, 2**62, 0]", _st('{"w":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904,0],'
+                                         '"data_offsets":[0,0]}}'), "which no tensor can have"),
 ])
 def test_hostile_safetensors_json(tmp_path, name, raw, needle):
     path = tmp_path / "h.safetensors"
