@@ -76,6 +76,11 @@ def hf_folder(path: Path) -> tuple[Path, dict[str, str]]:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as e:
         raise Inflate3dError(f"{path / 'config.json'}: unreadable ({e})") from None
+    except RecursionError:  # [[[[...: 100,000 deep was an internal error
+        raise Inflate3dError(f"{path / 'config.json'}: unreadable (JSON nested too deep)") from None
+    if not isinstance(config, dict):  # its readers look names up in it
+        raise Inflate3dError(f"{path / 'config.json'}: a JSON {type(config).__name__}, not an object; "
+                             "a Hugging Face config.json maps names to values")
     return path / "model.safetensors", {"hf_config": json.dumps(config, sort_keys=True, separators=(",", ":"))}
 
 

@@ -4,6 +4,7 @@ Every one must now be refused with one line naming the file and exit 2, quickly,
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -362,3 +363,28 @@ def test_a_10_mib_name_is_cut(capsys):
     Console().error("bad key " + "k" * (10 * 2**20) + "\x07; do this")
     err = capsys.readouterr().err
     assert len(err) < 2200 and "characters cut" in err and err.rstrip().endswith("\\x07; do this")
+
+
+# ---- Hugging Face folders: config.json is the file's too -------------------------------------------
+
+def _hf_vit_folder(path: Path) -> Path:
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(image_size=32, patch_size=16, hidden_size=64, num_hidden_layers=1, num_attention_heads=1,
+                       intermediate_size=128, layer_norm_eps=1e-6, hidden_act="gelu")).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda c: "[" * 100_000 + "]" * 100_000, "nested too deep"),  # was an internal error (RecursionError)
+    (lambda c: "[1, 2]", "not an object"),  # was an internal error ('list' object has no attribute 'get')
+    (lambda c: json.dumps({**c, "num_attention_heads": "x"}), "attention heads cannot split the width 64"),
+    (lambda c: json.dumps({**c, "num_attention_heads": -3}), "attention heads cannot split the width 64"),
+    (lambda c: json.dumps({**c, "layer_norm_eps": "x"}), "LayerNorm eps 'x' is not a number"),
+])
+def test_odd_hugging_face_configs_are_one_line(tmp_path, edit, needle):
+    folder = _hf_vit_folder(tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(edit(config))
+    refused(folder, needle)
