@@ -388,3 +388,13 @@ def test_odd_hugging_face_configs_are_one_line(tmp_path, edit, needle):
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(edit(config))
     refused(folder, needle)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
+    """A pipe named like a checkpoint, alone or in a walked folder, blocked the first open for ever."""
+    os.mkfifo(tmp_path / "x.pth")
+    for target in (tmp_path / "x.pth", tmp_path):
+        proc = subprocess.run([PY, "-m", "inflate3d", "inspect", str(target)], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 2 and "is not a regular file" in proc.stderr, (proc.returncode, proc.stderr)
