@@ -16,6 +16,8 @@ def check_readable(path: Path) -> None:
         raise SourceNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise InvalidInputError(f"{path}: is a directory; point to a checkpoint file")
+    if not path.is_file():  # a named pipe blocked the first open for ever (inspect of a folder holding one)
+        raise InvalidInputError(f"{path}: is not a regular file (a pipe, socket or device); point to a checkpoint file")
     if not os.access(path, os.R_OK):
         raise InvalidInputError(f"{path}: permission denied; make the file readable")
 

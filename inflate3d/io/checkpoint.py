@@ -76,17 +76,55 @@ def hf_folder(path: Path) -> tuple[Path, dict[str, str]]:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as e:
         raise Inflate3dError(f"{path / 'config.json'}: unreadable ({e})") from None
+    except RecursionError:  # [[[[...: 100,000 deep was an internal error
+        raise Inflate3dError(f"{path / 'config.json'}: unreadable (JSON nested too deep)") from None
+    if not isinstance(config, dict):  # its readers look names up in it
+        raise Inflate3dError(f"{path / 'config.json'}: a JSON {type(config).__name__}, not an object; "
+                             "a Hugging Face config.json maps names to values")
     return path / "model.safetensors", {"hf_config": json.dumps(config, sort_keys=True, separators=(",", ":"))}
 
 
 def text(value: Any, limit: int = 1 << 20) -> str:
     """A file's key or metadata value as text: never raises (a 5,000-digit int cannot be printed
-    by ``str``), never longer than ``limit``."""
+    by ``str``), never longer than ``limit``, and never slower than ``limit`` steps (see
+    ``_prints_longer``)."""
+    if _prints_longer(value, limit):
+        return f"<a {type(value).__name__} too large to print>"
     try:
         s = value if isinstance(value, str) else str(value)
     except (ValueError, RecursionError, MemoryError, TypeError):
         s = f"<unprintable {type(value).__name__}>"
     return s if len(s) <= limit else s[:limit] + f"... ({len(s) - limit} characters cut)"
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _prints_longer(value: Any, limit: int) -> bool:
+    """Whether ``str(value)`` would print more than ``limit`` objects (each at least a character).
+    A pickle can put one list twice into the next, 60 times over (memo GETs): 600 bytes whose
+    ``str`` is 2**60 items long, which ``str`` would build for ever before any cut. Walked as
+    ``repr`` walks (a container already being printed prints as ``[...]``), without recursion,
+    and stopped at ``limit``."""
+    if not isinstance(value, _CONTAINERS):
+        return False
+    todo: list = [(value, False)]
+    printing: set[int] = set()
+    seen = 0
+    while todo:
+        obj, done = todo.pop()
+        if done:
+            printing.discard(id(obj))
+            continue
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(obj, _CONTAINERS) and id(obj) not in printing:
+            printing.add(id(obj))
+            todo.append((obj, True))
+            items = [x for kv in obj.items() for x in kv] if isinstance(obj, dict) else obj
+            todo.extend((x, False) for x in items)
+    return False
 
 
 def metadata_text(meta: dict) -> dict[str, str]:
@@ -96,16 +134,23 @@ def metadata_text(meta: dict) -> dict[str, str]:
 def extent_error(path: Path, name: str, shape, stride, offset: int, have: int) -> str | None:
     """Why a tensor of ``shape``/``stride`` at ``offset`` does not fit a storage of ``have`` values
     (or holds more values than it), else None: a (2**20, 2**20) view with strides (0, 0) of a
-    one-value storage is refused before anything reads it."""
-    numel = 1
+    one-value storage is refused before anything reads it. Sizes are torch's (int64): a negative
+    size, or one of 10**19 beside a 0 (no values), is no tensor torch can make, and the structure
+    reader, which builds none, took such a file on to fail in the lazy reader (an internal error).
+    The numbers are printed with ``text``: one of 5,000 digits cannot be printed by ``str``."""
+    numel, span = 1, 1
     for n in shape:
         numel *= n
+        span *= max(n, 1)
+    if any(n < 0 for n in shape) or span >= 2**63 or not 0 <= offset < 2**63:
+        return (f"{path}: tensor {text(name, 200)} has shape {text(tuple(shape), 200)} at offset {text(offset, 30)}, "
+                "which no tensor can have; the file is corrupt or hostile")
     if numel == 0:
         return None
     end = offset + sum((n - 1) * s for n, s in zip(shape, stride))
-    if any(s < 0 for s in stride) or offset < 0 or end >= have or numel > have:
+    if any(s < 0 for s in stride) or end >= have or numel > have:
         return (f"{path}: tensor {text(name, 200)} claims {numel:,} values (shape {tuple(shape)}, strides "
-                f"{tuple(stride)}) from a storage of {have:,}; the file is corrupt or hostile")
+                f"{text(tuple(stride), 200)}) from a storage of {have:,}; the file is corrupt or hostile")
     return None
 
 

@@ -4,8 +4,10 @@ pickle machine's stack is simulated (strings, marks, memo), so a global is named
 file hides it (a ``POP`` between ``STACK_GLOBAL``'s two strings, strings fetched from the memo).
 
 Nesting is bounded (``MAX_DEPTH``) because CPython hashes and compares nested tuples recursively in
-C: a dict key nested 200,000 deep overflowed the C stack (a segfault, no message). Reads are
-streamed and capped by the bytes actually there, so a size field claiming 2**60 allocates nothing.
+C: a dict key nested 200,000 deep overflowed the C stack (a segfault, no message). So is what an
+object unfolds to (``MAX_UNFOLD``): the memo lets a tuple hold the one before it twice, 60 times
+over, and hashing that visits 2**60 tuples (a hang). Reads are streamed and capped by the bytes
+actually there, so a size field claiming 2**60 allocates nothing.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import IO
 from ..errors import Inflate3dError
 
 MAX_DEPTH = 1000  # real checkpoints nest < 30 deep (mmaction2's meta with its config is the deepest)
+MAX_UNFOLD = 2**24  # objects a value may unfold to beyond one per byte of its pickle (~0.3 s to hash)
 MAX_EXPANSION = 4  # a torch zip stores its members; allow some compression, not a zip bomb
 
 _STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING",
@@ -34,6 +37,7 @@ class Scan:
 
     globals: list[str] = field(default_factory=list)
     depth: int = 0  # deepest nesting of containers
+    unfolded: bool = False  # an object unfolds to more than MAX_UNFOLD objects (plus the pickle's length)
     damage: str | None = None  # the first damaged opcode, if any
     pickles: int = 0
 
@@ -63,19 +67,19 @@ class _Capped:
 
 def scan_stream(stream: IO[bytes], scan: Scan) -> bool:
     """Scan one pickle from ``stream`` into ``scan``; False when the stream held no pickle."""
-    stack: list = []  # cells [depth, short string or None], or _MARK
+    stack: list = []  # cells [depth, short string or None, objects it unfolds to], or _MARK
     memo: dict[int, list] = {}
     started = False
     try:
-        for op, arg, _pos in pickletools.genops(stream):
+        for op, arg, pos in pickletools.genops(stream):
             started = True
             name = op.name
             if name in _STRINGS:
-                stack.append([0, arg if isinstance(arg, str) and len(arg) <= 256 else None])
+                stack.append([0, arg if isinstance(arg, str) and len(arg) <= 256 else None, 1])
             elif name == "MARK":
                 stack.append(_MARK)
             elif name in _GETS:
-                stack.append(memo.get(int(arg)) or [0, None])
+                stack.append(memo.get(int(arg)) or [0, None, 1])
             elif name in _PUTS or name == "MEMOIZE":
                 if not stack or stack[-1] is _MARK:
                     raise ValueError(f"{name} on an empty stack")
@@ -84,12 +88,12 @@ def scan_stream(stream: IO[bytes], scan: Scan) -> bool:
                 scan.globals.append(str(arg).replace(" ", "."))
                 if name == "INST":
                     _pop_mark(stack)
-                stack.append([0, None])
+                stack.append([0, None, 1])
             elif name == "STACK_GLOBAL":
                 b, a = _pop(stack), _pop(stack)
                 scan.globals.append(f"{a[1]}.{b[1]}" if a[1] is not None and b[1] is not None
                                     else "a global whose name is computed")
-                stack.append([0, None])
+                stack.append([0, None, 1])
             elif name == "POP":
                 if stack and stack[-1] is _MARK:
                     stack.pop()
@@ -98,12 +102,12 @@ def scan_stream(stream: IO[bytes], scan: Scan) -> bool:
             elif name == "POP_MARK":
                 _pop_mark(stack)
             elif name == "DUP":
-                stack.append(stack[-1] if stack else [0, None])
+                stack.append(stack[-1] if stack else [0, None, 1])
             elif name == "STOP":
                 break
             elif not op.stack_before:  # pushes one new object (or nothing: PROTO, FRAME)
                 if op.stack_after:
-                    stack.append([0, None])
+                    stack.append([0, None, 1])
                 continue
             else:
                 _generic(op, stack, scan)
@@ -111,6 +115,9 @@ def scan_stream(stream: IO[bytes], scan: Scan) -> bool:
                 scan.depth = stack[-1][0]
                 if scan.depth > MAX_DEPTH:  # refused whatever follows: stop reading
                     break
+            if stack and stack[-1] is not _MARK and stack[-1][2] > MAX_UNFOLD + (pos or 0):
+                scan.unfolded = True  # shared, not merely long: refused, stop reading
+                break
         else:
             if started:
                 raise ValueError("no STOP opcode: the pickle is truncated")
@@ -151,8 +158,9 @@ def _generic(op, stack: list, scan: Scan) -> None:
         cell = args[0]
         if len(args) > 1:
             cell[0] = max(cell[0], 1 + max(c[0] for c in args[1:]))
+            cell[2] += sum(c[2] for c in args[1:])
     else:
-        cell = [1 + max(c[0] for c in args) if args else 0, None]
+        cell = [1 + max(c[0] for c in args) if args else 0, None, 1 + sum(c[2] for c in args)]
     stack.append(cell)
 
 
@@ -172,7 +180,7 @@ def scan_file(path: Path, *, pickles: int = 4) -> Scan:
     with open(path, "rb") as f:
         capped = _Capped(f, path.stat().st_size)
         for _ in range(pickles):
-            if not scan_stream(capped, scan) or scan.damage or scan.depth > MAX_DEPTH:
+            if not scan_stream(capped, scan) or scan.damage or scan.depth > MAX_DEPTH or scan.unfolded:
                 break
     return scan
 
@@ -193,6 +201,10 @@ def check_scan(path: Path, scan_fn) -> None:
     if scan.depth > MAX_DEPTH:
         raise Inflate3dError(f"{path}: refused: objects nested more than {MAX_DEPTH} deep (unpickling "
                              "them could crash Python); the file is corrupt or hostile. Nothing was run")
+    if scan.unfolded:
+        raise Inflate3dError(f"{path}: refused: objects that share their parts so often that they unfold to more "
+                             f"than {MAX_UNFOLD:,} objects (hashing or printing them would not end); the file is "
+                             "corrupt or hostile. Nothing was run")
     if scan.damage:
         raise Inflate3dError(f"{path}: corrupt pickle ({scan.damage}); the file is truncated or damaged")
 

@@ -91,9 +91,13 @@ def parse_header(f: IO[bytes], path: Path) -> tuple[dict[str, dict], dict[str, s
         if not ok:
             raise Inflate3dError(f"{path}: invalid safetensors entry {name[:200]!r} (dtype, shape or offsets)")
         begin, end = info["data_offsets"]
-        numel = 1
+        numel, span = 1, 1
         for d in info["shape"]:
             numel *= d
+            span *= max(d, 1)
+        if span >= 2**63:  # torch's sizes are int64: [10**19, 0] has no values, and no tensor can have it
+            raise Inflate3dError(f"{path}: tensor {name[:200]!r} has shape {info['shape']!r:.200}, which no tensor "
+                                 "can have; the file is corrupt or hostile")
         nbytes = numel * DTYPE_SIZES[info["dtype"]]
         if begin > end or end - begin != nbytes:
             raise Inflate3dError(f"{path}: tensor {name[:200]!r} has offsets {begin}..{end} for {nbytes} bytes")

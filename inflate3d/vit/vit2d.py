@@ -157,9 +157,12 @@ def describe(canon: Mapping[str, torch.Tensor], fmt: str, origin: str, record: M
     grid = math.isqrt(n)
     if grid * grid != n:
         raise Inflate3dError(f"{origin}: {n} position embeddings (besides the class token) are not a square grid")
-    heads = hf.get("num_attention_heads") or record.get("num_heads")
+    heads = given = hf.get("num_attention_heads") or record.get("num_heads")
     if heads:
-        heads = int(heads)
+        heads = _count(heads)  # the file's (config.json's, or its metadata's text): "x" was an internal error
+        if heads <= 0 or dims % heads:
+            raise Inflate3dError(f"{origin}: {str(given)[:40]!r} attention heads cannot split the width {dims}; "
+                                 "fix num_attention_heads in config.json (or the metadata num_heads)")
     elif dims % HEAD_DIM == 0:
         heads = dims // HEAD_DIM
         notes.append(f"the number of attention heads is not stored in the weights: assumed {heads} "
@@ -174,10 +177,25 @@ def describe(canon: Mapping[str, torch.Tensor], fmt: str, origin: str, record: M
         eps = LAYER_NORM_EPS[fmt]
         if fmt == "huggingface":
             notes.append("LayerNorm eps not recorded: 1e-12, Hugging Face ViTConfig's default")
+    try:
+        eps = float(eps)
+    except (TypeError, ValueError, OverflowError):
+        raise Inflate3dError(f"{origin}: LayerNorm eps {str(eps)[:40]!r} is not a number; fix layer_norm_eps in "
+                             "config.json (or the metadata)") from None
     act = hf.get("hidden_act") or record.get("hidden_act") or "gelu"  # timm, torchvision: exact nn.GELU
     if act != "gelu":
         raise Inflate3dError(f"{origin}: hidden_act {act!r}; only exact GELU ViTs are supported")
     head = canon.get("head.weight")
     return ViT2dInfo(fmt, dims, _depth(canon), patch, grid, int(canon["blocks.0.mlp.fc1.weight"].shape[0]),
                      "blocks.0.attn.qkv.bias" in canon, None if head is None else int(head.shape[0]),
-                     heads, float(eps), act, notes)
+                     heads, eps, act, notes)
+
+
+def _count(value) -> int:
+    """A count the file gives (an int in config.json, text in safetensors metadata), or 0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    try:
+        return int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else 0
+    except ValueError:  # not a number, or 5,000 digits
+        return 0

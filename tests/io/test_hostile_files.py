@@ -4,6 +4,7 @@ Every one must now be refused with one line naming the file and exit 2, quickly,
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -106,6 +107,40 @@ def test_nesting_under_the_bound_still_loads(tmp_path):
     torch.save({"state_dict": {"conv1.weight": torch.ones(2)}, "meta": {key: 1}}, path)
     assert list(load_checkpoint(path).tensors) == ["conv1.weight"]
 
+
+
+def _shared_key_dict(levels: int, wrap_blobs: bool = False) -> bytes:
+    """{(T0, ..., Tn): 0} with T(i) = (T(i-1), T(i-1)) through the memo: a key of 300 bytes that
+    unfolds to 2**levels tuples, all of which hashing visits."""
+    key = b"(K\x00q\x00"  # MARK, BININT1 0, BINPUT 0
+    for i in range(1, levels + 1):
+        key += b"h" + bytes([i - 1]) + b"h" + bytes([i - 1]) + b"\x86q" + bytes([i])  # BINGET x2, TUPLE2, BINPUT
+    inner = b"}" + key + b"t" + b"K\x00" + b"s"  # TUPLE (since MARK), SETITEM
+    if wrap_blobs:
+        return b"\x80\x04}" + _str("blobs") + inner + b"s."
+    return b"\x80\x02" + inner + b"."  # torch's protocol: its unpickler does read these opcodes
+
+
+@pytest.mark.parametrize("where", ["caffe2", "torch zip"])
+def test_a_key_that_unfolds_to_2_to_the_60_tuples_is_refused_not_a_hang(tmp_path, where):
+    data = _shared_key_dict(60, wrap_blobs=where == "caffe2")
+    path = tmp_path / "shared.pkl"
+    if where == "caffe2":
+        path.write_bytes(data)
+    else:
+        _torch_zip_with(path, data)
+    for args in (["inspect", path], ["inspect", "--values", path]):
+        proc = subprocess.run([PY, "-m", "inflate3d", *map(str, args)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr[-500:])
+        assert "unfold to more than" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_sharing_that_does_not_unfold_far_still_loads(tmp_path):
+    """The bound is on unfolding, not on sharing: a tensor and a tuple referenced twice load."""
+    w, key = torch.ones(2), tuple(range(100))
+    path = tmp_path / "ok.pth"
+    torch.save({"state_dict": {"conv1.weight": w, "tied.weight": w}, "meta": {key: key, "again": (key, key)}}, path)
+    assert list(load_checkpoint(path).tensors) == ["conv1.weight", "tied.weight"]
 
 # ---- views larger than their storage: was a hang (2**40 sums) ----------------------------------
 
@@ -226,6 +261,11 @@ def _st(header_json: str | bytes, data: bytes = b"") -> bytes:
     ("JSON nested 100,000 deep", _st('{"a":' * 100_000 + "1" + "}" * 100_000), "nested too deep"),
     ("a 5,000-digit number", _st('{"w":{"dtype":"F32","shape":[' + "9" * 5000 + '],"data_offsets":[0,4]}}', bytes(4)),
      "5000-digit number"),
+    # no values, and no tensor either: torch's sizes are int64 (was an internal error in --values and diff)
+    ("a shape of [10**19, 0]", _st('{"w":{"dtype":"F32","shape":[10000000000000000000,0],"data_offsets":[0,0]}}'),
+     "which no tensor can have"),
+    ("a shape of [2**62, 2**62, 0]", _st('{"w":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904,0],'
+                                         '"data_offsets":[0,0]}}'), "which no tensor can have"),
 ])
 def test_hostile_safetensors_json(tmp_path, name, raw, needle):
     path = tmp_path / "h.safetensors"
@@ -323,3 +363,38 @@ def test_a_10_mib_name_is_cut(capsys):
     Console().error("bad key " + "k" * (10 * 2**20) + "\x07; do this")
     err = capsys.readouterr().err
     assert len(err) < 2200 and "characters cut" in err and err.rstrip().endswith("\\x07; do this")
+
+
+# ---- Hugging Face folders: config.json is the file's too -------------------------------------------
+
+def _hf_vit_folder(path: Path) -> Path:
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(image_size=32, patch_size=16, hidden_size=64, num_hidden_layers=1, num_attention_heads=1,
+                       intermediate_size=128, layer_norm_eps=1e-6, hidden_act="gelu")).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda c: "[" * 100_000 + "]" * 100_000, "nested too deep"),  # was an internal error (RecursionError)
+    (lambda c: "[1, 2]", "not an object"),  # was an internal error ('list' object has no attribute 'get')
+    (lambda c: json.dumps({**c, "num_attention_heads": "x"}), "attention heads cannot split the width 64"),
+    (lambda c: json.dumps({**c, "num_attention_heads": -3}), "attention heads cannot split the width 64"),
+    (lambda c: json.dumps({**c, "layer_norm_eps": "x"}), "LayerNorm eps 'x' is not a number"),
+])
+def test_odd_hugging_face_configs_are_one_line(tmp_path, edit, needle):
+    folder = _hf_vit_folder(tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(edit(config))
+    refused(folder, needle)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
+    """A pipe named like a checkpoint, alone or in a walked folder, blocked the first open for ever."""
+    os.mkfifo(tmp_path / "x.pth")
+    for target in (tmp_path / "x.pth", tmp_path):
+        proc = subprocess.run([PY, "-m", "inflate3d", "inspect", str(target)], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 2 and "is not a regular file" in proc.stderr, (proc.returncode, proc.stderr)

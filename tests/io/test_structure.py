@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from inflate3d.errors import Inflate3dError
+from inflate3d.io.lazy import TensorFile
 from inflate3d.io.load import load_checkpoint
 from inflate3d.io.structure import NeedsTorch, TensorMeta, read_structure
 
@@ -139,6 +140,31 @@ def test_a_view_past_its_storage_is_refused(tmp_path):
         read_structure(path)
 
 
+
+@pytest.mark.parametrize("size,stride", [((-1,), (1,)), ((-2, -2), (1, 1)), ((0, 2**70), (1, 1)),
+                                         ((0, 2**63 - 1, 2**63 - 1), (1, 1, 1)), ((10**5000,), (1,)),
+                                         ((2,), (10**5000,))])
+def test_sizes_that_no_tensor_can_have_are_refused(tmp_path, size, stride):
+    """Negative sizes, and sizes past int64 beside a 0 (no values), passed the extent check: inspect
+    described the file, and diff's lazy reader failed on it with an internal error; a 5,000-digit
+    size or stride could not even be printed in the refusal."""
+    import pickletools
+
+    path = tmp_path / "size.pth"
+    torch.save({"w": torch.ones(1)}, path)
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    ops = [pickletools.optimize(pickle.dumps(t, 2))[2:-1] for t in (size, stride)]  # no memo PUTs
+    patched = data.replace(b"K\x01\x85", ops[0], 1).replace(b"K\x01\x85", ops[1], 1)
+    assert patched.count(ops[0]) and patched.count(ops[1])
+    _rewrite_member(path, "data.pkl", patched)
+    for read in (read_structure, TensorFile, load_checkpoint):
+        with pytest.raises(Inflate3dError) as e:
+            read(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(Inflate3dError, match="which no tensor can have|claims 2 values"):
+        read_structure(path)
+
 @pytest.mark.parametrize("payload", [
     b"}" + b")" + b"\x85" * 200_000 + b"K\x01s.",  # {deep tuple: 1}: a key nested 200,000 deep
     b"(" + b")" + b"\x85" * 200_000 + b"K\x01d.",  # the same through DICT
@@ -208,6 +234,34 @@ def test_deep_values_are_built_without_recursion(tmp_path):
     c = read_structure(path)
     assert list(c.tensors) == ["w"] and len(c.metadata["x"]) <= 2**20 + 100
 
+
+
+def _shared_twice(levels: int) -> bytes:
+    """[L0, ..., Ln] with L(i) = [L(i-1), L(i-1)] through the memo (BINPUT/BINGET 190+, clear of
+    torch's own): a few hundred bytes that ``str`` would print as 2**levels items."""
+    put, get = (lambda i: b"q" + bytes([190 + i])), (lambda i: b"h" + bytes([190 + i]))
+    data = b"](]" + put(0)
+    for i in range(1, levels + 1):
+        data += b"](" + get(i - 1) + get(i - 1) + b"e" + put(i)  # APPENDS: torch's unpickler has no LIST
+    return data + b"e"
+
+
+def test_a_value_shared_exponentially_is_not_printed_for_ever(tmp_path):
+    """A metadata value whose lists each hold the one before twice, 60 levels deep, hung inspect,
+    convert and inflate (``str`` builds 2**60 items before any cut): the structure reader says it
+    is too large to print, and the loader's scan refuses what it unfolds to, quickly."""
+    path = tmp_path / "shared.pth"
+    torch.save({"state_dict": {"w": torch.ones(1)}, "meta": {"x": "MARKERVALUE"}}, path)
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    patched = data.replace(b"X\x0b\x00\x00\x00MARKERVALUE", _shared_twice(60), 1)
+    assert patched != data
+    _rewrite_member(path, "data.pkl", patched)
+    code = ("import sys; from inflate3d.io.structure import read_structure; from inflate3d.io.load import "
+            "load_checkpoint; p = sys.argv[1]; print(read_structure(p).metadata); load_checkpoint(p)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "{'x': '<a list too large to print>'}", (proc.stdout[:500], proc.stderr[-500:])
+    assert "Inflate3dError" in proc.stderr and "unfold to more than" in proc.stderr, proc.stderr[-500:]
 
 def test_reading_the_structure_does_not_import_torch(tmp_path):
     sd = {k: v.contiguous() for k, v in _state().items()}
