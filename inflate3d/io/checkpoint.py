@@ -84,6 +84,26 @@ def hf_folder(path: Path) -> tuple[Path, dict[str, str]]:
     return path / "model.safetensors", {"hf_config": json.dumps(config, sort_keys=True, separators=(",", ":"))}
 
 
+def metadata_json(record: dict[str, str], key: str, origin: str) -> dict | None:
+    """The JSON object a file's metadata entry ``key`` holds (``arch_overrides``, ``hf_config``), or
+    None without one. An entry that is not a JSON object is an error naming the file: its readers
+    look names up in it (an edited entry was an internal error)."""
+    if key not in record:
+        return None
+    import json
+
+    try:
+        value = json.loads(record[key])
+    except (TypeError, ValueError, RecursionError) as e:
+        why = "nested too deep" if isinstance(e, RecursionError) else text(str(e).splitlines()[0], 200)
+        raise Inflate3dError(f"{origin}: its metadata {key!r} is not valid JSON ({why}); the file was edited or is "
+                             f"damaged: restore the entry or remove it") from None
+    if not isinstance(value, dict):
+        raise Inflate3dError(f"{origin}: its metadata {key!r} is a JSON {type(value).__name__}, not an object; the "
+                             "file was edited or is damaged: restore the entry or remove it")
+    return value
+
+
 def text(value: Any, limit: int = 1 << 20) -> str:
     """A file's key or metadata value as text: never raises (a 5,000-digit int cannot be printed
     by ``str``), never longer than ``limit``, and never slower than ``limit`` steps (see

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import CHECK_FAILED, Inflate3dError
+from ..io.checkpoint import metadata_json
 from ..slowfast.archs import Arch, build_model, register, register_builder
 from . import archs as _archs
 from .config import config_2d, config_3d, exact_lengths, is_exact, match_arch
@@ -268,7 +269,7 @@ def verify(tensors: Mapping[str, torch.Tensor], arch: Arch, source, *, method: s
         raise Inflate3dError(f"{origin}: not a Video Swin checkpoint")
     native = to_native(tensors, scheme, origin)
     cfg = config_3d({k: tuple(v.shape) for k, v in native.items()}, origin)
-    overrides = recorded_overrides(metadata, arch)  # the arch as named, never fitted to the file
+    overrides = recorded_overrides(metadata, arch, origin)  # the arch as named, never fitted to the file
     model = build_model(arch, num_classes=cfg["num_classes"], device="meta", init=False, **overrides)
     strict_load(model, native, origin)
     src = source if isinstance(source, SwinSource) else load_source(source, trust_pickle=trust_pickle)
@@ -309,11 +310,12 @@ def verify(tensors: Mapping[str, torch.Tensor], arch: Arch, source, *, method: s
     return ver
 
 
-def recorded_overrides(metadata: Mapping[str, str], arch: Arch) -> dict[str, Any]:
+def recorded_overrides(metadata: Mapping[str, str], arch: Arch, origin: str) -> dict[str, Any]:
     """The backbone overrides an inflation recorded (``arch_overrides``), when it was for ``arch``."""
     if metadata.get("arch") != arch.name or not metadata.get("arch_overrides"):
         return {}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(metadata["arch_overrides"]).items()}
+    recorded = metadata_json(metadata, "arch_overrides", origin) or {}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}
 
 
 def _weights_check(native, src, arch, method, overrides, cfg, StageCheck, TOLERANCE):

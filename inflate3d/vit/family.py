@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from ..errors import Inflate3dError
+from ..io.checkpoint import metadata_json
 from ..slowfast.archs import ARCHS, Arch, register, register_builder, state_dict_shapes
 from .detect import detect_scheme  # noqa: F401 (a hook)
 
@@ -75,11 +76,11 @@ def verify(tensors, arch: Arch, source, *, method: str | None, origin: str, size
         raise Inflate3dError(f"{src.label}: sha256 {src.sha256[:12]}... differs from the {recorded[:12]}... "
                              f"recorded in {origin}; this is not its source", exit_code=CHECK_FAILED)
     if "arch_overrides" in metadata:
-        overrides = json.loads(metadata["arch_overrides"])
+        overrides = metadata_json(metadata, "arch_overrides", origin)
     elif "hf_config" in metadata:
         from .hf import settings_from_config
 
-        overrides = {**dict(arch.backbone), **settings_from_config(json.loads(metadata["hf_config"]))[1]}
+        overrides = {**dict(arch.backbone), **settings_from_config(metadata_json(metadata, "hf_config", origin), origin)[1]}
     else:
         overrides = {**dict(arch.backbone), **source_overrides(src.info, arch)}
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
@@ -173,12 +174,12 @@ def infer(native: Mapping[str, torch.Tensor], record: Mapping[str, str], origin:
     shapes = {k: tuple(v.shape) for k, v in native.items()}
     head = shapes.get("cls_head.fc_cls.weight")
     family = _family_of(shapes)
-    hf = json.loads(record["hf_config"]) if "hf_config" in record else None
+    hf = metadata_json(record, "hf_config", origin)
     notes: list[str] = []
     if hf:
-        _, settings = settings_from_config(hf)
+        _, settings = settings_from_config(hf, origin)
     elif "arch_overrides" in record:
-        settings = json.loads(record["arch_overrides"])
+        settings = metadata_json(record, "arch_overrides", origin)
     else:
         settings = _settings_from_shapes(family, shapes, record, notes, origin)
     if family == "vivit":
@@ -280,7 +281,7 @@ def convert(tensors, *, source: str | None, target: str, origin: str, arch: str 
         notes.append("Hugging Face's space-only TimeSformer does not average the frames: its class token "
                      "is per frame")
     conv = Conversion(detected, target, False, out, key_map, facts, arch_obj.name, overrides, notes)
-    conv.facts = _facts(record, facts)
+    conv.facts = _facts(record, facts, origin)
     conv.metadata = {"arch_overrides": json.dumps(_jsonable(facts.settings), sort_keys=True),
                      **{k: str(v) for k, v in conv.facts.items()}}
     conv.native = native
@@ -291,8 +292,8 @@ def _jsonable(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def _facts(record: Mapping[str, str], facts: _ArchFacts) -> dict:
-    hf = json.loads(record["hf_config"]) if "hf_config" in record else {}
+def _facts(record: Mapping[str, str], facts: _ArchFacts, origin: str) -> dict:
+    hf = metadata_json(record, "hf_config", origin) or {}
     eps = facts.settings.get("norm_eps", facts.settings.get("layer_norm_eps", 1e-6))
     return {"hidden_act": hf.get("hidden_act") or record.get("hidden_act") or "gelu", "layer_norm_eps": eps}
 

@@ -51,9 +51,23 @@ def config(family: str, settings: dict, facts: dict, num_classes: int | None) ->
     return dict(sorted(cfg.items()))
 
 
-def settings_from_config(cfg: dict) -> tuple[str, dict]:
-    """(family, native backbone settings) of a Hugging Face config.json."""
-    if cfg.get("model_type") == "vivit":
+_NEEDED = {"vivit": ("image_size", "num_frames", "tubelet_size", "hidden_size", "num_hidden_layers",
+                     "num_attention_heads", "intermediate_size", "layer_norm_eps"),
+           "timesformer": ("image_size", "patch_size", "num_frames", "hidden_size", "num_hidden_layers",
+                           "num_attention_heads", "intermediate_size", "attention_type", "layer_norm_eps")}
+
+
+def settings_from_config(cfg: dict, origin: str = "config.json") -> tuple[str, dict]:
+    """(family, native backbone settings) of a Hugging Face config.json (``origin``: the file it
+    came with, for messages)."""
+    family = "vivit" if cfg.get("model_type") == "vivit" else "timesformer"
+    missing = [k for k in _NEEDED[family] if k not in cfg]
+    if missing:
+        raise Inflate3dError(f"{origin}: its Hugging Face config has no {', '.join(missing)}; a {family} "
+                             "config.json names them all (the file was edited or is damaged)")
+    if family == "vivit":
+        if not isinstance(cfg["tubelet_size"], list):
+            raise Inflate3dError(f"{origin}: its Hugging Face config's tubelet_size is not a list (time, height, width)")
         return "vivit", {"image_size": cfg["image_size"], "num_frames": cfg["num_frames"],
                          "tubelet_size": list(cfg["tubelet_size"]), "hidden_size": cfg["hidden_size"],
                          "num_hidden_layers": cfg["num_hidden_layers"],

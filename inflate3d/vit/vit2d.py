@@ -8,7 +8,6 @@ give the same canonical bytes in any format. ``ViT2d`` is the reference network 
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import Inflate3dError
+from ..io.checkpoint import metadata_json
 from ..inflate.schemes.table import KeyTable
 from ..io.structure import cat_rows
 from .detect import detect_format
@@ -145,7 +145,7 @@ def describe(canon: Mapping[str, torch.Tensor], fmt: str, origin: str, record: M
     """The ViT's geometry from its shapes; heads, LayerNorm eps and activation from its record
     (a Hugging Face config.json or inflate3d metadata) or, said in a note, from its codebase."""
     record = dict(record or {})
-    hf = json.loads(record["hf_config"]) if "hf_config" in record else {}
+    hf = metadata_json(record, "hf_config", origin) or {}
     notes = list(notes or [])
     needed = ["cls_token", "pos_embed", "patch_embed.proj.weight", "norm.weight"]
     missing = [k for k in needed if k not in canon]
