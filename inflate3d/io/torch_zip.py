@@ -105,7 +105,8 @@ def _find_class(module: str, name: str) -> Any:
 
 def _persistent_load(pid: Any) -> _Storage:
     if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-            and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and type(pid[4]) is int):
+            and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and type(pid[4]) is int
+            and pid[4] >= 0):  # torch refuses a negative size: its loader words it
         raise NeedsTorch("a storage reference of an unknown form")
     return _Storage(pid[1].dtype, pid[2], pid[4])
 
@@ -372,7 +373,12 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
     except Exception as e:  # noqa: BLE001 - a damaged pickle: torch's loader says what
         raise NeedsTorch(f"{type(e).__name__}: {e}") from None
 
+    dtypes: dict[str, str] = {}  # storage key -> the dtype of its first reference
+
     def resolve(view: _View, name: str) -> TensorMeta:
+        if dtypes.setdefault(view.storage.key, view.storage.dtype) != view.storage.dtype:
+            # torch's loader keeps a storage's first dtype for every view of it: it decides
+            raise NeedsTorch(f"storage {view.storage.key} referenced with two dtypes")
         info = members.get(f"{root}data/{view.storage.key}")
         itemsize = ITEMSIZE[view.storage.dtype]
         if info is None or info.file_size < view.storage.numel * itemsize:

@@ -342,3 +342,39 @@ def test_a_compressed_torch_zip_is_loaded_whole(tmp_path):
             z.writestr(name, payload)
     with TensorFile(path) as tf:
         assert tf._zip is None and torch.equal(tf.get("w"), torch.arange(10.0))
+
+
+def test_a_storage_referenced_with_two_dtypes_is_read_as_torch_reads_it(tmp_path):
+    """torch's loader keeps a storage's first dtype for every view of it; the structure reader and
+    diff's lazy reader took each reference's own dtype, so inspect and diff could disagree with
+    torch.load. Such a file now goes to the loader."""
+    from inflate3d.io.lazy import TensorFile
+
+    path = tmp_path / "two.pth"
+    torch.save({"a": torch.arange(4.0), "b": torch.arange(4, dtype=torch.int32)}, path)
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    patched = data.replace(b"X\x01\x00\x00\x001", b"X\x01\x00\x00\x000", 1)  # b's storage key '1' -> a's '0'
+    assert patched != data
+    _rewrite_member(path, "data.pkl", patched)
+    assert torch.load(path, weights_only=True)["b"].dtype == torch.float32
+    with pytest.raises(NeedsTorch, match="two dtypes"):
+        read_structure(path)
+    with TensorFile(path) as tf:
+        assert tf.dtype("b") == torch.float32 and torch.equal(tf.get("b"), torch.arange(4.0))
+
+
+def test_a_negative_storage_size_goes_to_the_loader(tmp_path):
+    """The structure reader accepted a storage of -2 values, which torch refuses: its loader decides."""
+    path = tmp_path / "neg.pth"
+    torch.save({"w": torch.ones(2)}, path)
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    # the storage reference ends 'cpu', memo put, its size (BININT1 2), TUPLE: the size becomes BININT -2
+    patched = data.replace(b"cpuq\x06K\x02t", b"cpuq\x06J\xfe\xff\xff\xfft", 1)
+    assert patched != data
+    _rewrite_member(path, "data.pkl", patched)
+    with pytest.raises(NeedsTorch, match="storage reference"):
+        read_structure(path)
+    with pytest.raises(Inflate3dError):
+        load_checkpoint(path)
