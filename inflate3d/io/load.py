@@ -199,6 +199,19 @@ def _load_safetensors(path: Path, *, digest: bool = False):
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 
 
+_OPERAND_RE = re.compile(r"Unsupported operand (\d+)")
+
+
+def _unread_opcode(path: Path, code: int) -> Inflate3dError:
+    """torch's weights-only unpickler reads the opcodes torch.save writes, not every opcode."""
+    import pickletools
+
+    name = next((op.name for op in pickletools.opcodes if ord(op.code) == code), f"byte {code}")
+    return Inflate3dError(f"{path}: refused: torch's weights-only loader does not read the pickle opcode {name}, "
+                          "which torch.save never writes (no global is called: the file was made otherwise, or "
+                          "is damaged). Nothing was run. If you trust this file, pass --trust-pickle")
+
+
 def _refused(path: Path, globals_: list[str]) -> Inflate3dError:
     what = ", ".join(globals_) if globals_ else "code"
     return Inflate3dError(f"{path}: refused: unpickling would call {what}. Nothing was run. If you "
@@ -236,7 +249,10 @@ def _torch_load(path: Path, *, zipped: bool, trust_pickle: bool) -> Any:
         if "weights_only" in msg or found:
             from .pickle_scan import disallowed, pickle_globals
 
-            raise _refused(path, disallowed(pickle_globals(path)) or found) from None
+            globals_ = disallowed(pickle_globals(path)) or found
+            if not globals_ and (op := _OPERAND_RE.search(msg)):  # no global: an opcode torch.save never writes
+                raise _unread_opcode(path, int(op[1])) from None
+            raise _refused(path, globals_) from None
         raise Inflate3dError(f"{path}: corrupt pickle checkpoint ({msg.splitlines()[0]})") from None
     except Exception as e:  # noqa: BLE001 - see below
         if _is_out_of_memory(e):

@@ -398,3 +398,13 @@ def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
         proc = subprocess.run([PY, "-m", "inflate3d", "inspect", str(target)], capture_output=True, text=True,
                               timeout=60)
         assert proc.returncode == 2 and "is not a regular file" in proc.stderr, (proc.returncode, proc.stderr)
+
+
+def test_an_opcode_torch_reads_not_is_named_not_called_code(tmp_path):
+    """A LIST opcode (protocol 0; torch.save never writes it) and no global: torch's weights-only
+    loader refuses it, and the refusal said 'would call code'. It names the opcode."""
+    path = _torch_zip_with(tmp_path / "listop.pth", b"\x80\x02}(X\x01\x00\x00\x00m(K\x01lu.")
+    result = cli("convert", path, "-o", tmp_path / "out.safetensors")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert "does not read the pickle opcode LIST" in result.stderr and "no global is called" in result.stderr
+    assert "would call" not in result.stderr and not (tmp_path / "out.safetensors").exists()
