@@ -26,6 +26,7 @@ ALLOWED = {
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
+    ("__builtin__", "bytes"), ("builtins", "bytes"),  # ... and b"" (an empty blob's data): bytes() only
     ("collections", "OrderedDict"),
 }
 # The dtypes a blob may have: those torch.from_numpy takes (no longdouble, objects or records).
@@ -41,6 +42,13 @@ class _NDArray:
 
     def __call__(self, *args, **kwargs):
         raise pickle.UnpicklingError("numpy.ndarray called directly")
+
+
+def _empty_bytes(*args) -> bytes:
+    """``bytes()``, as Python 3 pickles ``b""`` at protocol 2; ``bytes(n)`` would allocate n bytes."""
+    if args:
+        raise pickle.UnpicklingError("bytes() with arguments: only the empty bytes are allowed")
+    return b""
 
 
 def _dtype(path: Path, value: Any) -> np.dtype:
@@ -74,7 +82,8 @@ class _ArraysOnly(pickle._Unpickler):  # the pure-Python unpickler: see first_ob
         if (module, name) not in ALLOWED:
             raise pickle.UnpicklingError(f"GLOBAL {module}.{name}")
         return {"_reconstruct": self._reconstruct, "scalar": self._scalar, "ndarray": self._ndarray,
-                "dtype": self._make_dtype, "encode": self._encode, "OrderedDict": OrderedDict}[name]
+                "dtype": self._make_dtype, "encode": self._encode, "OrderedDict": OrderedDict,
+                "bytes": _empty_bytes}[name]
 
     def _reconstruct(self, subtype, shape, dtype):
         if subtype is not self._ndarray or not isinstance(shape, tuple) \

@@ -245,6 +245,23 @@ def test_odd_caffe2_metadata(tmp_path, meta, outcome):
         assert ckpt.tensors["conv1_w"].tolist() == [[1.0] * 3] * 2
 
 
+def test_an_empty_blob_loads_and_bytes_of_a_size_is_refused(tmp_path):
+    """Python 3 pickles an empty blob's data (b"") at protocol 2 as ``bytes()``: that was refused
+    as code. Only the empty call is taken: ``bytes(2**30)`` would allocate 1 GiB."""
+    path = tmp_path / "empty.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"blobs": {"conv1_w": np.ones((2, 3), np.float32), "empty": np.zeros((0, 3), np.float32)}}, f,
+                    protocol=2)
+    assert b"__builtin__\nbytes" in path.read_bytes()
+    ckpt = load_checkpoint(path)
+    assert ckpt.tensors["empty"].shape == (0, 3) and ckpt.tensors["conv1_w"].tolist() == [[1.0] * 3] * 2
+    big = tmp_path / "big.pkl"
+    big.write_bytes(b"\x80\x02}" + b"X\x05\x00\x00\x00blobs}X\x01\x00\x00\x00xc__builtin__\nbytes\nJ\x00\x00\x00\x40\x85Rss.")
+    code, err, peak = _peak_mib("inspect", big)
+    assert code == 2 and "only the empty bytes" in err and str(big) in err, (code, err)
+    assert peak < 700
+
+
 def test_a_longdouble_blob_is_refused(tmp_path):
     path = tmp_path / "ld.pkl"
     with open(path, "wb") as f:
