@@ -193,7 +193,9 @@ def test_an_inflation_damaged_between_write_and_proof_is_exit_1(tmp_path, monkey
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     result = run("inflate", r18_file, "--arch", "tsm_r18", "--no-verify", "-o", out_dir / name, ok=(1,))
-    assert damaged and "differ from what was written" in result.stderr and list(out_dir.iterdir()) == []
+    # a torch zip's CRC-32 catches the flipped byte before any value is compared
+    says = "differ from what was written" if name.endswith(".safetensors") else "do not match their CRC-32"
+    assert damaged and says in result.stderr and list(out_dir.iterdir()) == []
 
 
 def _damage_before_proof(monkeypatch, name: str, damaged: list) -> None:
