@@ -151,6 +151,17 @@ def metadata_text(meta: dict) -> dict[str, str]:
     return {text(k, 1000): text(v) for k, v in meta.items()}
 
 
+def beyond_int64(shape) -> bool:
+    """Whether no tensor can have ``shape``: torch's sizes are int64, so a negative size, or sizes
+    whose product (a 0 counted as 1) reaches 2**63, as [10**19, 0] (no values) does."""
+    span = 1
+    for n in shape:
+        if n < 0:
+            return True
+        span *= max(n, 1)
+    return span >= 2**63
+
+
 def extent_error(path: Path, name: str, shape, stride, offset: int, have: int) -> str | None:
     """Why a tensor of ``shape``/``stride`` at ``offset`` does not fit a storage of ``have`` values
     (or holds more values than it), else None: a (2**20, 2**20) view with strides (0, 0) of a
@@ -158,13 +169,12 @@ def extent_error(path: Path, name: str, shape, stride, offset: int, have: int) -
     size, or one of 10**19 beside a 0 (no values), is no tensor torch can make, and the structure
     reader, which builds none, took such a file on to fail in the lazy reader (an internal error).
     The numbers are printed with ``text``: one of 5,000 digits cannot be printed by ``str``."""
-    numel, span = 1, 1
-    for n in shape:
-        numel *= n
-        span *= max(n, 1)
-    if any(n < 0 for n in shape) or span >= 2**63 or not 0 <= offset < 2**63:
+    if beyond_int64(shape) or not 0 <= offset < 2**63:
         return (f"{path}: tensor {text(name, 200)} has shape {text(tuple(shape), 200)} at offset {text(offset, 30)}, "
                 "which no tensor can have; the file is corrupt or hostile")
+    numel = 1
+    for n in shape:
+        numel *= n
     if numel == 0:
         return None
     end = offset + sum((n - 1) * s for n, s in zip(shape, stride))

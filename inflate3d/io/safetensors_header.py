@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import Inflate3dError
+from .checkpoint import beyond_int64
 
 MAX_HEADER = 100_000_000  # the safetensors library's limit
 DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
@@ -91,11 +92,10 @@ def parse_header(f: IO[bytes], path: Path) -> tuple[dict[str, dict], dict[str, s
         if not ok:
             raise Inflate3dError(f"{path}: invalid safetensors entry {name[:200]!r} (dtype, shape or offsets)")
         begin, end = info["data_offsets"]
-        numel, span = 1, 1
+        numel = 1
         for d in info["shape"]:
             numel *= d
-            span *= max(d, 1)
-        if span >= 2**63:  # torch's sizes are int64: [10**19, 0] has no values, and no tensor can have it
+        if beyond_int64(info["shape"]):  # [10**19, 0] has no values, and no tensor can have it
             raise Inflate3dError(f"{path}: tensor {name[:200]!r} has shape {info['shape']!r:.200}, which no tensor "
                                  "can have; the file is corrupt or hostile")
         nbytes = numel * DTYPE_SIZES[info["dtype"]]

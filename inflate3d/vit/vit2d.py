@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import Inflate3dError
-from ..io.checkpoint import metadata_json
 from ..inflate.schemes.table import KeyTable
+from ..io.checkpoint import metadata_json
 from ..io.structure import cat_rows
 from .detect import detect_format
 

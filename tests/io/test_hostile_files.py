@@ -71,6 +71,14 @@ def _torch_zip_with(path: Path, data_pkl: bytes, *, compress: bool = False) -> P
     return path
 
 
+def _pickle_file(path: Path, data: bytes, where: str) -> Path:
+    """``data`` as a Caffe2 pickle file (``where`` 'caffe2'), or as a torch zip's data.pkl."""
+    if where == "caffe2":
+        path.write_bytes(data)
+        return path
+    return _torch_zip_with(path, data)
+
+
 def _peak_mib(*cli_args) -> tuple[int, str, float]:
     """(exit code, stderr, peak RSS in MiB) of the CLI in a fresh process."""
     # VmHWM, not ru_maxrss: Linux carries the parent's (pytest's) peak across exec into ru_maxrss
@@ -87,12 +95,7 @@ def _peak_mib(*cli_args) -> tuple[int, str, float]:
 
 @pytest.mark.parametrize("where", ["caffe2", "torch zip"])
 def test_a_key_nested_200000_deep_is_refused_not_a_segfault(tmp_path, where):
-    data = _deep_key_dict(200_000, wrap_blobs=where == "caffe2")
-    path = tmp_path / "deep.pkl"
-    if where == "caffe2":
-        path.write_bytes(data)
-    else:
-        _torch_zip_with(path, data)
+    path = _pickle_file(tmp_path / "deep.pkl", _deep_key_dict(200_000, wrap_blobs=where == "caffe2"), where)
     proc = subprocess.run([PY, "-m", "inflate3d", "inspect", str(path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-500:])
     assert "nested more than 1000 deep" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -123,12 +126,7 @@ def _shared_key_dict(levels: int, wrap_blobs: bool = False) -> bytes:
 
 @pytest.mark.parametrize("where", ["caffe2", "torch zip"])
 def test_a_key_that_unfolds_to_2_to_the_60_tuples_is_refused_not_a_hang(tmp_path, where):
-    data = _shared_key_dict(60, wrap_blobs=where == "caffe2")
-    path = tmp_path / "shared.pkl"
-    if where == "caffe2":
-        path.write_bytes(data)
-    else:
-        _torch_zip_with(path, data)
+    path = _pickle_file(tmp_path / "shared.pkl", _shared_key_dict(60, wrap_blobs=where == "caffe2"), where)
     for args in (["inspect", path], ["inspect", "--values", path]):
         proc = subprocess.run([PY, "-m", "inflate3d", *map(str, args)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, (args, proc.returncode, proc.stderr[-500:])
