@@ -37,8 +37,9 @@ class OneThread:
         self.before = 0
 
     def begin(self) -> None:
-        import torch
+        from .torch_import import import_torch
 
+        torch = import_torch()
         if not self.before:
             self.before = torch.get_num_threads()
             torch.set_num_threads(1)

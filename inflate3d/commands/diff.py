@@ -20,6 +20,9 @@ def run(console: Console, a: str, b: str, atol: float, rtol: float, top: int, ke
             re.compile(keys)
         except re.error as e:
             raise Inflate3dError(f"--keys {keys!r}: not a regular expression ({e})") from None
+    from ..torch_import import import_torch
+
+    import_torch()  # after the torch-free checks
     from ..io.lazy import TensorFile
 
     # Each file is opened once, here, and handed on: a second open would read its header again,

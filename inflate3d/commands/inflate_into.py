@@ -83,6 +83,9 @@ def run(console: Console, source: str | None, into: str, kwargs: str | None, met
     if source is not None:
         early.input_file(source)
 
+    from ..torch_import import import_torch
+
+    import_torch()  # after the torch-free checks
     from ..inflate.into import inflate_into
     from ..io.save import check_output, output_format
 

@@ -48,6 +48,9 @@ def run(console: Console, checkpoint: str, source: str, arch: str | None, settin
     early.checkpoint_file(checkpoint)
     early.input_file(source)
 
+    from ..torch_import import import_torch
+
+    import_torch()  # after the torch-free checks
     from ..io.load import load_checkpoint
     from ..settings import format_settings
     from ..verify.api import verify_checkpoint
