@@ -82,10 +82,11 @@ def _pickle_file(path: Path, data: bytes, where: str) -> Path:
 def _peak_mib(*cli_args) -> tuple[int, str, float]:
     """(exit code, stderr, peak RSS in MiB) of the CLI in a fresh process."""
     # VmHWM, not ru_maxrss: Linux carries the parent's (pytest's) peak across exec into ru_maxrss
-    code = ("import sys, runpy; sys.argv = ['inflate3d'] + sys.argv[1:]\n"
-            "try:\n    runpy.run_module('inflate3d', run_name='__main__')\n"
-            "finally:\n    print('PEAK', [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0],"
-            " file=sys.stderr)")
+    # atexit, not finally: the CLI's process ends with os._exit once its atexit handlers ran
+    code = ("import atexit, sys, runpy; sys.argv = ['inflate3d'] + sys.argv[1:]\n"
+            "atexit.register(lambda: print('PEAK', [l.split()[1] for l in open('/proc/self/status')"
+            " if l.startswith('VmHWM')][0], file=sys.stderr))\n"
+            "runpy.run_module('inflate3d', run_name='__main__')")
     proc = subprocess.run([PY, "-c", code, *map(str, cli_args)], capture_output=True, text=True, timeout=600)
     peak = int(proc.stderr.rsplit("PEAK", 1)[1].split()[0]) / 1024
     return proc.returncode, proc.stderr.rsplit("PEAK", 1)[0], peak

@@ -1,0 +1,102 @@
+"""How the CLI's processes import torch (``inflate3d.torch_import``) and end (``inflate3d.cli.script``).
+
+Each case runs in a fresh interpreter: the collector's state and the interpreter's teardown are
+per process.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+PY = sys.executable
+
+COUNT_FULL_COLLECTIONS = (
+    "import gc, sys\n"
+    "full = []\n"
+    "gc.callbacks.append(lambda phase, info: phase == 'start' and info['generation'] == 2 and full.append(1))\n")
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-c", code, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_a_plain_torch_import_runs_full_collections():
+    """The control for the next test: without the pause, the collector walks the import's objects."""
+    r = _python(COUNT_FULL_COLLECTIONS + "import torch\nprint(len(full))")
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) >= 1
+
+
+def test_import_torch_runs_no_full_collection_and_freezes_what_the_import_made():
+    r = _python(COUNT_FULL_COLLECTIONS + "from inflate3d.torch_import import import_torch\n"
+                "torch = import_torch()\n"
+                "print(len(full), gc.isenabled(), gc.get_freeze_count(), torch is sys.modules['torch'])")
+    assert r.returncode == 0, r.stderr
+    full, enabled, frozen, same = r.stdout.split()
+    assert (full, enabled, same) == ("0", "True", "True")
+    assert int(frozen) > 100_000  # torch's objects, out of every later collection's way
+
+
+def test_import_torch_leaves_an_imported_torch_alone():
+    r = _python("import gc, torch\nfrom inflate3d.torch_import import import_torch\n"
+                "import_torch()\nprint(gc.get_freeze_count(), gc.isenabled())")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "True"]
+
+
+def test_import_torch_keeps_a_paused_collector_paused():
+    r = _python("import gc\ngc.disable()\nfrom inflate3d.torch_import import import_torch\n"
+                "import_torch()\nprint(gc.isenabled())")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False"]
+
+
+# A probe whose finaliser runs only in the interpreter's teardown: a module global.
+PROBE = ("import atexit, os, sys, threading, time\n"
+         "import inflate3d.cli as cli\n"
+         "class Probe:\n"
+         "    def __del__(self, write=os.write):\n"
+         "        write(1, b'teardown ran\\n')\n"
+         "cli._probe = Probe()\n"
+         "atexit.register(lambda: print('atexit ran'))\n")
+
+
+def _script(argv: list[str], before: str = "") -> subprocess.CompletedProcess:
+    return _python(PROBE + before + f"sys.argv = ['inflate3d', *{argv!r}]\ncli.script()")
+
+
+def test_the_command_skips_the_teardown_but_runs_atexit_and_flushes_its_output():
+    r = _script(["archs", "--json"])
+    assert r.returncode == 0, r.stderr
+    document, tail = r.stdout.rsplit("\n", 2)[0], r.stdout.rsplit("\n", 2)[1:]
+    assert json.loads(document)["archs"]  # the whole document arrived (through a pipe, block-buffered)
+    assert tail == ["atexit ran", ""]
+    assert "teardown ran" not in r.stdout
+
+
+def test_the_teardown_probe_does_report_a_normal_exit():
+    """The control for the test above: a thread still running means the normal exit, teardown included."""
+    r = _script(["archs"], before="threading.Thread(target=time.sleep, args=(4,)).start()\n")  # outlives the command
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("atexit ran\nteardown ran\n")
+
+
+def test_exit_codes_survive_the_fast_exit(tmp_path):
+    missing = tmp_path / "missing.safetensors"
+    r = _script(["inspect", str(missing)])
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and str(missing) in r.stderr
+    assert "teardown ran" not in r.stdout
+    r = _script(["--no-such-option"])
+    assert r.returncode == 2 and "teardown ran" not in r.stdout
+
+
+def test_output_that_cannot_be_flushed_falls_back_to_the_normal_exit():
+    """stdout closed by the reader: the fast exit steps aside and Python's own exit reports it."""
+    proc = subprocess.Popen([PY, "-c", PROBE + "sys.argv = ['inflate3d', 'archs', '--json']\ncli.script()"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # nobody reads: the first write or the flush fails with EPIPE
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert b"Broken pipe" in err or b"BrokenPipeError" in err
