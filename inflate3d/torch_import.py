@@ -1,12 +1,12 @@
 """Import torch for a command: with the cyclic garbage collector paused, then frozen.
 
-``import torch`` makes about a million Python objects, and the collector walks them all in full
-(generation 2) collections: three during the import and more whenever a command then makes many
-objects (a network's modules, a table of names). None of them is ever garbage; measured here,
-that is 0.12 s of an ``inflate`` that takes 2.1 s. ``import_torch`` pauses the collector for the
-import and moves every object that exists at its end to the permanent generation
-(``gc.freeze``), so later collections walk only what the command itself made. Reference counting
-frees memory as before, and cycles the command makes are still collected.
+``import torch`` leaves about 180,000 objects for the collector to track, none of them ever
+garbage, and the collector walks them in full (generation 2) collections: three during the
+import alone, 0.12 s here. ``import_torch`` pauses the collector for the import and then moves
+every object that exists to the permanent generation (``gc.freeze``), so later collections walk
+only what the command itself makes. Reference counting frees memory as before, and cycles the
+command makes are still collected. Measured: ``inflate`` R50 -> SlowFast-R50 ``--no-verify``,
+1.79 s -> 1.58 s (medians of 9, with the CLI's fast exit in both).
 
 For the CLI's processes only: a library must not change its host's collector.
 """
