@@ -220,7 +220,7 @@ def _refused(path: Path, globals_: list[str]) -> Inflate3dError:
 
 def _torch_load(path: Path, *, zipped: bool, trust_pickle: bool) -> Any:
     if zipped:
-        from .pickle_scan import zip_too_large
+        from .torch_zip import zip_too_large
 
         try:
             with zipfile.ZipFile(path) as z:

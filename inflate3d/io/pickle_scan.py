@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import Inflate3dError
+from .torch_zip import zip_too_large
 
 MAX_DEPTH = 1000  # real checkpoints nest < 30 deep (mmaction2's meta with its config is the deepest)
 MAX_UNFOLD = 2**24  # objects a value may unfold to beyond one per byte of its pickle (~0.3 s to hash)
-MAX_EXPANSION = 4  # a torch zip stores its members; allow some compression, not a zip bomb
 
 _STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING",
             "BINSTRING", "STRING"}
@@ -207,14 +207,6 @@ def check_scan(path: Path, scan_fn) -> None:
                              "corrupt or hostile. Nothing was run")
     if scan.damage:
         raise Inflate3dError(f"{path}: corrupt pickle ({scan.damage}); the file is truncated or damaged")
-
-
-def zip_too_large(z: zipfile.ZipFile, size: int) -> str | None:
-    """Why a torch zip would unpack to far more than its size (a zip bomb), or None."""
-    total = sum(i.file_size for i in z.infolist())
-    if total > MAX_EXPANSION * size + 2**20:
-        return f"its members unpack to {total:,} bytes from a {size:,}-byte file"
-    return None
 
 
 def pickle_globals(path: Path) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import struct
 from collections import OrderedDict
 from pathlib import Path
@@ -111,62 +110,17 @@ def _persistent_load(pid: Any) -> _Storage:
     return _Storage(pid[1].dtype, pid[2], pid[4])
 
 
-class _StructureUnpickler(pickle._Unpickler):  # pure Python: the C one sizes its memo from the file
-    dispatch = dict(pickle._Unpickler.dispatch)
-
-    def find_class(self, module: str, name: str) -> Any:
-        return _find_class(module, name)
-
-    def persistent_load(self, pid: Any) -> _Storage:
-        return _persistent_load(pid)
-
-    def load_build(self) -> None:
-        """BUILD only on dicts (a state dict's ``_metadata``), and it is dropped: no attribute of any
-        object is set from the file."""
-        self.stack.pop()
-        if not isinstance(self.stack[-1], dict):
-            raise NeedsTorch("BUILD on something other than a dict")
-
-    # Nothing from the file is hashed but strings and ints: CPython hashes and compares nested
-    # tuples recursively in C, and a key nested 200,000 deep overflowed its stack (a segfault).
-    # Objects are built by the pure-Python machine's own stack, so their depth needs no other bound.
-    def load_setitem(self) -> None:
-        _plain_keys(self.stack[-2:-1])
-        pickle._Unpickler.load_setitem(self)
-
-    def load_setitems(self) -> None:
-        _plain_keys(self.stack[0::2])  # the items since MARK
-        pickle._Unpickler.load_setitems(self)
-
-    def load_dict(self) -> None:
-        _plain_keys(self.stack[0::2])
-        pickle._Unpickler.load_dict(self)
-
-    def load_set(self) -> None:
-        raise NeedsTorch("a set")  # a state dict has none; its members would be hashed
-
-    dispatch[pickle.BUILD[0]] = load_build
-    dispatch[pickle.SETITEM[0]] = load_setitem
-    dispatch[pickle.SETITEMS[0]] = load_setitems
-    dispatch[pickle.DICT[0]] = load_dict
-    for _op in (pickle.EMPTY_SET, pickle.ADDITEMS, pickle.FROZENSET):
-        dispatch[_op[0]] = load_set
-
-
-def _plain_keys(keys) -> None:
-    if not all(type(k) is str or type(k) is int for k in keys):
-        raise NeedsTorch("a dict key that is not a string")
-
-
 def load_structure(data: bytes) -> Any:
     """``data.pkl``'s object, shape records for tensors. The opcodes ``torch.save`` writes for a
     state dict go through one tight loop (``_fast_load``: twice as fast as the pure-Python
-    unpickler); a pickle it does not vouch for goes to ``_StructureUnpickler``, whose answer or
+    unpickler); a pickle it does not vouch for goes to ``StructureUnpickler``, whose answer or
     error stands."""
     try:
         return _fast_load(data)
     except Exception:  # noqa: BLE001 - an opcode or an object outside the loop's few: the full machine decides
-        return _StructureUnpickler(io.BytesIO(data)).load()
+        from .structure_unpickler import StructureUnpickler  # imports pickle: only for such a file
+
+        return StructureUnpickler(io.BytesIO(data)).load()
 
 
 class _Unsupported(Exception):
@@ -177,7 +131,7 @@ _CALLABLE = (_ordered_dict, _rebuild_tensor, _rebuild_parameter)  # what REDUCE 
 
 
 def _fast_load(data: bytes) -> Any:
-    """The pickle machine of ``_StructureUnpickler`` for protocol 2 and 3 (``torch.save``'s) and
+    """The pickle machine of ``StructureUnpickler`` for protocol 2 and 3 (``torch.save``'s) and
     the objects a state dict and its metadata hold: strings, ints, floats, None, bools, tuples,
     lists, dicts, ``OrderedDict``, tensors and parameters. Same objects, same checks (keys are
     strings or ints; BUILD only on a dict, its state dropped); anything else raises."""
@@ -304,6 +258,18 @@ def _fast_load(data: bytes) -> Any:
     raise _Unsupported("no STOP")
 
 
+MAX_EXPANSION = 4  # a torch zip stores its members; allow some compression, not a zip bomb
+
+
+def zip_too_large(z, size: int) -> str | None:
+    """Why a torch zip (a ``zipfile.ZipFile`` of ``size`` bytes) would unpack to far more than its
+    size (a zip bomb), or None."""
+    total = sum(i.file_size for i in z.infolist())
+    if total > MAX_EXPANSION * size + 2**20:
+        return f"its members unpack to {total:,} bytes from a {size:,}-byte file"
+    return None
+
+
 MAX_STRUCTURE = 64 * 2**20  # a state dict's data.pkl is ~100 bytes a tensor; beyond this, torch's loader
 
 
@@ -332,8 +298,6 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
     ``path``. The layouts are None where the values cannot be read in place (compressed members,
     big-endian storages; a lazy reader then loads the file) or were not asked for."""
     import zipfile
-
-    from .pickle_scan import zip_too_large
 
     size = path.stat().st_size if f is None else os.fstat(f.fileno()).st_size
     try:

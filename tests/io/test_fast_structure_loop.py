@@ -14,6 +14,7 @@ import torch
 
 from inflate3d.io import torch_zip
 from inflate3d.io.structure import NeedsTorch
+from inflate3d.io.structure_unpickler import StructureUnpickler
 
 
 def _data_pkl(obj, **kw) -> bytes:
@@ -38,7 +39,7 @@ def _plain(o):
 
 
 def _full(data: bytes):
-    return torch_zip._StructureUnpickler(io.BytesIO(data)).load()
+    return StructureUnpickler(io.BytesIO(data)).load()
 
 
 def _checkpoint(seed: int) -> dict:
