@@ -9,7 +9,7 @@ import torch
 from ..errors import CHECK_FAILED, Inflate3dError
 from ..inflate.kernels import METHODS, kernel_method
 from ..slowfast.archs import Arch, build_model
-from .boring import StageCheck, boring_video_check, build_2d
+from .boring import StageCheck, boring_video_check, build_2d, width_mismatch
 from .strict import strict_load
 
 __all__ = ["StageCheck", "Verification", "boring_video_check", "detect_method", "strict_load",
@@ -62,6 +62,9 @@ def verify_inflated(tensors: Mapping[str, torch.Tensor], arch: Arch, source_tens
     result.notes.append(f"strict load into {arch.name}: {len(tensors)} tensors, no missing or "
                         "unexpected keys, all shapes equal")
     net2d = build_2d(source_tensors, depth)
+    if why := width_mismatch(model, net2d):
+        raise Inflate3dError(f"{origin}: {why}: it is not an inflation of this 2D source, and the two "
+                             "cannot be compared; check --against", exit_code=CHECK_FAILED)
     compare_logits = bool(head_from_2d) and head_w is not None and "fc.weight" in source_tensors and \
         int(source_tensors["fc.weight"].shape[0]) == num_classes
     if head_from_2d is None and head_w is not None:

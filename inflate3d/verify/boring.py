@@ -60,6 +60,25 @@ def _capture(modules: Mapping[str, nn.Module]):
     return out, handles
 
 
+def width_mismatch(model: Recognizer3D, net2d: nn.Module) -> str | None:
+    """Where ``model`` (its slow pathway, for SlowFast) is not as wide as ``net2d``: the first
+    stage whose output channels differ, said in words; None when every stage matches. Such a pair
+    is no inflation, and their features cannot be compared."""
+    backbone = model.backbone
+    path = backbone.slow_path if isinstance(backbone, ResNet3dSlowFast) else backbone
+    pairs = [("stem", path.conv1, net2d.conv1), *((n, getattr(path, n), getattr(net2d, n)) for n in path.res_layers)]
+    for name, m3, m2 in pairs:
+        c3, c2 = _out_channels(m3), _out_channels(m2)
+        if c3 != c2:
+            return f"its {name} has {c3} output channels where the 2D source's has {c2}"
+    return None
+
+
+def _out_channels(module: nn.Module) -> int | None:
+    convs = [m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    return convs[-1].out_channels if convs else None
+
+
 def boring_video_check(model: Recognizer3D, net2d: nn.Module, *, method: str,
                        compute: torch.dtype = torch.float64, dtype: torch.dtype = torch.float32,
                        size: int = 32, seed: int = 0,

@@ -68,6 +68,22 @@ def test_a_corrupted_tensor_fails_the_check(arch, method, seeded):
     assert failed == ["layer3", "layer4"]  # earlier stages still match
 
 
+@pytest.mark.parametrize("arch,settings", [("slowonly_r18", {"base_channels": 2}),
+                                           ("slowfast_r50_4x16", {"slow_pathway": {"base_channels": 8}})])
+def test_a_checkpoint_of_another_width_than_its_source_is_a_failed_check_not_a_crash(arch, settings, seeded):
+    """Found while testing: a width-2 slowonly_r18 verified against a ResNet-18 was exit 3 (a
+    tensor shape error inside the comparison)."""
+    from inflate3d.errors import CHECK_FAILED, Inflate3dError
+    from inflate3d.slowfast.archs import get_arch
+
+    depth = int(arch.split("_r")[1].split("_")[0])
+    sd = build_model(arch, num_classes=None, **settings).state_dict()
+    with pytest.raises(Inflate3dError, match="x: its stem has 8 output channels where the 2D source's has 64"
+                       if depth == 50 else "x: its stem has 2 output channels") as e:
+        verify_inflated(sd, get_arch(arch), seeded(depth).tensors, depth=depth, origin="x", settings=settings)
+    assert e.value.exit_code == CHECK_FAILED
+
+
 def test_slow_features_do_not_depend_on_the_fast_weights(seeded):
     src = seeded(50)
     sd = prepare(src, "slowfast_r50_8x8", method="center").state_dict()
