@@ -63,9 +63,9 @@ def _run(console: Console, checkpoint: str, output: str | None, source_scheme: s
     from ..io.prefetch import Prefetch
 
     prefetch = Prefetch(path, tensors_digest=False)  # read (a safetensors file) while torch imports
+    one.begin()  # after the torch-free checks: torch imported (``inflate3d.torch_import``)
     import torch
 
-    one.begin()  # after the torch-free checks
     from ..inflate.resnet2d import describe_2d
     from ..io.load import load_checkpoint
     from ..paths import make_parent, remove_made
