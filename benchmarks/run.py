@@ -186,7 +186,7 @@ def bench_diff(tmp: Path, src: Path, repeats: int, fmt: str = "safetensors") -> 
                                  "-o", str(out), "--no-verify"])
     size_mib = a.stat().st_size / 2**20
     converted = tmp / "diff_convert.safetensors"
-    torch_only = [PY, "-c", "import torch, safetensors.torch"]
+    torch_only = [PY, "-c", lean("import safetensors.torch")]  # no teardown, whose peak the CLI does not have
     convert = INFLATE3D + ["convert", str(a), "-o", str(converted)]  # as bench_convert runs it
     target = INFLATE3D + ["diff", str(a), str(b)]  # exit 1: the two differ
 
