@@ -60,6 +60,10 @@ def run(console: Console, checkpoint: tuple[str, ...], source_scheme: str | None
 
     user_settings = early.settings(settings)
     files, walked = gather(checkpoint)
+    if values:  # every tensor is loaded: torch, imported as the other commands import it
+        from ..torch_import import import_torch
+
+        import_torch()
     if len(files) == 1 and not walked:
         return _one(console, str(files[0]), source_scheme, trust_pickle, user_settings, values)
     return _many(console, files, source_scheme, trust_pickle, user_settings, values, jobs)

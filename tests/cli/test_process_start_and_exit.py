@@ -118,7 +118,8 @@ def test_every_command_that_needs_torch_imports_it_paused_and_frozen(tmp_path):
     for argv, code in ((["convert", native, "-o", tmp_path / "out.safetensors"], 0),
                        (["convert", native, "--to", "pyslowfast", "-o", tmp_path / "out.pyth"], 0),
                        (["diff", native, tmp_path / "out.safetensors"], 0),
-                       (["verify", native, "--against", "seeded:resnet18:0"], 1)):
+                       (["verify", native, "--against", "seeded:resnet18:0"], 1),
+                       (["inspect", native, "--values"], 0)):
         r = _python(frozen_at_exit, *map(str, argv))
         assert r.returncode == code, (argv, r.stderr)
         assert int(r.stderr.rsplit("FROZEN ", 1)[1].split()[0]) > 100_000, argv
