@@ -161,8 +161,9 @@ def test_a_file_damaged_between_write_and_proof_is_exit_1_and_never_named(tmp_pa
 
 @pytest.mark.parametrize("name", ["out.safetensors", "out.pth", "out.pkl"])
 def test_a_conversion_that_does_not_convert_back_is_exit_1(tmp_path, monkeypatch, name):
-    """The round trip is checked on what was read back: a back-conversion that swaps two tensors of
-    one shape (each still the very tensor read back, under the wrong name) fails the command."""
+    """The round trip is checked on what is on disk (read back, or proven bit-equal to it): a
+    back-conversion that swaps two tensors of one shape (each still the very tensor on disk,
+    under the wrong name) fails the command."""
     import inflate3d.commands.convert as convert_command
 
     torch.manual_seed(0)
