@@ -122,3 +122,21 @@ def test_every_command_that_needs_torch_imports_it_paused_and_frozen(tmp_path):
         r = _python(frozen_at_exit, *map(str, argv))
         assert r.returncode == code, (argv, r.stderr)
         assert int(r.stderr.rsplit("FROZEN ", 1)[1].split()[0]) > 100_000, argv
+
+
+def test_output_that_cannot_be_flushed_leaves_the_exit_to_python():
+    """``_leave`` steps aside before running anything: Python's own exit then runs the atexit
+    handlers once, tears down, and reports the failed flush itself."""
+    code = ("import os, sys\nimport inflate3d.cli as cli\n"
+            "class Unflushable:\n"
+            "    def write(self, s):\n        return len(s)\n"
+            "    def flush(self):\n        raise OSError('the disk is full')\n"
+            "sys.stdout = Unflushable()\n"
+            "import atexit\natexit.register(lambda: os.write(2, b'atexit ran\\n'))\n"
+            "class Probe:\n    def __del__(self, write=os.write):\n        write(2, b'teardown ran\\n')\n"
+            "cli._probe = Probe()\n"
+            "cli._leave(0)\nos.write(2, b'left to python\\n')")
+    r = _python(code)
+    assert r.stderr.startswith("left to python\natexit ran\n"), r.stderr
+    assert r.stderr.count("atexit ran") == 1 and "teardown ran" in r.stderr
+    assert r.returncode == 120  # Python's code for a final flush that failed
