@@ -37,11 +37,11 @@ def settings(items) -> dict:
 
 
 def input_file(spec: str | None) -> Path | None:
-    """The path of a file input (None for torchvision:/seeded: sources), checked readable."""
+    """The path of a file input (None for torchvision:/seeded: sources), checked readable; a
+    Hugging Face folder counts as one (``checkpoint_file``)."""
     if spec is None or spec.startswith(SOURCE_PREFIXES):
         return None
-    check_readable(Path(spec))
-    return Path(spec)
+    return checkpoint_file(spec)
 
 
 def output_file(output: str | None, *, force: bool, inputs=()) -> Path | None:

@@ -9,8 +9,9 @@ def detect_format(keys) -> str | None:
         return "timm" if not any(".temporal_" in k for k in keys) else None
     if "conv_proj.weight" in keys and "class_token" in keys:
         return "torchvision"
-    if "embeddings.patch_embeddings.projection.weight" in keys and \
-            "encoder.layer.0.attention.attention.query.weight" in keys:
+    if "embeddings.patch_embeddings.projection.weight" in keys and (
+            "encoder.layer.0.attention.attention.query.weight" in keys  # as saved by save_pretrained
+            or "layers.0.attention.q_proj.weight" in keys):  # transformers >= 5's state_dict()
         return "huggingface"
     return None
 
@@ -22,10 +23,11 @@ def detect_scheme(keys) -> str | None:
     if any(k.startswith(("backbone.transformer_layers.", "transformer_layers.layers.")) for k in ks) or \
             any(k.startswith(("backbone.embeddings.patch_embeddings.", "backbone.encoder.layer.")) for k in ks):
         return "mmaction2"
-    bare = {k[len(p):] for k in ks for p in ("timesformer.", "vivit.") if k.startswith(p)} or ks
+    bare = {k[len(p):] for k in ks for p in ("timesformer.", "vivit.", "vit.") if k.startswith(p)} or ks
     if "embeddings.patch_embeddings.projection.weight" in bare and (
             "encoder.layer.0.attention.attention.qkv.weight" in bare
-            or "encoder.layer.0.attention.attention.query.weight" in bare):
+            or "encoder.layer.0.attention.attention.query.weight" in bare
+            or "layers.0.attention.q_proj.weight" in bare):  # transformers >= 5's state_dict()
         return "huggingface"
     if any(".temporal_attn." in k for k in ks) or {"time_embed", "model.time_embed"} & ks:
         return "timesformer"

@@ -55,7 +55,7 @@ TORCHVISION = KeyTable.of("torchvision", [
     ("heads.head.{t*}",                                      "head.{t*}"),
 ])
 
-# Hugging Face ViT as saved on disk; q / k / v go to provisional names and are fused afterwards.
+# Hugging Face ViT; q / k / v go to provisional names and are fused afterwards.
 HUGGINGFACE = KeyTable.of("huggingface-vit", [
     ("embeddings.cls_token",                                 "cls_token"),
     ("embeddings.position_embeddings",                       "pos_embed"),
@@ -66,6 +66,15 @@ HUGGINGFACE = KeyTable.of("huggingface-vit", [
     ("encoder.layer.{i}.layernorm_after.{t*}",               "blocks.{i}.norm2.{t*}"),
     ("encoder.layer.{i}.intermediate.dense.{t*}",            "blocks.{i}.mlp.fc1.{t*}"),
     ("encoder.layer.{i}.output.dense.{t*}",                  "blocks.{i}.mlp.fc2.{t*}"),
+    # transformers >= 5 names the same modules differently in memory (``model.state_dict()``),
+    # while ``save_pretrained`` still writes the names above: a state dict saved from a live
+    # model has these
+    ("layers.{i}.layernorm_before.{t*}",                     "blocks.{i}.norm1.{t*}"),
+    ("layers.{i}.attention.{q=q_proj|k_proj|v_proj}.{t*}",   "blocks.{i}.attn.{q=q|k|v}.{t*}"),
+    ("layers.{i}.attention.o_proj.{t*}",                     "blocks.{i}.attn.proj.{t*}"),
+    ("layers.{i}.layernorm_after.{t*}",                      "blocks.{i}.norm2.{t*}"),
+    ("layers.{i}.mlp.fc1.{t*}",                              "blocks.{i}.mlp.fc1.{t*}"),
+    ("layers.{i}.mlp.fc2.{t*}",                              "blocks.{i}.mlp.fc2.{t*}"),
     ("layernorm.{t*}",                                       "norm.{t*}"),
     ("classifier.{t*}",                                      "head.{t*}"),
     ("pooler.dense.{t*}",                                    None),

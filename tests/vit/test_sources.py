@@ -108,3 +108,62 @@ def test_vit_for_image_classification_keeps_its_head(tmp_path):
     img = torch.randn(1, 3, IMG, IMG)
     with torch.no_grad():
         assert rel(vit(img), clf(img).logits) < 1e-5
+
+
+def test_a_live_transformers_5_state_dict_is_the_same_source_as_its_saved_folder(tmp_path):
+    """transformers >= 5 names a ViT's modules differently in memory (``layers.i.attention.q_proj``,
+    ``mlp.fc1``) than ``save_pretrained`` writes them (``encoder.layer.i.attention.attention.query``):
+    a ``torch.save(model.state_dict())`` from a training script is read as the same weights."""
+    from transformers import ViTForImageClassification
+
+    hf = _hf_vit()
+    torch.manual_seed(3)
+    clf = perturb(ViTForImageClassification(hf.config.__class__(**{**hf.config.to_dict(), "num_labels": CLASSES})), 3)
+    live = clf.state_dict()
+    assert "vit.layers.0.attention.q_proj.weight" in live  # the names this test is about
+    clf.save_pretrained(tmp_path / "clf")
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "clf" / "model.safetensors"))
+    assert "vit.encoder.layer.0.attention.attention.query.weight" in saved
+    canon_live, fmt_live, notes_live = canonical(live, "live")
+    canon_saved, fmt_saved, _ = canonical(saved, "saved")
+    assert fmt_live == fmt_saved == "huggingface" and list(canon_live) == list(canon_saved)
+    for k in canon_saved:
+        assert torch.equal(canon_live[k], canon_saved[k]), k
+    vit = timm_vit()
+    vit.load_state_dict(canon_live, strict=True)
+    img = torch.randn(1, 3, IMG, IMG)
+    with torch.no_grad():
+        assert rel(vit(img), clf(img).logits) < 1e-5
+
+
+def test_the_cli_inflates_a_live_state_dict_and_a_folder_alike(tmp_path):
+    """``inflate3d inflate`` takes a Hugging Face folder as its source (it refused folders), and a
+    transformers-5 state dict saved with torch.save (it was "not a 2D ViT"); ``inspect`` names
+    both, ``vit.`` prefix and all (it could not tell their scheme)."""
+    import json
+
+    from transformers import ViTForImageClassification
+
+    from vit_peers import run
+
+    hf = _hf_vit(dims=128, heads=2)  # 64-wide heads: the live state dict's head count follows the convention
+    torch.manual_seed(3)
+    clf = perturb(ViTForImageClassification(hf.config.__class__(**{**hf.config.to_dict(), "num_labels": CLASSES})), 3)
+    clf.save_pretrained(tmp_path / "clf")
+    torch.save(clf.state_dict(), tmp_path / "live.pth")
+    outs = []
+    for src in (tmp_path / "clf", tmp_path / "live.pth"):
+        info = json.loads(run("inspect", src, "--json").stdout)
+        assert info["scheme"] == "huggingface" and info["architecture"]["family"] == "2D ViT", info
+        assert info["architecture"]["head_classes"] == CLASSES
+        out = tmp_path / f"{src.stem}.safetensors"
+        run("inflate", src, "--arch", "timesformer_b", "--head", "imagenet", "-o", out)  # verified
+        outs.append(out)
+    # the same weights, the same tensors (the folder's config.json also names the head count,
+    # which the live state dict leaves to the 64-wide convention: only the metadata differs)
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(p)) for p in outs)
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
