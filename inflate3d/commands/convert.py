@@ -358,9 +358,11 @@ def _check_read_back(out: Path, conv, source_tensors, fmt: str, written: dict) -
     function_check = in_function(expected_back, back, differ) if differ and in_function else None  # or raises
     exact = len(expected_back) - (len(differ) if function_check else 0)
     differ = [] if function_check else differ
-    if differ or set(back) - set(source_tensors):
-        raise Inflate3dError(f"{out}: converting back does not reproduce the source ({len(differ)} tensors "
-                             f"differ: {', '.join(differ[:3])})", exit_code=CHECK_FAILED)
+    extra = sorted(set(back) - set(source_tensors))
+    if differ or extra:
+        what = f"{len(differ)} tensors differ: {', '.join(differ[:3])}" if differ else \
+            f"it gives {len(extra)} names the source does not have: {', '.join(extra[:3])}"
+        raise Inflate3dError(f"{out}: converting back does not reproduce the source ({what})", exit_code=CHECK_FAILED)
     checks = [f"read back from disk: {len(written)} tensors bit for bit as written",
               f"loads strictly into {conv.arch_name} ({len(native)} tensors, all shapes equal)",
               f"converts back to {conv.source_scheme} bit for bit ({exact} tensors)"]

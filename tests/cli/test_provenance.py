@@ -187,6 +187,32 @@ def test_a_conversion_that_does_not_convert_back_is_exit_1(tmp_path, monkeypatch
     assert list(out_dir.iterdir()) == []
 
 
+def test_a_conversion_back_to_names_the_source_lacks_says_which(tmp_path, monkeypatch):
+    """It said "(0 tensors differ: )": the names are what differ."""
+    import inflate3d.commands.convert as convert_command
+
+    torch.manual_seed(0)
+    native = tmp_path / "native.safetensors"
+    save_file(build_model("slowonly_r18", base_channels=8, num_classes=5).state_dict(), str(native))
+    src = tmp_path / "in.safetensors"
+    run("convert", native, "--to", "pyslowfast", "-o", src)
+    real = convert_command.convert_any
+
+    def renaming(tensors, *, source, target, **kw):
+        conv = real(tensors, source=source, target=target, **kw)
+        if target == "pyslowfast":  # only the way back to the source's names
+            first = next(iter(conv.tensors))
+            conv.tensors[first + "_renamed"] = conv.tensors.pop(first)
+        return conv
+
+    monkeypatch.setattr(convert_command, "convert_any", renaming)
+    out = tmp_path / "out.safetensors"
+    result = run("convert", src, "-o", out, ok=(1,))
+    assert "converting back does not reproduce the source (it gives 1 names the source does not have: " \
+           "s1.pathway0_stem.conv.weight_renamed)" in result.stderr
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("name", ["t.safetensors", "t.pth"])
 def test_an_inflation_damaged_between_write_and_proof_is_exit_1(tmp_path, monkeypatch, r18_file, name):
     damaged = []
