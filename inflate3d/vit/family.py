@@ -164,6 +164,9 @@ class Conversion:
     facts: dict = field(default_factory=dict)  # hidden_act, layer_norm_eps (for config.json)
     native: dict = field(default_factory=dict)  # the tensors in native names
     metadata: dict = field(default_factory=dict)  # what the weights do not carry, for the output's record
+    # {name written for the source scheme: the source's own name} where they differ (transformers
+    # 5's in-memory ViViT names are read, the saved ones written): the round trip compares by it
+    source_names: dict = field(default_factory=dict)
 
 
 def infer(native: Mapping[str, torch.Tensor], record: Mapping[str, str], origin: str) -> tuple[Arch, dict, _ArchFacts]:
@@ -285,6 +288,19 @@ def convert(tensors, *, source: str | None, target: str, origin: str, arch: str 
     conv.metadata = {"arch_overrides": json.dumps(_jsonable(facts.settings), sort_keys=True),
                      **{k: str(v) for k, v in conv.facts.items()}}
     conv.native = native
+    if detected == "huggingface" and facts.family == "vivit":
+        from .schemes import HF_PREFIX, VIVIT_HF_LIVE
+
+        prefix = HF_PREFIX["vivit"]
+        for n, k in names.items():
+            if VIVIT_HF_LIVE.to_native(k[len(prefix):] if k.startswith(prefix) else k)[0]:
+                ok, written_as = from_native_key(facts.family, detected, n, divided, with_head)
+                if ok and written_as is not None:
+                    conv.source_names[written_as] = k
+    if conv.source_names:
+        notes.append(f"read {len(conv.source_names)} names as transformers 5 keeps them in memory "
+                     f"(e.g. {next(iter(conv.source_names.values()))}); written back as save_pretrained "
+                     "writes them")
     return conv
 
 

@@ -119,3 +119,33 @@ def test_native_vivit_is_hugging_faces_on_a_moving_clip(tmp_path):
     run("convert", native, "--to", "huggingface", "-o", back)
     config = json.loads((back / "config.json").read_text())
     assert (config["num_frames"], config["image_size"], config["hidden_act"]) == (4, 64, "gelu_fast")
+
+
+def test_a_live_transformers_5_vivit_state_dict_converts_as_its_saved_folder(tmp_path):
+    """transformers >= 5 keeps ViViT's modules under other names in memory
+    (``layers.i.attention.q_proj``) than ``save_pretrained`` writes: a ``torch.save`` of
+    ``state_dict()`` converts to the same native tensors as the folder, and its round trip is
+    proven under the names it maps to (it was 'not a TimeSformer or ViViT checkpoint')."""
+    from safetensors.torch import load_file
+    from transformers import VivitConfig
+
+    from vit_peers import perturb
+
+    cfg = VivitConfig(image_size=64, num_frames=4, tubelet_size=[2, 16, 16], hidden_size=64, num_hidden_layers=2,
+                      num_attention_heads=1, intermediate_size=96, hidden_act="gelu", layer_norm_eps=1e-6)
+    torch.manual_seed(6)
+    hf = perturb(VivitModel(cfg, add_pooling_layer=False), 6)
+    live = hf.state_dict()
+    assert "layers.0.attention.q_proj.weight" in live  # the names this test is about
+    hf.save_pretrained(tmp_path / "hf")
+    torch.save(live, tmp_path / "live.pth")
+    outs = []
+    for src in (tmp_path / "hf", tmp_path / "live.pth"):
+        out = tmp_path / f"{src.stem}.safetensors"
+        result = run("convert", src, "-o", out)
+        assert "converts back to huggingface bit for bit (38 tensors)" in result.stdout + result.stderr
+        outs.append(load_file(str(out)))
+    assert "read 32 names as transformers 5 keeps them in memory" in result.stdout + result.stderr
+    a, b = outs
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads(run("inspect", tmp_path / "live.pth", "--json").stdout)["architecture"]["matches"] == "vivit_b"
