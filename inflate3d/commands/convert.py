@@ -344,7 +344,8 @@ def _check_read_back(out: Path, conv, source_tensors, fmt: str, written: dict) -
                        arch=conv.arch_name, settings=conv.arch_overrides).tensors
     caffe2_counters = conv.target_scheme == "caffe2"  # Caffe2 cannot store BN batch counters
     if aliases := getattr(conv, "source_names", None):  # a family that reads names it does not write
-        source_tensors = {**{k: v for k, v in source_tensors.items() if k not in set(aliases.values())},
+        read_as = set(aliases.values())
+        source_tensors = {**{k: v for k, v in source_tensors.items() if k not in read_as},
                           **{written_as: source_tensors[k] for written_as, k in aliases.items()}}
     expected_back = {k: v for k, v in source_tensors.items() if k in back
                      and not (caffe2_counters and k.endswith("num_batches_tracked"))}
