@@ -214,6 +214,8 @@ class Group(click.Group):
 def script() -> None:
     """The ``inflate3d`` command and ``python -m inflate3d``: ``main``, then out of the process
     without the interpreter's teardown (``_leave``). Tests call ``main`` in their own process."""
+    global _PREVIOUS_UNRAISABLE
+    _PREVIOUS_UNRAISABLE, sys.unraisablehook = sys.unraisablehook, _unraisable
     try:
         main()
     except SystemExit as e:
@@ -222,6 +224,39 @@ def script() -> None:
         except KeyboardInterrupt:  # a signal while leaving: the work is done, its code stands
             pass
         raise
+
+
+_PREVIOUS_UNRAISABLE = sys.unraisablehook
+
+
+def _unraisable(unraisable) -> None:
+    """An interrupt that ``_terminate`` raised where Python cannot raise (a weakref callback or a
+    ``__del__`` that the signal happened to land in: Python prints "Exception ignored" and carries
+    on, and the Ctrl-C was lost while the next ones are ignored) is raised again, once the main
+    thread is back in code that can raise. Anything else goes to the previous hook."""
+    e = unraisable.exc_value
+    if isinstance(e, KeyboardInterrupt) and e.args and _SIGNALS and e.args[0] == _SIGNALS[-1]:
+        import signal
+        import threading
+
+        signal.signal(e.args[0], _again)
+        threading.Thread(target=_interrupt_main, args=(e.args[0],), daemon=True).start()
+        return
+    _PREVIOUS_UNRAISABLE(unraisable)
+
+
+def _again(signum, _frame) -> None:
+    """``_terminate`` for an interrupt delivered a second time: counted once."""
+    _ignore_interrupts()
+    raise KeyboardInterrupt(signum)
+
+
+def _interrupt_main(signum: int) -> None:
+    import _thread
+    import time
+
+    time.sleep(0.001)  # the callback that swallowed it has returned by then
+    _thread.interrupt_main(signum)
 
 
 def _leave(code) -> None:

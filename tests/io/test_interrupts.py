@@ -265,3 +265,36 @@ def test_unexpected_failures_are_one_line_too():
     assert _one_line(MemoryError())[1] == 2
     message, code = _one_line(TypeError("bad\nsecond line"))
     assert code == 3 and message == "internal error (TypeError: bad); rerun with --debug and report it"
+
+
+_SWALLOWED = r'''
+import os, signal, sys, time, weakref
+import inflate3d.cli as cli
+cli._install_signal_handlers()
+if sys.argv[1] == "hook":
+    cli._PREVIOUS_UNRAISABLE, sys.unraisablehook = sys.unraisablehook, cli._unraisable  # as cli.script does
+class Obj:
+    pass
+def callback(_ref):
+    os.kill(os.getpid(), signal.SIGINT)  # handled inside this callback, where Python cannot raise
+    for _ in range(1000):
+        pass
+o = Obj()
+r = weakref.ref(o, callback)
+try:
+    del o
+    for _ in range(100):
+        time.sleep(0.01)
+    print("not interrupted")
+except KeyboardInterrupt as e:
+    print("interrupted", *e.args)
+'''
+
+
+def test_an_interrupt_that_lands_in_a_weakref_callback_is_raised_again():
+    """Found by CI: the first Ctrl-C of test_two_sigints landed in a WeakSet callback; Python printed
+    "Exception ignored ... KeyboardInterrupt", the later signals were ignored, and the command ran on."""
+    lost = subprocess.run([PY, "-c", _SWALLOWED, "plain"], capture_output=True, text=True, timeout=60)
+    assert lost.stdout == "not interrupted\n" and "Exception ignored" in lost.stderr  # the control
+    kept = subprocess.run([PY, "-c", _SWALLOWED, "hook"], capture_output=True, text=True, timeout=60)
+    assert (kept.stdout, kept.stderr) == (f"interrupted {int(signal.SIGINT)}\n", "")
