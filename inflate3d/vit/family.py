@@ -288,15 +288,10 @@ def convert(tensors, *, source: str | None, target: str, origin: str, arch: str 
     conv.metadata = {"arch_overrides": json.dumps(_jsonable(facts.settings), sort_keys=True),
                      **{k: str(v) for k, v in conv.facts.items()}}
     conv.native = native
-    if detected == "huggingface" and facts.family == "vivit":
-        from .schemes import HF_PREFIX, VIVIT_HF_LIVE
+    if detected == "huggingface":
+        from .schemes import saved_name
 
-        prefix = HF_PREFIX["vivit"]
-        for n, k in names.items():
-            if VIVIT_HF_LIVE.to_native(k[len(prefix):] if k.startswith(prefix) else k)[0]:
-                ok, written_as = from_native_key(facts.family, detected, n, divided, with_head)
-                if ok and written_as is not None:
-                    conv.source_names[written_as] = k
+        conv.source_names = {saved: k for k in names.values() if (saved := saved_name(k)) != k}
     if conv.source_names:
         notes.append(f"read {len(conv.source_names)} names as transformers 5 keeps them in memory "
                      f"(e.g. {next(iter(conv.source_names.values()))}); written back as save_pretrained "

@@ -79,17 +79,26 @@ VIVIT_HF = KeyTable.of("huggingface", [
     ("{k**}",                      "backbone.{k**}"),
 ])
 
-# transformers >= 5 names ViViT's modules differently in memory (``model.state_dict()``) than
-# ``save_pretrained`` writes them (the names above, and mmaction2's own): read, never written.
-VIVIT_HF_LIVE = KeyTable.of("huggingface", [
-    ("layers.{i}.layernorm_before.{t*}",      "backbone.encoder.layer.{i}.layernorm_before.{t*}"),
+# transformers >= 5 names ViT's and ViViT's modules differently in memory (``model.state_dict()``)
+# than ``save_pretrained`` writes them: live name -> saved name. Read, never written.
+HF_LIVE = KeyTable.of("huggingface-live", [
+    ("layers.{i}.layernorm_before.{t*}",      "encoder.layer.{i}.layernorm_before.{t*}"),
     ("layers.{i}.attention.{q=q_proj|k_proj|v_proj}.{t*}",
-     "backbone.encoder.layer.{i}.attention.attention.{q=query|key|value}.{t*}"),
-    ("layers.{i}.attention.o_proj.{t*}",      "backbone.encoder.layer.{i}.attention.output.dense.{t*}"),
-    ("layers.{i}.layernorm_after.{t*}",       "backbone.encoder.layer.{i}.layernorm_after.{t*}"),
-    ("layers.{i}.mlp.fc1.{t*}",               "backbone.encoder.layer.{i}.intermediate.dense.{t*}"),
-    ("layers.{i}.mlp.fc2.{t*}",               "backbone.encoder.layer.{i}.output.dense.{t*}"),
+     "encoder.layer.{i}.attention.attention.{q=query|key|value}.{t*}"),
+    ("layers.{i}.attention.o_proj.{t*}",      "encoder.layer.{i}.attention.output.dense.{t*}"),
+    ("layers.{i}.layernorm_after.{t*}",       "encoder.layer.{i}.layernorm_after.{t*}"),
+    ("layers.{i}.mlp.fc1.{t*}",               "encoder.layer.{i}.intermediate.dense.{t*}"),
+    ("layers.{i}.mlp.fc2.{t*}",               "encoder.layer.{i}.output.dense.{t*}"),
 ])
+
+
+def saved_name(key: str) -> str:
+    """A Hugging Face key as ``save_pretrained`` writes it (a model prefix such as ``vit.`` kept);
+    any other key as it is."""
+    prefix = next((p for p in ("vit.", "vivit.") if key.startswith(p)), "")
+    ok, saved = HF_LIVE.to_native(key[len(prefix):])
+    return prefix + saved if ok and saved else key
+
 
 HF_PREFIX = {"timesformer": "timesformer.", "vivit": "vivit."}
 
@@ -111,8 +120,7 @@ def to_native_key(family: str, scheme: str, key: str, divided: bool) -> tuple[bo
     if scheme == "huggingface":
         prefix = HF_PREFIX[family]
         key = key[len(prefix):] if key.startswith(prefix) else key
-        if family == "vivit" and (live := VIVIT_HF_LIVE.to_native(key))[0]:
-            return live
+        key = saved_name(key)
     elif scheme == "timesformer" and key.startswith("model."):
         key = key[len("model."):]  # PySlowFast's wrapper (the loader strips it from whole files)
     tbl = table(family, scheme, divided)

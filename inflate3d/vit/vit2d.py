@@ -55,7 +55,8 @@ TORCHVISION = KeyTable.of("torchvision", [
     ("heads.head.{t*}",                                      "head.{t*}"),
 ])
 
-# Hugging Face ViT; q / k / v go to provisional names and are fused afterwards.
+# Hugging Face ViT as saved on disk (transformers 5's in-memory names are read as these first:
+# ``schemes.saved_name``); q / k / v go to provisional names and are fused afterwards.
 HUGGINGFACE = KeyTable.of("huggingface-vit", [
     ("embeddings.cls_token",                                 "cls_token"),
     ("embeddings.position_embeddings",                       "pos_embed"),
@@ -66,15 +67,6 @@ HUGGINGFACE = KeyTable.of("huggingface-vit", [
     ("encoder.layer.{i}.layernorm_after.{t*}",               "blocks.{i}.norm2.{t*}"),
     ("encoder.layer.{i}.intermediate.dense.{t*}",            "blocks.{i}.mlp.fc1.{t*}"),
     ("encoder.layer.{i}.output.dense.{t*}",                  "blocks.{i}.mlp.fc2.{t*}"),
-    # transformers >= 5 names the same modules differently in memory (``model.state_dict()``),
-    # while ``save_pretrained`` still writes the names above: a state dict saved from a live
-    # model has these
-    ("layers.{i}.layernorm_before.{t*}",                     "blocks.{i}.norm1.{t*}"),
-    ("layers.{i}.attention.{q=q_proj|k_proj|v_proj}.{t*}",   "blocks.{i}.attn.{q=q|k|v}.{t*}"),
-    ("layers.{i}.attention.o_proj.{t*}",                     "blocks.{i}.attn.proj.{t*}"),
-    ("layers.{i}.layernorm_after.{t*}",                      "blocks.{i}.norm2.{t*}"),
-    ("layers.{i}.mlp.fc1.{t*}",                              "blocks.{i}.mlp.fc1.{t*}"),
-    ("layers.{i}.mlp.fc2.{t*}",                              "blocks.{i}.mlp.fc2.{t*}"),
     ("layernorm.{t*}",                                       "norm.{t*}"),
     ("classifier.{t*}",                                      "head.{t*}"),
     ("pooler.dense.{t*}",                                    None),
@@ -114,6 +106,9 @@ def canonical(tensors: Mapping[str, torch.Tensor], origin: str) -> tuple[dict[st
     """(timm-named tensors, source format, notes). Every key must be known; none is dropped silently."""
     from ..inflate.convert import _rename
 
+    from .schemes import saved_name
+
+    tensors = {saved_name(k): v for k, v in tensors.items()}
     if any(k.startswith("vit.") for k in tensors):  # ViTForImageClassification
         tensors = {k[4:] if k.startswith("vit.") else k: v for k, v in tensors.items()}
     fmt = detect_format(tensors)
