@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import Inflate3dError, InvalidInputError, UnknownNameError
+from ..records import Record
 from ..slowfast.archs import ARCHS, Arch, setting_of, state_dict_shapes
 from .detect import ArchInfo, detect_scheme, infer_arch, strip_net
 from .facts import facts_for
@@ -25,18 +25,23 @@ HEAD_REORDERED = "head columns reordered from [slow, fast] to mmaction2's [fast,
 FACTORISED_STEM = "backbone.conv1.conv.conv_s.weight"
 
 
-@dataclass
-class Conversion:
-    source_scheme: str
-    target_scheme: str
-    two_pathways: bool
-    tensors: dict[str, torch.Tensor]  # in the target scheme, in its order
-    key_map: list[tuple[str | None, str | None, str | None]]  # (source, native, target)
-    arch: ArchInfo
-    arch_name: str | None
-    arch_overrides: dict
-    notes: list[str] = field(default_factory=list)
-    native: dict[str, torch.Tensor] = field(default_factory=dict)  # the same tensors, native names
+class Conversion(Record):
+    """A converted checkpoint: ``tensors`` in the target scheme, in its order (and ``native``: the
+    same tensors under native names), ``key_map`` rows (source, native, target), the architecture
+    the weights imply and the named arch they matched with its overrides, and notes."""
+
+    __slots__ = ("source_scheme", "target_scheme", "two_pathways", "tensors", "key_map", "arch", "arch_name",
+                 "arch_overrides", "notes", "native")
+
+    def __init__(self, source_scheme: str, target_scheme: str, two_pathways: bool, tensors: dict[str, torch.Tensor],
+                 key_map: list[tuple[str | None, str | None, str | None]], arch: ArchInfo, arch_name: str | None,
+                 arch_overrides: dict, notes: list[str] | None = None,
+                 native: dict[str, torch.Tensor] | None = None) -> None:
+        self.source_scheme, self.target_scheme, self.two_pathways = source_scheme, target_scheme, two_pathways
+        self.tensors, self.key_map, self.arch, self.arch_name = tensors, key_map, arch, arch_name
+        self.arch_overrides = arch_overrides
+        self.notes = [] if notes is None else notes
+        self.native = {} if native is None else native
 
 
 def scheme(name: str) -> Scheme:

@@ -67,7 +67,6 @@ def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle:
     from .facts import facts_for
     from .convert import HEAD_REORDERED, match_arch, scheme, to_native
     from .detect import detect_scheme, infer_arch
-    from .resnet2d import describe_2d
 
     path = Path(path)
     origin = str(path)
@@ -96,7 +95,11 @@ def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle:
         return {**common, "scheme": family_scheme, "two_pathways": False, "two_d": None, "metadata": ckpt.metadata,
                 "family": getattr(family, "NAME", None), "architecture": _plain(architecture)}
     name, two = detect_scheme(ckpt.tensors, origin)
-    two_d = describe_2d(ckpt.tensors) if name == "torchvision3d" else None
+    two_d = None
+    if name == "torchvision3d":  # torchvision's names: a 2D ResNet, or one with 5-D kernels
+        from .resnet2d import describe_2d
+
+        two_d = describe_2d(ckpt.tensors)
     if two_d:
         name = "torchvision"
     if source_scheme and source_scheme != name:

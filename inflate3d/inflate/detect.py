@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Inflate3dError
+from ..records import Record
 from ..slowfast.depths import depth_of
 
 
@@ -34,31 +34,47 @@ def detect_scheme(keys, origin: str) -> tuple[str, bool]:
                          f"{', '.join(keys[:4])}; name the source scheme")
 
 
-@dataclass
-class ArchInfo:
-    """What the weights say about the network (and what they cannot say)."""
+class ArchInfo(Record):
+    """What the weights say about the network (and what they cannot say): ``family`` 'resnet3d' or
+    'slowfast', per pathway its stem kernel, inflation..., and the settings the weights do not
+    carry (``facts``, each with its source: facts.py) with the file's own ``record``."""
 
-    family: str  # 'resnet3d' | 'slowfast'
-    depth: int
-    pathways: dict[str, dict] = field(default_factory=dict)  # per pathway: stem kernel, inflate...
-    lateral_norm: bool | None = None
-    fusion_kernel: int | None = None
-    channel_ratio: int | None = None
-    num_classes: int | None = None
-    notes: list[str] = field(default_factory=list)
-    # settings the weights do not carry, each with its source (see facts.py), and the file's record
-    facts: dict = field(default_factory=dict)
-    record: dict = field(default_factory=dict)
+    __slots__ = ("family", "depth", "pathways", "lateral_norm", "fusion_kernel", "channel_ratio", "num_classes",
+                 "notes", "facts", "record")
+
+    def __init__(self, family: str, depth: int, pathways: dict[str, dict] | None = None,
+                 lateral_norm: bool | None = None, fusion_kernel: int | None = None, channel_ratio: int | None = None,
+                 num_classes: int | None = None, notes: list[str] | None = None, facts: dict | None = None,
+                 record: dict | None = None) -> None:
+        self.family, self.depth = family, depth
+        self.pathways = {} if pathways is None else pathways
+        self.lateral_norm, self.fusion_kernel, self.channel_ratio = lateral_norm, fusion_kernel, channel_ratio
+        self.num_classes = num_classes
+        self.notes = [] if notes is None else notes
+        self.facts = {} if facts is None else facts
+        self.record = {} if record is None else record
 
 
 _BLOCK = re.compile(r"layer([1-4])\.(\d+)\.")
 
 
-def _pathway_info(tensors: Mapping[str, Any], prefix: str, origin: str) -> dict:
+def _blocks(keys, prefix: str) -> list[int]:
+    """Blocks per stage: one more than the highest block index any name under ``prefix`` has.
+    The distinct (stage, block) pairs come from one regex over the names joined by newlines (a
+    thousand names, a few dozen blocks), name by name if a name holds a newline itself."""
+    text = "\n".join(keys)
+    if text.count("\n") == len(keys) - 1:
+        found = set(re.findall(f"^{re.escape(prefix)}{_BLOCK.pattern}", text, re.MULTILINE))
+    else:
+        found = {m.groups() for k in keys if k.startswith(prefix) and (m := _BLOCK.match(k[len(prefix):]))}
     blocks = [0, 0, 0, 0]
-    for k in tensors:
-        if k.startswith(prefix) and (m := _BLOCK.match(k[len(prefix):])):
-            blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    for stage, block in found:
+        blocks[int(stage) - 1] = max(blocks[int(stage) - 1], int(block) + 1)
+    return blocks
+
+
+def _pathway_info(tensors: Mapping[str, Any], prefix: str, origin: str) -> dict:
+    blocks = _blocks(tensors, prefix)
     bottleneck = f"{prefix}layer1.0.conv3.conv.weight" in tensors
     depth = depth_of(blocks, bottleneck)
     if depth is None:
@@ -123,10 +139,7 @@ def strip_net(key: str) -> str:
 
 def _tsm_info(native: Mapping[str, Any], origin: str, num_classes) -> ArchInfo:
     plain = {strip_net(k): v for k, v in native.items()}
-    blocks = [0, 0, 0, 0]
-    for k in plain:
-        if m := _BLOCK.match(k[len("backbone."):]) if k.startswith("backbone.") else None:
-            blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    blocks = _blocks(plain, "backbone.")
     bottleneck = "backbone.layer1.0.conv3.conv.weight" in plain
     depth = depth_of(blocks, bottleneck)
     if depth is None:
@@ -147,10 +160,7 @@ def _tsm_info(native: Mapping[str, Any], origin: str, num_classes) -> ArchInfo:
 def _r2plus1d_info(native: Mapping[str, Any], origin: str, num_classes) -> ArchInfo:
     """R(2+1)D: blocks per stage, the stem's kernel and whether each block's conv has a temporal tap,
     read from the factorised convs (``conv_s`` 1 x k x k, ``conv_t`` t x 1 x 1)."""
-    blocks = [0, 0, 0, 0]
-    for k in native:
-        if k.startswith("backbone.") and (m := _BLOCK.match(k[len("backbone."):])):
-            blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    blocks = _blocks(native, "backbone.")
     bottleneck = "backbone.layer1.0.conv3.conv.weight" in native
     depth = depth_of(blocks, bottleneck)
     if depth is None:
@@ -173,10 +183,7 @@ def _r2plus1d_info(native: Mapping[str, Any], origin: str, num_classes) -> ArchI
 
 def _csn_info(native: Mapping[str, Any], origin: str, num_classes) -> ArchInfo:
     """CSN: depth from the blocks per stage; 'ip' when a 1x1x1 conv precedes the depthwise one."""
-    blocks = [0, 0, 0, 0]
-    for k in native:
-        if k.startswith("backbone.") and (m := _BLOCK.match(k[len("backbone."):])):
-            blocks[int(m[1]) - 1] = max(blocks[int(m[1]) - 1], int(m[2]) + 1)
+    blocks = _blocks(native, "backbone.")
     depth = depth_of(blocks, True)
     if depth is None:
         raise Inflate3dError(f"{origin}: blocks per stage {tuple(blocks)} match no CSN depth")

@@ -9,16 +9,20 @@ that says how to override it. Nothing is guessed silently: every fact carries it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from ..records import FrozenRecord
 from .settings import flatten_settings, read_recorded_settings
 
 
-@dataclass(frozen=True)
-class Fact:
+class Fact(FrozenRecord):
+    __slots__ = ("value", "source")
     value: Any
-    source: str  # where the value was read, or the convention it follows and how to override it
+    source: str
+
+    def __init__(self, value: Any, source: str) -> None:
+        # source: where the value was read, or the convention it follows and how to override it
+        self._set(value=value, source=source)
 
     @property
     def assumed(self) -> bool:

@@ -5,33 +5,42 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import Inflate3dError
 from ..paths import check_readable as _check_readable
+from ..records import Record
 
 CONTAINER_KEYS = ("state_dict", "model_state", "model")
 PREFIXES = ("module.", "model.")  # DataParallel; PySlowFast's wrapper around pytorchvideo nets
 
 
-@dataclass
-class Checkpoint:
-    """Tensors by name in file order, with where they came from."""
+class Checkpoint(Record):
+    """Tensors by name in file order, with where they came from.
 
-    path: Path
-    format: str  # 'safetensors' | 'torch-zip' | 'torch-pickle' | 'caffe2-pickle'
-    tensors: dict[str, Any]  # torch tensors, or TensorMeta records (inspect)
-    container: str | None = None  # the key that held the weights, if any
-    prefix: str | None = None  # the prefix stripped from every key, if any
-    metadata: dict[str, str] = field(default_factory=dict)
-    dropped: list[str] = field(default_factory=list)  # non-weight entries left out
-    extras: dict[str, Any] = field(default_factory=dict)  # plain values beside the weights (epoch, cfg)
-    config: str | None = None  # the training config the file carries (PySlowFast's ``cfg`` YAML)
-    sha256: Callable[[], str] | None = None  # load_checkpoint(digest=True): the file's sha256, on call
-    non_finite: list[str] | None = None  # tensors holding NaN or Inf, where the loader screened them
-    tensors_sha256: str | None = None  # the tensors' digest, where the bytes were digested as read (prefetch)
+    ``format``: 'safetensors', 'torch-zip', 'torch-pickle' or 'caffe2-pickle'; ``tensors``: torch
+    tensors, or ``TensorMeta`` records (inspect); ``container``: the key that held the weights;
+    ``prefix``: the prefix stripped from every key; ``dropped``: non-weight entries left out;
+    ``extras``: plain values beside the weights (epoch, cfg); ``config``: the training config the
+    file carries (PySlowFast's ``cfg`` YAML); ``sha256``: the file's digest, on call
+    (``load_checkpoint(digest=True)``); ``non_finite``: tensors holding NaN or Inf, where the
+    loader screened them; ``tensors_sha256``: the tensors' digest, where the bytes were digested
+    as read (prefetch)."""
+
+    __slots__ = ("path", "format", "tensors", "container", "prefix", "metadata", "dropped", "extras", "config",
+                 "sha256", "non_finite", "tensors_sha256")
+
+    def __init__(self, path: Path, format: str, tensors: dict[str, Any], container: str | None = None,
+                 prefix: str | None = None, metadata: dict[str, str] | None = None, dropped: list[str] | None = None,
+                 extras: dict[str, Any] | None = None, config: str | None = None,
+                 sha256: Callable[[], str] | None = None, non_finite: list[str] | None = None,
+                 tensors_sha256: str | None = None) -> None:
+        self.path, self.format, self.tensors, self.container, self.prefix = path, format, tensors, container, prefix
+        self.metadata = {} if metadata is None else metadata
+        self.dropped = [] if dropped is None else dropped
+        self.extras = {} if extras is None else extras
+        self.config, self.sha256, self.non_finite, self.tensors_sha256 = config, sha256, non_finite, tensors_sha256
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, UnknownNameError
+from ..records import FrozenRecord
 from ..settings import format_settings
 from .depths import DEPTHS, STAGE_COUNTS
 
@@ -28,17 +28,25 @@ HEAD_SETTINGS = ("spatial_type", "dropout_ratio", "init_std", "multi_class", "la
 LATERAL_SETTINGS = ("lateral_norm", "lateral_inv", "fusion_kernel", "lateral_infl", "lateral_activate")
 
 
-@dataclass(frozen=True)
-class Arch:
+class Arch(FrozenRecord):
+    """``family``: 'resnet3d' (I3D, Slow-only, C2D), 'r2plus1d', 'csn', 'slowfast' or 'tsm';
+    ``backbone``: mmaction2's config values; ``clip``: T, H, W of the clip the model is trained
+    on; ``origin``: where it is published (mmaction2 config, PySlowFast config, pytorchvideo hub)."""
+
+    __slots__ = ("name", "family", "depth", "backbone", "clip", "description", "head", "origin")
     name: str
-    family: str  # 'resnet3d' (I3D, Slow-only, C2D), 'r2plus1d', 'csn', 'slowfast' or 'tsm'
+    family: str
     depth: int
     backbone: Mapping[str, Any]
-    clip: tuple[int, int, int]  # T, H, W of the clip the model is trained on
+    clip: tuple[int, int, int]
     description: str
-    head: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    # where the architecture is published: mmaction2 config, PySlowFast config, pytorchvideo hub name
-    origin: tuple[str, ...] = ()
+    head: Mapping[str, Any]
+    origin: tuple[str, ...]
+
+    def __init__(self, name: str, family: str, depth: int, backbone: Mapping[str, Any], clip: tuple[int, int, int],
+                 description: str, head: Mapping[str, Any] | None = None, origin: tuple[str, ...] = ()) -> None:
+        self._set(name=name, family=family, depth=depth, backbone=backbone, clip=clip, description=description,
+                  head=MappingProxyType({}) if head is None else head, origin=origin)
 
     @property
     def pathways(self) -> int:

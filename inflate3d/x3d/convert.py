@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import CHECK_FAILED, Inflate3dError
@@ -29,13 +28,17 @@ if TYPE_CHECKING:  # torch-free to import: ``inspect`` describes X3D files from 
 _LAYER_BLOCK = re.compile(r"backbone\.layer(\d)\.(\d+)\.")
 
 
-@dataclass
 class X3DConversion(Conversion):
     """``Conversion``, plus the proof for tensors that round-trip in function but not in bits:
     ``round_trip_in_function(expected, back, differ)`` checks them or raises; ``None`` when every
     tensor must round-trip bit for bit."""
 
-    round_trip_in_function: Callable[[Mapping, Mapping, list], str] | None = None
+    __slots__ = ("round_trip_in_function",)
+
+    def __init__(self, *args, round_trip_in_function: Callable[[Mapping, Mapping, list], str] | None = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.round_trip_in_function = round_trip_in_function
 
 
 def native_names(keys, scheme_name: str, origin: str) -> dict[str, str]:

@@ -6,8 +6,7 @@ converter handles explicitly, not through renaming).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ...records import FrozenRecord
 from .mmaction2 import MMACTION2
 from .pyslowfast import CAFFE2, CAFFE2_SINGLE, PYSLOWFAST, PYSLOWFAST_SINGLE
 from .pytorchvideo import PYTORCHVIDEO, PYTORCHVIDEO_POOLED, PYTORCHVIDEO_SINGLE, has_pool_block
@@ -17,18 +16,30 @@ from .torchvision_video import TORCHVISION_R2PLUS1D, TORCHVISION_VIDEO
 from .tsm import TSM_ORIGINAL
 
 
-@dataclass(frozen=True)
-class Scheme:
+class Scheme(FrozenRecord):
+    """``multi``: the table for two pathways (SlowFast), ``single`` for one (I3D, Slow-only);
+    ``head_slow_first``: SlowFast head columns [slow, fast] (mmaction2's are [fast, slow]);
+    ``fuse_has_bn``: the fast->slow fusion is conv+BN+ReLU (native lateral_norm=True);
+    ``single_pooled``: one pathway whose stage numbering shows the pool after the first stage
+    (native with_pool2); ``single_factorised``: one pathway of factorised (2+1)D convs, where the
+    scheme nests them (torchvision r2plus1d_18)."""
+
+    __slots__ = ("name", "multi", "single", "head_slow_first", "fuse_has_bn", "description", "single_pooled",
+                 "single_factorised")
     name: str
-    multi: KeyTable | None  # two pathways (SlowFast)
-    single: KeyTable | None  # one pathway (I3D, Slow-only)
-    head_slow_first: bool  # SlowFast head columns [slow, fast]; mmaction2's are [fast, slow]
-    fuse_has_bn: bool  # fast->slow fusion is conv+BN+ReLU (native lateral_norm=True)
+    multi: KeyTable | None
+    single: KeyTable | None
+    head_slow_first: bool
+    fuse_has_bn: bool
     description: str
-    # one pathway whose stage numbering shows the pool after the first stage (native with_pool2)
-    single_pooled: KeyTable | None = None
-    # one pathway of factorised (2+1)D convs, where the scheme nests them (torchvision r2plus1d_18)
-    single_factorised: KeyTable | None = None
+    single_pooled: KeyTable | None
+    single_factorised: KeyTable | None
+
+    def __init__(self, name: str, multi: KeyTable | None, single: KeyTable | None, head_slow_first: bool,
+                 fuse_has_bn: bool, description: str, single_pooled: KeyTable | None = None,
+                 single_factorised: KeyTable | None = None) -> None:
+        self._set(name=name, multi=multi, single=single, head_slow_first=head_slow_first, fuse_has_bn=fuse_has_bn,
+                  description=description, single_pooled=single_pooled, single_factorised=single_factorised)
 
     def table(self, two_pathways: bool, pooled: bool = False, factorised: bool = False) -> KeyTable | None:
         if two_pathways:

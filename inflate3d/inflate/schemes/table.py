@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+
+from ...records import FrozenRecord, Record
 
 _PLACEHOLDER = re.compile(r"\{(\w+)(?:([+-]\d+)|=([^}]*)|@(\w+)|(\*\*?))?\}")
 
 
-@dataclass(frozen=True)
-class _Field:
+class _Field(FrozenRecord):
+    __slots__ = ("name", "offset", "choices", "last_of", "ident")
     name: str
-    offset: int = 0
-    choices: tuple[str, ...] | None = None
-    last_of: str | None = None
-    ident: bool = False
+    offset: int
+    choices: tuple[str, ...] | None
+    last_of: str | None
+    ident: bool
+
+    def __init__(self, name: str, offset: int = 0, choices: tuple[str, ...] | None = None,
+                 last_of: str | None = None, ident: bool = False) -> None:
+        self._set(name=name, offset=offset, choices=choices, last_of=last_of, ident=ident)
 
 
 class Template:
@@ -36,12 +41,14 @@ class Template:
         self.text = text
         self._fields: list[_Field] | None = None
         self._regex: re.Pattern | None = None
+        self._literals: list[str] = []  # the text around the fields: one more than the fields
 
     def _parse(self) -> None:
         text = self.text
         fields: list[_Field] = []
         pattern, pos = "", 0
         for m in _PLACEHOLDER.finditer(text):
+            self._literals.append(text[pos:m.start()])
             pattern += re.escape(text[pos:m.start()])
             name, offset, choices, last_of, star = m.groups()
             if choices is not None:
@@ -58,7 +65,8 @@ class Template:
                 pattern += f"(?P<{name}>\\d+)"
             fields.append(f)
             pos = m.end()
-        self._regex = re.compile(pattern + re.escape(text[pos:]) + r"\Z")
+        self._literals.append(text[pos:])
+        self._regex = re.compile(pattern + re.escape(text[pos:]) + r"\Z")  # its groups: the fields, in order
         self._fields = fields
 
     @property
@@ -78,8 +86,7 @@ class Template:
         if m is None:
             return None
         values: dict[str, object] = {}
-        for f in self.fields:
-            text = m.group(f.name)
+        for f, text in zip(self.fields, m.groups()):
             if f.last_of:
                 continue  # derived; checked by the caller's strict load
             if f.choices is not None:
@@ -91,37 +98,44 @@ class Template:
         return values
 
     def format(self, values: Mapping[str, object], last_block: Mapping[int, int]) -> str:
-        out = {}
-        for f in self.fields:
+        fields = self.fields  # parsed on first use, with the literals
+        out = [self._literals[0]]
+        for f, after in zip(fields, self._literals[1:]):
             if f.last_of:
                 stage = int(values[f.last_of])  # type: ignore[arg-type]
                 if stage not in last_block:
                     raise KeyError(f"no block count known for stage {stage}")
-                out[f.name] = str(last_block[stage])
+                out.append(str(last_block[stage]))
             elif f.choices is not None:
-                out[f.name] = f.choices[int(values[f.name])]  # type: ignore[arg-type]
+                out.append(f.choices[int(values[f.name])])  # type: ignore[arg-type]
             elif f.ident:
-                out[f.name] = str(values[f.name])
+                out.append(str(values[f.name]))
             else:
-                out[f.name] = str(int(values[f.name]) + f.offset)  # type: ignore[arg-type]
-        return _PLACEHOLDER.sub(lambda m: out[m.group(1)], self.text)
+                out.append(str(int(values[f.name]) + f.offset))  # type: ignore[arg-type]
+            out.append(after)
+        return "".join(out)
 
 
 DROP = None
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(FrozenRecord):
+    __slots__ = ("scheme", "native")
     scheme: Template | None
     native: Template | None
 
+    def __init__(self, scheme: Template | None, native: Template | None) -> None:
+        self._set(scheme=scheme, native=native)
 
-@dataclass
-class KeyTable:
+
+class KeyTable(Record):
     """An ordered list of rules between one naming scheme and the native (mmaction2) names."""
 
-    name: str
-    rules: list[Rule] = field(default_factory=list)
+    __slots__ = ("name", "rules")
+
+    def __init__(self, name: str, rules: list[Rule] | None = None) -> None:
+        self.name = name
+        self.rules = [] if rules is None else rules
 
     @classmethod
     def of(cls, name: str, rows: Sequence[tuple[str | None, str | None]]) -> "KeyTable":
