@@ -264,7 +264,11 @@ MAX_EXPANSION = 4  # a torch zip stores its members; allow some compression, not
 def zip_too_large(z, size: int) -> str | None:
     """Why a torch zip (a ``zipfile.ZipFile`` of ``size`` bytes) would unpack to far more than its
     size (a zip bomb), or None."""
-    total = sum(i.file_size for i in z.infolist())
+    return _too_large(z.infolist(), size)
+
+
+def _too_large(members, size: int) -> str | None:
+    total = sum(i.file_size for i in members)
     if total > MAX_EXPANSION * size + 2**20:
         return f"its members unpack to {total:,} bytes from a {size:,}-byte file"
     return None
@@ -297,37 +301,8 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
     """(the checkpoint's structure, each tensor's ``Layout``), reading ``f`` (an open file) or
     ``path``. The layouts are None where the values cannot be read in place (compressed members,
     big-endian storages; a lazy reader then loads the file) or were not asked for."""
-    import zipfile
-
     size = path.stat().st_size if f is None else os.fstat(f.fileno()).st_size
-    try:
-        z = zipfile.ZipFile(path if f is None else f)
-    except Exception as e:  # noqa: BLE001 - the loader's verdict on the same bytes, in its words
-        raise Inflate3dError(f"{path}: corrupt torch zip checkpoint ({type(e).__name__}: {str(e)[:200]}); "
-                             "the file is truncated or damaged") from None
-    try:
-        with z:
-            if too_large := zip_too_large(z, size):
-                raise Inflate3dError(f"{path}: refused: {too_large} (torch stores its members uncompressed)")
-            members = {i.filename: i for i in z.infolist()}
-            if len(members) != len(z.infolist()):
-                raise NeedsTorch("duplicate member names")
-            pickles = [n for n in members if n.endswith(".pkl")]
-            if len(pickles) != 1 or not pickles[0].endswith("/data.pkl") or pickles[0].count("/") != 1:
-                raise NeedsTorch("not one data.pkl")
-            info = members[pickles[0]]
-            if info.file_size > MAX_STRUCTURE:
-                raise NeedsTorch("a very large pickle")
-            root = pickles[0][: -len("data.pkl")]
-            with z.open(info) as member:  # once, into memory: the unpickler reads it byte by byte
-                data = member.read(info.file_size + 1)
-            order = members.get(f"{root}byteorder")
-            in_place = (order is None or z.read(order) == b"little") and all(
-                m.compress_type == zipfile.ZIP_STORED for m in members.values())
-    except (Inflate3dError, NeedsTorch):
-        raise
-    except Exception as e:  # noqa: BLE001 - zipfile on damaged bytes: the loader words the error
-        raise NeedsTorch(f"{type(e).__name__}: {e}") from None
+    members, root, info, data, in_place = _contents(path, f, size)
     if len(data) != info.file_size:
         raise NeedsTorch("data.pkl is not the size the zip says")
     try:
@@ -366,6 +341,61 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
             stored[member] = Member(member, _data_start(path, f, info), info.file_size, info.CRC)
         where[name] = Layout(stored[member], v.storage.dtype, v.offset, v.shape, v.stride)
     return ckpt, where
+
+
+def _contents(path: Path, f, size: int):
+    """(members by name, the root folder, data.pkl's member, its bytes, whether the storages can be
+    read in place): through ``zip_directory`` for the zips torch writes, else ``zipfile``."""
+    from .zip_directory import read_directory, read_stored
+
+    opened = f if f is not None else open(path, "rb")  # noqa: SIM115
+    try:
+        fd = opened.fileno()
+        listed = read_directory(fd, size)
+        if listed is not None:
+            found = _members(path, size, listed, lambda m: read_stored(fd, m))
+            if found is not None:
+                return found
+    finally:
+        if f is None:
+            opened.close()
+    import zipfile
+
+    try:
+        z = zipfile.ZipFile(path if f is None else f)
+    except Exception as e:  # noqa: BLE001 - the loader's verdict on the same bytes, in its words
+        raise Inflate3dError(f"{path}: corrupt torch zip checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+                             "the file is truncated or damaged") from None
+    try:
+        with z:
+            return _members(path, size, z.infolist(), z.read)  # type: ignore[return-value]
+    except (Inflate3dError, NeedsTorch):
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile on damaged bytes: the loader words the error
+        raise NeedsTorch(f"{type(e).__name__}: {e}") from None
+
+
+def _members(path: Path, size: int, listed: list, read):
+    """``_contents`` from a member list and ``read(member) -> bytes`` (None: this reader declines)."""
+    if too_large := _too_large(listed, size):
+        raise Inflate3dError(f"{path}: refused: {too_large} (torch stores its members uncompressed)")
+    members = {i.filename: i for i in listed}
+    if len(members) != len(listed):
+        raise NeedsTorch("duplicate member names")
+    pickles = [n for n in members if n.endswith(".pkl")]
+    if len(pickles) != 1 or not pickles[0].endswith("/data.pkl") or pickles[0].count("/") != 1:
+        raise NeedsTorch("not one data.pkl")
+    info = members[pickles[0]]
+    if info.file_size > MAX_STRUCTURE:
+        raise NeedsTorch("a very large pickle")
+    root = pickles[0][: -len("data.pkl")]
+    data = read(info)  # once, into memory: the unpickler reads it byte by byte
+    order = members.get(f"{root}byteorder")
+    byteorder = b"little" if order is None else read(order)
+    if data is None or byteorder is None:
+        return None
+    in_place = byteorder == b"little" and all(m.compress_type == 0 for m in members.values())  # ZIP_STORED
+    return members, root, info, data, in_place
 
 
 def _data_start(path: Path, f, info) -> int:
