@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from math import prod
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +22,10 @@ from .checkpoint import beyond_int64
 MAX_HEADER = 100_000_000  # the safetensors library's limit
 DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
                "U8": 1, "BOOL": 1}
+
+
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # digits -> b"0", the rest -> b" "
+_INTS = frozenset((int,))  # a shape's or offset's type: int exactly (JSON's true is a bool)
 
 
 class _Refused(ValueError):
@@ -67,9 +72,12 @@ def parse_header(f: IO[bytes], path: Path) -> tuple[dict[str, dict], dict[str, s
     text = os.pread(f.fileno(), n, 8)
     if len(text) != n or not text.startswith(b"{"):
         raise Inflate3dError(f"{path}: invalid safetensors header (it must be a JSON object)")
+    # a number of more than 20 digits has 21 digits in a row: without such a run, no int needs
+    # checking as it is parsed (a thousand calls fewer; a name with such a run takes the checks)
+    hooks = {"parse_int": _small_int} if b"0" * 21 in text.translate(_DIGITS) else {}
     try:
-        header = json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_small_int,
-                            parse_float=_no_float, parse_constant=_no_float)
+        header = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float,
+                            parse_constant=_no_float, **hooks)
     except _Refused as e:
         raise Inflate3dError(f"{path}: invalid safetensors header ({e})") from None
     except RecursionError:
@@ -83,22 +91,20 @@ def parse_header(f: IO[bytes], path: Path) -> tuple[dict[str, dict], dict[str, s
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise Inflate3dError(f"{path}: invalid safetensors metadata (it must map names to strings)")
     entries = []
-    for name, info in header.items():
-        ok = isinstance(info, dict) and info.get("dtype") in DTYPE_SIZES \
-            and isinstance(info.get("shape"), list) \
-            and all(type(d) is int and d >= 0 for d in info["shape"]) \
-            and isinstance(info.get("data_offsets"), list) and len(info["data_offsets"]) == 2 \
-            and all(type(o) is int and o >= 0 for o in info["data_offsets"])
-        if not ok:
+    sizes, ints = DTYPE_SIZES, _INTS
+    for name, info in header.items():  # one entry each for a thousand tensors: no generators here
+        shape = info.get("shape") if type(info) is dict else None
+        offsets = info.get("data_offsets") if type(info) is dict else None
+        if type(shape) is not list or type(offsets) is not list or len(offsets) != 2 \
+                or type(info.get("dtype")) is not str or info["dtype"] not in sizes or not ints.issuperset(map(type, offsets)) or min(offsets) < 0 \
+                or shape and (not ints.issuperset(map(type, shape)) or min(shape) < 0):
             raise Inflate3dError(f"{path}: invalid safetensors entry {name[:200]!r} (dtype, shape or offsets)")
-        begin, end = info["data_offsets"]
-        numel = 1
-        for d in info["shape"]:
-            numel *= d
-        if beyond_int64(info["shape"]):  # [10**19, 0] has no values, and no tensor can have it
-            raise Inflate3dError(f"{path}: tensor {name[:200]!r} has shape {info['shape']!r:.200}, which no tensor "
+        begin, end = offsets
+        numel = prod(shape)
+        if numel >= 2**63 or not numel and beyond_int64(shape):  # [10**19, 0] has no values: no tensor has it
+            raise Inflate3dError(f"{path}: tensor {name[:200]!r} has shape {shape!r:.200}, which no tensor "
                                  "can have; the file is corrupt or hostile")
-        nbytes = numel * DTYPE_SIZES[info["dtype"]]
+        nbytes = numel * sizes[info["dtype"]]
         if begin > end or end - begin != nbytes:
             raise Inflate3dError(f"{path}: tensor {name[:200]!r} has offsets {begin}..{end} for {nbytes} bytes")
         entries.append((begin, end, name))

@@ -280,6 +280,13 @@ def _st(header_json: str | bytes, data: bytes = b"") -> bytes:
     # no values, and no tensor either: torch's sizes are int64 (was an internal error in --values and diff)
     ("a shape of [10**19, 0]", _st('{"w":{"dtype":"F32","shape":[10000000000000000000,0],"data_offsets":[0,0]}}'),
      "which no tensor can have"),
+    # a list is unhashable: looking it up among the dtypes was an internal error (exit 3)
+    ("a list as dtype", _st('{"w":{"dtype":["F32"],"shape":[1],"data_offsets":[0,4]}}', bytes(4)),
+     "invalid safetensors entry 'w'"),
+    ("a negative offset", _st('{"w":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}}', bytes(4)),
+     "invalid safetensors entry 'w'"),
+    ("a bool in a shape", _st('{"w":{"dtype":"F32","shape":[2,true],"data_offsets":[0,8]}}', bytes(8)),
+     "invalid safetensors entry 'w'"),
     ("a shape of [2**62, 2**62, 0]", _st('{"w":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904,0],'
                                          '"data_offsets":[0,0]}}'), "which no tensor can have"),
 ])
@@ -287,6 +294,20 @@ def test_hostile_safetensors_json(tmp_path, name, raw, needle):
     path = tmp_path / "h.safetensors"
     path.write_bytes(raw)
     refused(path, needle)
+
+
+def test_digits_in_a_name_are_not_a_long_number(tmp_path):
+    """A run of 21 digits makes the header's ints checked as they are parsed; in a name it is text."""
+    from inflate3d.io.structure import read_structure
+
+    path = tmp_path / "digits.safetensors"
+    name = "layer" + "1234567890" * 3
+    path.write_bytes(_st('{"%s":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"__metadata__":{"n":"%s"}}'
+                         % (name, "9" * 30), bytes(4)))
+    ckpt = read_structure(path)
+    assert list(ckpt.tensors) == [name] and ckpt.metadata == {"n": "9" * 30}
+    path.write_bytes(_st('{"%s":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":%s}}' % (name, "9" * 21), bytes(4)))
+    refused(path, "21-digit number")
 
 
 # ---- the two safetensors readers must agree -------------------------------------------------------
