@@ -65,6 +65,18 @@ def test_one_checkpoint_is_described_without_torch(zoo):
         assert doc["bytes"] == (root / name).stat().st_size
 
 
+def test_inspect_imports_none_of_the_slow_modules(zoo):
+    """Each costs inspect's start a share of a budget of ~12 ms: zipfile ~6 ms (the zip's directory
+    is read by ``io.zip_directory``), dataclasses ~6 ms (their methods are compiled as each class is
+    made: ``records``), pickle ~3 ms (``torch_zip``'s own loop)."""
+    root, _ = zoo
+    code = NO_TORCH.replace("print('TORCH'", "print('SLOW', sorted({'zipfile', 'dataclasses', 'pickle', 'torch'} "
+                            "& set(sys.modules)), file=sys.stderr)\nprint('TORCH'")
+    for name in ("i3d_r18.safetensors", "i3d_r18_mm.pth", "sub/tsm.pth"):
+        out = subprocess.run([PY, "-c", code, "inspect", str(root / name)], capture_output=True, text=True)
+        assert "EXIT 0" in out.stderr and "SLOW []" in out.stderr, (name, out.stderr[-2000:])
+
+
 def test_a_folder_is_walked_one_row_each(zoo):
     root, params = zoo
     code, out, imported, err = cli("inspect", root, "--jobs", "1")
