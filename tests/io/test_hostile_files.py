@@ -296,6 +296,16 @@ def test_hostile_safetensors_json(tmp_path, name, raw, needle):
     refused(path, needle)
 
 
+def test_a_list_as_dtype_is_refused_by_every_command(tmp_path):
+    """It was an internal error (exit 3) in inspect, convert and diff alike: they share the header check."""
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(_st('{"w":{"dtype":["F32"],"shape":[1],"data_offsets":[0,4]}}', bytes(4)))
+    for args in (("convert", path, "--to", "pyslowfast", "-o", tmp_path / "out.pth"), ("diff", path, path)):
+        result = cli(*args)
+        assert result.exit_code == 2 and "invalid safetensors entry 'w'" in result.stderr, (args, result.output)
+    assert not (tmp_path / "out.pth").exists()
+
+
 def test_digits_in_a_name_are_not_a_long_number(tmp_path):
     """A run of 21 digits makes the header's ints checked as they are parsed; in a name it is text."""
     from inflate3d.io.structure import read_structure
