@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from math import prod
+from operator import mul
 from pathlib import Path
 from typing import Any
 
@@ -172,22 +174,20 @@ def beyond_int64(shape) -> bool:
 
 
 def extent_error(path: Path, name: str, shape, stride, offset: int, have: int) -> str | None:
-    """Why a tensor of ``shape``/``stride`` at ``offset`` does not fit a storage of ``have`` values
-    (or holds more values than it), else None: a (2**20, 2**20) view with strides (0, 0) of a
-    one-value storage is refused before anything reads it. Sizes are torch's (int64): a negative
+    """Why a tensor of ``shape``/``stride`` (of one length) at ``offset`` does not fit a storage of
+    ``have`` values (or holds more values than it), else None: a (2**20, 2**20) view with strides
+    (0, 0) of a one-value storage is refused before anything reads it. Sizes are torch's (int64): a negative
     size, or one of 10**19 beside a 0 (no values), is no tensor torch can make, and the structure
     reader, which builds none, took such a file on to fail in the lazy reader (an internal error).
     The numbers are printed with ``text``: one of 5,000 digits cannot be printed by ``str``."""
-    if beyond_int64(shape) or not 0 <= offset < 2**63:
+    numel = prod(shape)  # with no size below 1, the product is what beyond_int64 bounds
+    if min(shape, default=1) < 1 and beyond_int64(shape) or numel >= 2**63 or not 0 <= offset < 2**63:
         return (f"{path}: tensor {text(name, 200)} has shape {text(tuple(shape), 200)} at offset {text(offset, 30)}, "
                 "which no tensor can have; the file is corrupt or hostile")
-    numel = 1
-    for n in shape:
-        numel *= n
     if numel == 0:
         return None
-    end = offset + sum((n - 1) * s for n, s in zip(shape, stride))
-    if any(s < 0 for s in stride) or end >= have or numel > have:
+    end = offset + sum(map(mul, shape, stride)) - sum(stride)  # the last value's index: sum of (n - 1) * s
+    if min(stride, default=0) < 0 or end >= have or numel > have:
         return (f"{path}: tensor {text(name, 200)} claims {numel:,} values (shape {tuple(shape)}, strides "
                 f"{text(tuple(stride), 200)}) from a storage of {have:,}; the file is corrupt or hostile")
     return None

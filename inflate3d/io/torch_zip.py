@@ -57,8 +57,11 @@ class _View:
 MAX_DIMS = 64
 
 
+_INTS = frozenset((int,))
+
+
 def _ints(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple) or len(value) > MAX_DIMS or not all(type(v) is int for v in value):
+    if not isinstance(value, tuple) or len(value) > MAX_DIMS or not _INTS.issuperset(map(type, value)):
         raise NeedsTorch(f"{what} is not a tuple of at most {MAX_DIMS} ints")
     return value
 
