@@ -3,7 +3,6 @@ Face folders, container unwrapping and the extent check, shared by the loader (`
 and the structure reader (``structure``: shapes only, for ``inspect``)."""
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from math import prod
 from operator import mul
@@ -68,7 +67,7 @@ def sniff_format(path: Path) -> str:
     if head[:4] == b"PK\x03\x04":
         return "torch-zip"
     # safetensors before pickle: its header length's first byte may well be 0x80
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < path.stat().st_size:
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
         return "safetensors"
     if head[:1] == b"\x80":
         return "torch-pickle"

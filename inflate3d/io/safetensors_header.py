@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from math import prod
 from pathlib import Path
 from typing import IO
@@ -65,7 +64,7 @@ def parse_header(f: IO[bytes], path: Path) -> tuple[dict[str, dict], dict[str, s
     raw = os.pread(f.fileno(), 8, 0)
     if len(raw) < 8:
         raise Inflate3dError(f"{path}: truncated safetensors file (no header)")
-    (n,) = struct.unpack("<Q", raw)
+    n = int.from_bytes(raw, "little")  # (struct would be one more module to import)
     if n > min(size - 8, MAX_HEADER):
         raise Inflate3dError(f"{path}: safetensors header claims {n} bytes but the file has "
                              f"{size - 8}; the file is truncated or corrupt")
