@@ -405,11 +405,16 @@ def table_rows(results: dict) -> list[list]:
     if ins:
         for kind, label in (("pth", "I3D-R152 .pth"), ("safetensors", "SlowFast-R50 .safetensors")):
             r = ins[kind]
+            # the limit, 1.5x python -c pass + the CLI's start-up (--help less python -c pass), is at
+            # most 0.5x python -c pass over --help: held against the median of the paired differences,
+            # which a drift of the machine between pairs does not move
+            allowed = 0.5 * ins["python_s"]
             rows.append([f"inspect {label}, {r['file_mb']:.0f} MB, whole process (baseline: inflate3d --help; "
-                         f"limit 1.5x python -c pass + the CLI's start-up = {r['limit_s']:.2f} s)",
-                         f"{r['baseline_s']:.2f} s", f"{r['target_s']:.2f} s", f"{r['ratio']:.2f}",
+                         f"limit 1.5x python -c pass + the CLI's start-up: {1000 * r['difference_s']:.1f} ms "
+                         f"over --help, paired, of {1000 * allowed:.1f} allowed)",
+                         f"{r['baseline_s']:.3f} s", f"{r['target_s']:.3f} s", f"{r['ratio']:.2f}",
                          "<= limit and < 0.4 s, torch not imported",
-                         r["target_s"] <= r["limit_s"] and r["target_s"] < 0.4 and not ins["imports_torch"]])
+                         r["difference_s"] <= allowed and r["target_s"] < 0.4 and not ins["imports_torch"]])
         f = ins["folder"]
         rows.append([f"inspect a folder of {f['files']} checkpoints ({f['mib'] / 1024:.1f} GiB; baseline: python -c pass)",
                      f"{f['baseline_s']:.2f} s", f"{f['target_s']:.2f} s", f"{f['ratio']:.1f}", "< 5 s",
