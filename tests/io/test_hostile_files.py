@@ -447,6 +447,42 @@ def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
         assert proc.returncode == 2 and "is not a regular file" in proc.stderr, (proc.returncode, proc.stderr)
 
 
+def test_the_structure_reader_reads_the_opcodes_torch_reads_and_no_other():
+    """Read from the installed torch's own weights-only loader, so an upgrade that changes its set
+    fails here rather than letting inspect and the loader disagree."""
+    import inspect as pyinspect
+    import re
+
+    from torch import _weights_only_unpickler
+
+    from inflate3d.io.structure_unpickler import TORCH_READS
+
+    names = set(re.findall(r"\b([A-Z][A-Z0-9_]+)\[0\]", pyinspect.getsource(_weights_only_unpickler.Unpickler.load)))
+    assert len(names) > 30 and {getattr(pickle, n)[0] for n in names} == TORCH_READS
+
+
+@pytest.mark.parametrize("old,new,opcode", [
+    (b"X\x07\x00\x00\x00fc.bias", b"\x8c\x07fc.bias", "SHORT_BINUNICODE"),  # protocol 4's short string
+    (b")R", b"(lR", "LIST"),  # protocol 0's list, as the arguments of OrderedDict()
+])
+def test_inspect_refuses_what_the_loader_refuses(tmp_path, old, new, opcode):
+    """inspect described such a 2D ResNet-18 ("inflate it") and inflate then refused the file: the
+    structure reader took the opcodes torch's weights-only loader does not read."""
+    import torchvision
+
+    good, path = tmp_path / "good.pth", tmp_path / "odd.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), good)
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("data.pkl"):
+                assert old in data
+                data = data.replace(old, new, 1)
+            dst.writestr(info.filename, data)
+    messages = [refused(path, f"opcode {opcode}", command=command) for command in ("inspect", "inflate")]
+    assert messages[0] == messages[1]
+
+
 def test_an_opcode_torch_reads_not_is_named_not_called_code(tmp_path):
     """A LIST opcode (protocol 0; torch.save never writes it) and no global: torch's weights-only
     loader refuses it, and the refusal said 'would call code'. It names the opcode."""
