@@ -10,11 +10,12 @@ from __future__ import annotations
 
 
 def _fields(cls) -> tuple[str, ...]:
-    """Every ``__slots__`` name along the class's bases, base first (a subclass adds fields)."""
+    """Every ``__slots__`` name along the class's bases, base first (a subclass adds fields); a
+    name with a leading underscore is a cache, not a field."""
     names: list[str] = []
     for klass in reversed(cls.__mro__):
         slots = klass.__dict__.get("__slots__", ())
-        names += [slots] if isinstance(slots, str) else [s for s in slots if s not in names]
+        names += [s for s in ([slots] if isinstance(slots, str) else slots) if s not in names and not s.startswith("_")]
     return tuple(names)
 
 

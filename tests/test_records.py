@@ -57,3 +57,15 @@ def test_a_subclass_adds_its_fields_after_the_base():
     assert repr(c).startswith("X3DConversion(source_scheme='mmaction2', ") and \
         repr(c).endswith("round_trip_in_function=<built-in function len>)")
     assert c.replace(arch_name="x3d_m").round_trip_in_function is len
+
+
+def test_a_cache_slot_is_not_a_field():
+    """A key table's rule caches whether it keeps names: two equal rules stay equal either way."""
+    from inflate3d.inflate.schemes.table import Rule, Template
+
+    sides = Template("backbone.{k**}"), Template("backbone.{k**}")
+    a, b = Rule(*sides), Rule(*sides)
+    assert a.keeps_names and a == b and hash(a) == hash(b) and "_keeps" not in repr(a)  # b's cache unset
+    assert a.replace() == a
+    numbered = Rule(Template("s{L+1}.x"), Template("s{L+1}.x"))
+    assert not numbered.keeps_names  # a numbered field writes 01 as 1: not its own image

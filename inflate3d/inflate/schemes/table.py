@@ -120,12 +120,22 @@ DROP = None
 
 
 class Rule(FrozenRecord):
-    __slots__ = ("scheme", "native")
+    __slots__ = ("scheme", "native", "_keeps")
     scheme: Template | None
     native: Template | None
 
     def __init__(self, scheme: Template | None, native: Template | None) -> None:
-        self._set(scheme=scheme, native=native)
+        self._set(scheme=scheme, native=native, _keeps=None)
+
+    @property
+    def keeps_names(self) -> bool:
+        """Both sides one text whose fields pass their text through (``{k**}``, choices): each key
+        maps to itself (mmaction2's rows). Numbered fields are not: they write ``01`` as ``1``."""
+        if self._keeps is None:
+            same = self.scheme is not None and self.native is not None and self.scheme.text == self.native.text \
+                and all(f.ident or f.choices is not None for f in self.scheme.fields)
+            object.__setattr__(self, "_keeps", same)
+        return self._keeps  # type: ignore[return-value]
 
 
 class KeyTable(Record):
@@ -152,6 +162,10 @@ class KeyTable(Record):
         for rule in self.rules:
             tmpl = getattr(rule, src)
             if tmpl is None:
+                continue
+            if rule.keeps_names:  # the key is its own image: no values to take apart and put back
+                if tmpl.regex.match(key):
+                    return True, key
                 continue
             values = tmpl.match(key)
             if values is not None:
