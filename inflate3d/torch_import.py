@@ -14,6 +14,21 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic collector off for the block, and as it was after it (error or not): for work
+    that builds many objects none of which is garbage yet (``import torch``; ``inspect``'s records)."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def import_torch():
@@ -22,12 +37,7 @@ def import_torch():
         import torch
 
         return torch
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         import torch
-    finally:
-        if paused:
-            gc.enable()
     gc.freeze()
     return torch

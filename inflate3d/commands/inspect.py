@@ -70,26 +70,20 @@ def run(console: Console, checkpoint: tuple[str, ...], source_scheme: str | None
 
 
 def _describe(spec: str, source_scheme, trust_pickle, settings, values) -> dict:
-    import gc
-
     from ..inflate.describe import describe_checkpoint
+    from ..torch_import import collector_paused
 
     # The collector is paused while one checkpoint is read and described: it walked the records
     # being built (a first inspect in a process: 13.3 -> 13.0 ms for SlowFast-R50's safetensors,
     # 27.9 -> 26.5 ms for I3D-R152's .pth), for nothing: what a file can make into a cycle is
     # bounded by the file, and collected once the collector is on again.
-    paused = gc.isenabled()
-    gc.disable()
     try:
-        r = describe_checkpoint(spec, source_scheme=source_scheme, trust_pickle=trust_pickle,
-                                settings=settings, values=values)
+        with collector_paused():
+            return describe_checkpoint(spec, source_scheme=source_scheme, trust_pickle=trust_pickle,
+                                       settings=settings, values=values)
     except Inflate3dError as e:
         raise type(e)(str(e).replace(": given as ", ": --from ") + "; leave --from out or fix it"
                       if ": given as " in str(e) else str(e), exit_code=e.exit_code) from None
-    finally:
-        if paused:
-            gc.enable()
-    return r
 
 
 # --- many checkpoints: one row each --------------------------------------------------------------
