@@ -161,6 +161,15 @@ def metadata_text(meta: dict) -> dict[str, str]:
     return {text(k, 1000): text(v) for k, v in meta.items()}
 
 
+_INT = frozenset((int,))
+
+
+def only_ints(values) -> bool:
+    """Whether every one of ``values`` is an int exactly (a bool is not: JSON's ``true`` is no size),
+    checked in C: the structure readers ask it of every tensor's sizes."""
+    return _INT.issuperset(map(type, values))
+
+
 def beyond_int64(shape) -> bool:
     """Whether no tensor can have ``shape``: torch's sizes are int64, so a negative size, or sizes
     whose product (a 0 counted as 1) reaches 2**63, as [10**19, 0] (no values) does."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import Inflate3dError
-from .checkpoint import beyond_int64
+from .checkpoint import beyond_int64, only_ints
 
 MAX_HEADER = 100_000_000  # the safetensors library's limit
 DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
@@ -24,7 +24,6 @@ DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16
 
 
 _DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # digits -> b"0", the rest -> b" "
-_INTS = frozenset((int,))  # a shape's or offset's type: int exactly (JSON's true is a bool)
 
 
 class _Refused(ValueError):
@@ -90,20 +89,19 @@ def parse_header(f: IO[bytes], path: Path) -> tuple[dict[str, dict], dict[str, s
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise Inflate3dError(f"{path}: invalid safetensors metadata (it must map names to strings)")
     entries = []
-    sizes, ints = DTYPE_SIZES, _INTS
     for name, info in header.items():  # one entry each for a thousand tensors: no generators here
-        shape = info.get("shape") if type(info) is dict else None
-        offsets = info.get("data_offsets") if type(info) is dict else None
-        if type(shape) is not list or type(offsets) is not list or len(offsets) != 2 \
-                or type(info.get("dtype")) is not str or info["dtype"] not in sizes or not ints.issuperset(map(type, offsets)) or min(offsets) < 0 \
-                or shape and (not ints.issuperset(map(type, shape)) or min(shape) < 0):
+        entry = info if type(info) is dict else {}
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if type(dtype) is not str or dtype not in DTYPE_SIZES or type(shape) is not list \
+                or type(offsets) is not list or len(offsets) != 2 or not only_ints(offsets) or min(offsets) < 0 \
+                or shape and (not only_ints(shape) or min(shape) < 0):
             raise Inflate3dError(f"{path}: invalid safetensors entry {name[:200]!r} (dtype, shape or offsets)")
         begin, end = offsets
         numel = prod(shape)
         if numel >= 2**63 or not numel and beyond_int64(shape):  # [10**19, 0] has no values: no tensor has it
             raise Inflate3dError(f"{path}: tensor {name[:200]!r} has shape {shape!r:.200}, which no tensor "
                                  "can have; the file is corrupt or hostile")
-        nbytes = numel * sizes[info["dtype"]]
+        nbytes = numel * DTYPE_SIZES[dtype]
         if begin > end or end - begin != nbytes:
             raise Inflate3dError(f"{path}: tensor {name[:200]!r} has offsets {begin}..{end} for {nbytes} bytes")
         entries.append((begin, end, name))

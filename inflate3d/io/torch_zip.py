@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Inflate3dError
-from .checkpoint import Checkpoint, extent_error, text, unwrap
+from .checkpoint import Checkpoint, extent_error, only_ints, text, unwrap
 from .structure import ITEMSIZE, NeedsTorch, TensorMeta
 
 _unpack_double = struct.Struct(">d").unpack_from
@@ -57,11 +57,8 @@ class _View:
 MAX_DIMS = 64
 
 
-_INTS = frozenset((int,))
-
-
 def _ints(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple) or len(value) > MAX_DIMS or not _INTS.issuperset(map(type, value)):
+    if not isinstance(value, tuple) or len(value) > MAX_DIMS or not only_ints(value):
         raise NeedsTorch(f"{what} is not a tuple of at most {MAX_DIMS} ints")
     return value
 
