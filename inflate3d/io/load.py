@@ -224,7 +224,7 @@ def _torch_load(path: Path, *, zipped: bool, trust_pickle: bool) -> Any:
 
         try:
             with zipfile.ZipFile(path) as z:
-                too_large = zip_too_large(z, path.stat().st_size)
+                too_large = zip_too_large(z.infolist(), path.stat().st_size)
                 bad = None if too_large else z.testzip()
         except Exception as e:  # noqa: BLE001 - zipfile on damaged bytes: BadZipFile, but also
             # NotImplementedError (bogus compression method), UnicodeDecodeError (member names)...

@@ -170,7 +170,7 @@ def scan_file(path: Path, *, pickles: int = 4) -> Scan:
     scan = Scan()
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
-            if too_large := zip_too_large(z, path.stat().st_size):
+            if too_large := zip_too_large(z.infolist(), path.stat().st_size):
                 raise ValueError(too_large)
             for info in z.infolist():
                 if info.filename.endswith(".pkl"):

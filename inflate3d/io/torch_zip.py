@@ -261,13 +261,9 @@ def _fast_load(data: bytes) -> Any:
 MAX_EXPANSION = 4  # a torch zip stores its members; allow some compression, not a zip bomb
 
 
-def zip_too_large(z, size: int) -> str | None:
-    """Why a torch zip (a ``zipfile.ZipFile`` of ``size`` bytes) would unpack to far more than its
-    size (a zip bomb), or None."""
-    return _too_large(z.infolist(), size)
-
-
-def _too_large(members, size: int) -> str | None:
+def zip_too_large(members, size: int) -> str | None:
+    """Why a torch zip of ``size`` bytes whose ``members`` (``zipfile``'s infolist, or
+    ``zip_directory``'s) are these would unpack to far more than its size (a zip bomb), or None."""
     total = sum(i.file_size for i in members)
     if total > MAX_EXPANSION * size + 2**20:
         return f"its members unpack to {total:,} bytes from a {size:,}-byte file"
@@ -377,7 +373,7 @@ def _contents(path: Path, f, size: int):
 
 def _members(path: Path, size: int, listed: list, read):
     """``_contents`` from a member list and ``read(member) -> bytes`` (None: this reader declines)."""
-    if too_large := _too_large(listed, size):
+    if too_large := zip_too_large(listed, size):
         raise Inflate3dError(f"{path}: refused: {too_large} (torch stores its members uncompressed)")
     members = {i.filename: i for i in listed}
     if len(members) != len(listed):
