@@ -19,14 +19,18 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def collector_paused() -> Iterator[None]:
+def collector_paused(*, freeze: bool = False) -> Iterator[None]:
     """The cyclic collector off for the block, and as it was after it (error or not): for work
-    that builds many objects none of which is garbage yet (``import torch``; ``inspect``'s records)."""
+    that builds many objects none of which is garbage yet (``import torch``; ``inspect``'s records).
+    ``freeze``: what the block left alive goes to the permanent generation first; else the first
+    allocation after the block walks all of it (0.6 ms of an I3D-R152 inspect's 19)."""
     was_on = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         if was_on:
             gc.enable()
 

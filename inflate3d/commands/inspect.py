@@ -78,7 +78,7 @@ def _describe(spec: str, source_scheme, trust_pickle, settings, values) -> dict:
     # 27.9 -> 26.5 ms for I3D-R152's .pth), for nothing: what a file can make into a cycle is
     # bounded by the file, and collected once the collector is on again.
     try:
-        with collector_paused():
+        with collector_paused(freeze=True):
             return describe_checkpoint(spec, source_scheme=source_scheme, trust_pickle=trust_pickle,
                                        settings=settings, values=values)
     except Inflate3dError as e:

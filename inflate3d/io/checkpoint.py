@@ -118,6 +118,8 @@ def text(value: Any, limit: int = 1 << 20) -> str:
     """A file's key or metadata value as text: never raises (a 5,000-digit int cannot be printed
     by ``str``), never longer than ``limit``, and never slower than ``limit`` steps (see
     ``_prints_longer``)."""
+    if type(value) is str and len(value) <= limit:  # a name, as nearly every call has it
+        return value
     if _prints_longer(value, limit):
         return f"<a {type(value).__name__} too large to print>"
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Inflate3dError
+from . import pickle_runs as runs
 from .checkpoint import Checkpoint, extent_error, only_ints, text, unwrap
 from .structure import ITEMSIZE, NeedsTorch, TensorMeta
 
@@ -128,16 +129,19 @@ class _Unsupported(Exception):
 
 
 _CALLABLE = (_ordered_dict, _rebuild_tensor, _rebuild_parameter)  # what REDUCE may call: find_class's
+_STAND_INS = (_rebuild_tensor, _ordered_dict, _StorageType, _Storage, _View, MAX_DIMS)  # a run of tensors needs
 
 
 def _fast_load(data: bytes) -> Any:
     """The pickle machine of ``StructureUnpickler`` for protocol 2 and 3 (``torch.save``'s) and
     the objects a state dict and its metadata hold: strings, ints, floats, None, bools, tuples,
     lists, dicts, ``OrderedDict``, tensors and parameters. Same objects, same checks (keys are
-    strings or ints; BUILD only on a dict, its state dropped); anything else raises."""
+    strings or ints; BUILD only on a dict, its state dropped); anything else raises. Runs of whole
+    state-dict entries are matched in C by ``pickle_runs``, under the same checks."""
     stack: list = []
     metastack: list = []
-    memo: dict[int, Any] = {}
+    memo = runs.Memo()
+    tried = 0  # no run of entries is tried before this position (io.pickle_runs.read)
     globals_: dict[bytes, Any] = {}  # b'module\nname\n' -> its stand-in
     pos, end = 0, len(data)
     uint32 = _unpack_uint32
@@ -158,6 +162,12 @@ def _fast_load(data: bytes) -> Any:
             pos += 4
             if pos + n > end:
                 raise _Unsupported("a truncated string")
+            if pos > tried and data[pos + n:pos + n + 1] == b"r":  # a name put in the memo: maybe a run
+                items, tried = runs.read(data, pos - 5, memo, _STAND_INS)
+                if items is not None:
+                    stack += items
+                    pos = tried
+                    continue
             stack.append(str(data[pos:pos + n], "utf-8", "surrogatepass"))
             pos += n
         elif op == 0x28:  # MARK
@@ -308,24 +318,9 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
     except Exception as e:  # noqa: BLE001 - a damaged pickle: torch's loader says what
         raise NeedsTorch(f"{type(e).__name__}: {e}") from None
 
-    dtypes: dict[str, str] = {}  # storage key -> the dtype of its first reference
-
-    def resolve(view: _View, name: str) -> TensorMeta:
-        if dtypes.setdefault(view.storage.key, view.storage.dtype) != view.storage.dtype:
-            # torch's loader keeps a storage's first dtype for every view of it: it decides
-            raise NeedsTorch(f"storage {view.storage.key} referenced with two dtypes")
-        info = members.get(f"{root}data/{view.storage.key}")
-        itemsize = ITEMSIZE[view.storage.dtype]
-        if info is None or info.file_size < view.storage.numel * itemsize:
-            raise Inflate3dError(f"{path}: tensor {text(name, 200)}: its storage {text(view.storage.key, 50)} is "
-                                 "missing or shorter than the file says; the file is corrupt")
-        if why := extent_error(path, name, view.shape, view.stride, view.offset, info.file_size // itemsize):
-            raise Inflate3dError(why)
-        return TensorMeta(view.shape, view.storage.dtype)
-
     ckpt = unwrap(path, "torch-zip", obj, lambda v: isinstance(v, _View))
     views = ckpt.tensors
-    ckpt.tensors = {name: resolve(v, name) for name, v in views.items()}
+    ckpt.tensors = _resolve(path, views, members, f"{root}data/")
     if not (layouts and in_place):
         return ckpt, None
     stored: dict[str, Member] = {}
@@ -337,6 +332,47 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
             stored[member] = Member(member, _data_start(path, f, info), info.file_size, info.CRC)
         where[name] = Layout(stored[member], v.storage.dtype, v.offset, v.shape, v.stride)
     return ckpt, where
+
+
+def _resolve(path: Path, views: dict[str, _View], members: dict, folder: str) -> dict[str, TensorMeta]:
+    """Each view's shape record, once its storage is in the zip and holds every value it claims.
+    The arithmetic of ``extent_error`` is done once per distinct (size, stride): a checkpoint has
+    a few dozen for a thousand tensors. A tensor that does not fit gets ``extent_error``'s words."""
+    dtypes: dict[str, str] = {}  # storage key -> the dtype of its first reference
+    spans: dict[tuple, tuple[int, int, bool]] = {}  # (size, stride) -> (values, last index, fits nothing)
+    out = {}
+    for name, view in views.items():
+        storage = view.storage
+        key, dtype = storage.key, storage.dtype
+        if dtypes.setdefault(key, dtype) != dtype:
+            # torch's loader keeps a storage's first dtype for every view of it: it decides
+            raise NeedsTorch(f"storage {key} referenced with two dtypes")
+        info = members.get(folder + key)
+        itemsize = ITEMSIZE[dtype]
+        if info is None or info.file_size < storage.numel * itemsize:
+            raise Inflate3dError(f"{path}: tensor {text(name, 200)}: its storage {text(key, 50)} is "
+                                 "missing or shorter than the file says; the file is corrupt")
+        shape, stride, offset = view.shape, view.stride, view.offset
+        if (span := spans.get((shape, stride))) is None:
+            span = spans[shape, stride] = _span(shape, stride)
+        numel, last, bad = span
+        have = info.file_size // itemsize
+        if bad or not 0 <= offset < 2**63 or numel and (offset + last >= have or numel > have):
+            raise Inflate3dError(extent_error(path, name, shape, stride, offset, have) or f"{path}: {name}: no fit")
+        out[name] = TensorMeta(shape, dtype)
+    return out
+
+
+def _span(shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, int, bool]:
+    """(values, the last value's index from the offset, whether no storage can hold it): the part
+    of ``extent_error`` that does not depend on the storage. A tensor without values is checked
+    only for a size no tensor can have."""
+    probe = extent_error(Path(), "", shape, stride, 0, 2**63)  # only a size or stride torch refuses fails here
+    numel = 1
+    for n in shape:
+        numel *= n
+    last = sum((n - 1) * s for n, s in zip(shape, stride)) if numel else 0
+    return numel, last, probe is not None
 
 
 def _contents(path: Path, f, size: int):
