@@ -50,7 +50,8 @@ class FamilyHooks(Protocol):
       ``Inflate3dError`` when they are not.
     - ``shapes(arch_name, num_classes, overrides)``: the native state-dict shapes (strict checks).
     - ``native_names(keys, scheme, origin)``: {native key: file key} (``diff`` across schemes).
-    - ``diff_inflated(a_path, b_path, *, keys, trust_pickle)``: like ``diff.diff_inflated``.
+    - ``diff_inflated(a_path, b_path, *, keys, trust_pickle)``: like ``diff.diff_inflated``; ``a_path`` may
+      be an open ``TensorFile`` (the command's: read through one tensor at a time, left open).
     - ``describe(tensors, scheme, origin)``: a dict for ``inspect`` (``family``, ``matches``, facts).
     - ``check_folder(out, force)`` and ``write_folder(out, conversion_or_inflation, meta, force)``:
       outputs that are folders (``--to huggingface``); the writer proves the folder and returns the

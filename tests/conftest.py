@@ -99,3 +99,46 @@ def inspect_without_torch():
         return doc
 
     return inspect
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """(opens per path, whole loads per path, bytes read per (path, key)): what a command reads of
+    its inputs, counted on the real readers (``io.lazy``'s files, ``io.load.load_checkpoint``)."""
+    import collections
+
+    from inflate3d.io import lazy, load
+
+    opened, loads, got = collections.Counter(), collections.Counter(), collections.Counter()
+    st_init, st_get, load_ckpt = lazy.SafetensorsFile.__init__, lazy.SafetensorsFile.get, load.load_checkpoint
+
+    def init(self, path):
+        opened[str(path)] += 1
+        st_init(self, path)
+
+    def get(self, key, out=None):
+        t = st_get(self, key, out)
+        got[str(self.path), key] += t.numel() * t.element_size()
+        return t
+
+    def load_checkpoint(path, **kw):
+        loads[str(path)] += 1
+        return load_ckpt(path, **kw)
+
+    zip_init, zip_get = lazy.TorchZipFile.__init__, lazy.TorchZipFile.get
+
+    def init_zip(self, path):
+        opened[str(path)] += 1
+        zip_init(self, path)
+
+    def get_zip(self, key):
+        t = zip_get(self, key)
+        got[str(self.path), key] += t.numel() * t.element_size()
+        return t
+
+    monkeypatch.setattr(lazy.SafetensorsFile, "__init__", init)
+    monkeypatch.setattr(lazy.SafetensorsFile, "get", get)
+    monkeypatch.setattr(lazy.TorchZipFile, "__init__", init_zip)
+    monkeypatch.setattr(lazy.TorchZipFile, "get", get_zip)
+    monkeypatch.setattr(load, "load_checkpoint", load_checkpoint)
+    return opened, loads, got

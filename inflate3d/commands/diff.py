@@ -31,11 +31,10 @@ def run(console: Console, a: str, b: str, atol: float, rtol: float, top: int, ke
     if inflated:
         from .. import families
 
-        if (hit := families.for_keys(fa.keys())) is not None:  # another family's diff reads the files itself
-            fa.close()
-            del fa  # a .pth's tensors: not held while the family loads it
-            return _inflated(console, families.hook(hit[0], "diff_inflated", "diff --inflated")(
-                a, b, keys=keys, trust_pickle=trust_pickle), a, b)
+        if (hit := families.for_keys(fa.keys())) is not None:  # another family's diff: A read through, B as it needs
+            with fa:
+                return _inflated(console, families.hook(hit[0], "diff_inflated", "diff --inflated")(
+                    fa, b, keys=keys, trust_pickle=trust_pickle), a, b)
     with fa, TensorFile(b, trust_pickle=trust_pickle) as fb:
         if inflated:
             from ..diff import diff_inflated

@@ -75,11 +75,11 @@ def diff_checkpoints(a_path, b_path, *, atol: float = 0.0, rtol: float = 0.0, ke
         raise InvalidInputError(f"tolerances must be >= 0 (atol {atol}, rtol {rtol})")
     pattern = key_pattern(keys)
     with ExitStack() as opened:
-        fa, fb = (_open(p, trust_pickle, opened) for p in (a_path, b_path))
+        fa, fb = (open_input(p, trust_pickle, opened) for p in (a_path, b_path))
         return _diff(fa, fb, atol=atol, rtol=rtol, keys=keys, pattern=pattern)
 
 
-def _open(src, trust_pickle: bool, opened: ExitStack) -> TensorFile:
+def open_input(src, trust_pickle: bool, opened: ExitStack) -> TensorFile:
     """``src`` if it is an open ``TensorFile`` (the caller's to close), else the file opened here."""
     tf = TensorFile.of(src, trust_pickle=trust_pickle)
     if tf is not src:

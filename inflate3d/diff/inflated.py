@@ -75,11 +75,11 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
     """Compare a 3D checkpoint with the 2D ResNet it was inflated from; the two may come in
     either order (the 2D one is told by its 4-D kernels and torchvision names). Each file is read
     once, one tensor pair at a time; either path may be an open ``TensorFile`` (left open)."""
-    from .checkpoints import _open, key_pattern
+    from .checkpoints import key_pattern, open_input
 
     pattern = key_pattern(keys)
     with ExitStack() as opened:
-        fa, fb = (_open(p, trust_pickle, opened) for p in (a_path, b_path))
+        fa, fb = (open_input(p, trust_pickle, opened) for p in (a_path, b_path))
         return _diff_inflated(fa, fb, keys=keys, pattern=pattern)
 
 

@@ -5,6 +5,7 @@ re-inflating the 2D tensor."""
 from __future__ import annotations
 
 import re
+from contextlib import ExitStack
 
 import torch
 
@@ -13,6 +14,7 @@ from ..diff.metrics import relative_change
 from ..errors import Inflate3dError
 from ..inflate.kernels import deflate_kernel, kernel_method
 from ..inflate.mapping import FRESH, INFLATE
+from ..diff.checkpoints import open_input
 from ..io.load import load_checkpoint
 from ..slowfast.archs import build_model
 from .config import config_3d, match_arch
@@ -29,33 +31,40 @@ def group(key: str) -> str:
 
 
 def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
-    from .family import to_native
+    """The 3D file (a path, or an open ``TensorFile``: read through, left open) is read one tensor
+    at a time, never loaded whole; the 2D source is loaded, as its canonical names may need its
+    tensors (Hugging Face keeps q, k and v apart)."""
+    from .family import native_names
 
-    a = load_checkpoint(a_path, trust_pickle=trust_pickle).tensors
-    b = load_checkpoint(b_path, trust_pickle=trust_pickle).tensors
-    scheme2d = detect_2d(b)
-    if scheme2d is None:
-        raise Inflate3dError(f"{b_path}: not a 2D Swin; give the 2D Swin {a_path} was inflated from")
-    canon = to_canonical(b, scheme2d, str(b_path))
-    if detect_3d(a) is None:
-        raise Inflate3dError(f"{a_path}: not a Video Swin; --inflated takes the 3D checkpoint first, then its 2D source")
-    native = to_native(a, detect_3d(a), str(a_path))
-    cfg = config_3d({k: tuple(v.shape) for k, v in native.items()}, str(a_path))
-    arch, overrides = match_arch(cfg, str(a_path))
-    model = build_model(arch, num_classes=cfg["num_classes"], device="meta", init=False, **overrides)
-    head_from_2d = cfg["num_classes"] is not None and cfg["num_classes"] == config_2d(canon, str(b_path))["num_classes"]
-    window = tuple(cfg["window_size"])
-    p = plan({k: tuple(v.shape) for k, v in model.state_dict().items()}, canon, last=model.backbone.last,
-             head_from_2d=head_from_2d, window=window, origin=str(b_path))
-    result = InflatedDiff(arch.name, unused_2d=p.unused)
-    pattern = re.compile(keys) if keys else None
-    for e in p.entries:
-        if pattern is not None and not pattern.search(e.key):
-            continue
-        if e.action == FRESH:
-            result.no_source.append(e.key)
-            continue
-        result.add(_compare(e, native[e.key], canon, window), group(e.key))
+    with ExitStack() as opened:
+        fa = open_input(a_path, trust_pickle, opened)
+        a_path = fa.origin
+        b = load_checkpoint(b_path, trust_pickle=trust_pickle).tensors
+        scheme2d = detect_2d(b)
+        if scheme2d is None:
+            raise Inflate3dError(f"{b_path}: not a 2D Swin; give the 2D Swin {a_path} was inflated from")
+        canon = to_canonical(b, scheme2d, str(b_path))
+        del b
+        scheme3d = detect_3d(fa.keys())
+        if scheme3d is None:
+            raise Inflate3dError(f"{a_path}: not a Video Swin; --inflated takes the 3D checkpoint first, then its 2D source")
+        names = native_names(fa.keys(), scheme3d, str(a_path))  # native key -> the file's
+        cfg = config_3d({n: fa.shape(k) for n, k in names.items()}, str(a_path))
+        arch, overrides = match_arch(cfg, str(a_path))
+        model = build_model(arch, num_classes=cfg["num_classes"], device="meta", init=False, **overrides)
+        head_from_2d = cfg["num_classes"] is not None and cfg["num_classes"] == config_2d(canon, str(b_path))["num_classes"]
+        window = tuple(cfg["window_size"])
+        p = plan({k: tuple(v.shape) for k, v in model.state_dict().items()}, canon, last=model.backbone.last,
+                 head_from_2d=head_from_2d, window=window, origin=str(b_path))
+        result = InflatedDiff(arch.name, unused_2d=p.unused)
+        pattern = re.compile(keys) if keys else None
+        for e in p.entries:
+            if pattern is not None and not pattern.search(e.key):
+                continue
+            if e.action == FRESH:
+                result.no_source.append(e.key)
+                continue
+            result.add(_compare(e, fa.get(names[e.key]), canon, window), group(e.key))  # one 3D tensor at a time
     return result
 
 

@@ -4,12 +4,14 @@ per module: still exactly the inflation of the 2D ViT, or how far training moved
 from __future__ import annotations
 
 import re
+from contextlib import ExitStack
 
 import torch
 
 from ..diff.inflated import InflatedDiff, InflatedTensor
 from ..diff.metrics import relative_change
 from ..errors import Inflate3dError
+from ..diff.checkpoints import open_input
 from ..io.lazy import TensorFile
 from ..slowfast.archs import state_dict_shapes
 from . import inflation as inf
@@ -25,32 +27,37 @@ def _group(key: str) -> str:
 
 
 def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
+    """The 3D file (a path, or an open ``TensorFile``: read through, left open) is read one tensor
+    at a time, never loaded whole; the 2D ViT is loaded, as its canonical (timm) names may need its
+    tensors (Hugging Face keeps q, k and v apart)."""
     from .family import _record, detect_scheme, infer, native_names
 
-    fa = TensorFile(a_path, trust_pickle=trust_pickle)
-    scheme = detect_scheme(fa.keys())
-    if scheme is None or scheme.endswith("-vit"):
-        raise Inflate3dError(f"{a_path}: not a TimeSformer / ViViT checkpoint")
-    names = native_names(fa.keys(), scheme, str(a_path))
-    native = {n: fa.get(k) for n, k in names.items()}
-    arch, overrides, facts = infer(native, _record(str(a_path)) or dict(fa.metadata), str(a_path))
-    fb = TensorFile(b_path, trust_pickle=trust_pickle)
-    src, _, _ = canonical({k: fb.get(k) for k in fb.keys()}, str(b_path))
-    target = state_dict_shapes(arch, num_classes=facts.num_classes, **overrides)
-    head_from_2d = facts.num_classes is not None and "head.weight" in src and \
-        src["head.weight"].shape[0] == facts.num_classes
-    plan = inf.plan(target, {k: tuple(v.shape) for k, v in src.items()}, facts.family,
-                    head_from_2d=head_from_2d, origin=str(b_path))
-    result = InflatedDiff(arch.name, unused_2d=plan.unused)
-    pattern = re.compile(keys) if keys else None
-    steps = facts.settings.get("num_frames", 1) // (facts.settings.get("tubelet_size") or (1,))[0]
-    for e in plan.entries:
-        if pattern is not None and not pattern.search(e.key):
-            continue
-        if e.action == inf.FRESH:
-            result.no_source.append(e.key)
-            continue
-        result.add(_compare(e, native[e.key], src, steps), _group(e.key))
+    with ExitStack() as opened:
+        fa = open_input(a_path, trust_pickle, opened)
+        a_path = fa.origin
+        scheme = detect_scheme(fa.keys())
+        if scheme is None or scheme.endswith("-vit"):
+            raise Inflate3dError(f"{a_path}: not a TimeSformer / ViViT checkpoint")
+        names = native_names(fa.keys(), scheme, str(a_path))  # native key -> the file's
+        shapes = {n: torch.empty(fa.shape(k), device="meta") for n, k in names.items()}
+        arch, overrides, facts = infer(shapes, _record(str(a_path)) or dict(fa.metadata), str(a_path))
+        with TensorFile(b_path, trust_pickle=trust_pickle) as fb:
+            src, _, _ = canonical({k: fb.get(k) for k in fb.keys()}, str(b_path))
+        target = state_dict_shapes(arch, num_classes=facts.num_classes, **overrides)
+        head_from_2d = facts.num_classes is not None and "head.weight" in src and \
+            src["head.weight"].shape[0] == facts.num_classes
+        plan = inf.plan(target, {k: tuple(v.shape) for k, v in src.items()}, facts.family,
+                        head_from_2d=head_from_2d, origin=str(b_path))
+        result = InflatedDiff(arch.name, unused_2d=plan.unused)
+        pattern = re.compile(keys) if keys else None
+        steps = facts.settings.get("num_frames", 1) // (facts.settings.get("tubelet_size") or (1,))[0]
+        for e in plan.entries:
+            if pattern is not None and not pattern.search(e.key):
+                continue
+            if e.action == inf.FRESH:
+                result.no_source.append(e.key)
+                continue
+            result.add(_compare(e, fa.get(names[e.key]), src, steps), _group(e.key))  # one 3D tensor at a time
     if not result.tensors:
         raise Inflate3dError(f"{a_path}: no tensor has a counterpart in {b_path}")
     return result

@@ -2,7 +2,6 @@
 float64 only in slices (never a float64 copy of a whole large tensor)."""
 from __future__ import annotations
 
-import collections
 import json
 
 import pytest
@@ -14,7 +13,7 @@ from inflate3d.cli import main
 from inflate3d.diff import diff_checkpoints, diff_inflated
 from inflate3d.diff.metrics import CHUNK
 from inflate3d.inflate import prepare
-from inflate3d.io import lazy, load
+from inflate3d.io import lazy
 
 BIG = "backbone.slow_path.layer4.0.conv2.conv.weight"  # 512x512x1x3x3: more values than one slice
 
@@ -32,44 +31,6 @@ def files(tmp_path_factory, seeded):
         sd[k] = sd[k] * (1 + 0.01 * torch.randn(sd[k].shape, generator=g))
     save_file(sd, str(d / "trained.safetensors"))
     return d
-
-
-@pytest.fixture
-def reads(monkeypatch):
-    """Opens per path (safetensors and whole loads) and the bytes read per (path, key)."""
-    opened, loads, got = collections.Counter(), collections.Counter(), collections.Counter()
-    st_init, st_get, load_ckpt = lazy.SafetensorsFile.__init__, lazy.SafetensorsFile.get, load.load_checkpoint
-
-    def init(self, path):
-        opened[str(path)] += 1
-        st_init(self, path)
-
-    def get(self, key, out=None):
-        t = st_get(self, key, out)
-        got[str(self.path), key] += t.numel() * t.element_size()
-        return t
-
-    def load_checkpoint(path, **kw):
-        loads[str(path)] += 1
-        return load_ckpt(path, **kw)
-
-    zip_init, zip_get = lazy.TorchZipFile.__init__, lazy.TorchZipFile.get
-
-    def init_zip(self, path):
-        opened[str(path)] += 1
-        zip_init(self, path)
-
-    def get_zip(self, key):
-        t = zip_get(self, key)
-        got[str(self.path), key] += t.numel() * t.element_size()
-        return t
-
-    monkeypatch.setattr(lazy.SafetensorsFile, "__init__", init)
-    monkeypatch.setattr(lazy.SafetensorsFile, "get", get)
-    monkeypatch.setattr(lazy.TorchZipFile, "__init__", init_zip)
-    monkeypatch.setattr(lazy.TorchZipFile, "get", get_zip)
-    monkeypatch.setattr(load, "load_checkpoint", load_checkpoint)
-    return opened, loads, got
 
 
 def _read_once(got, path, keys_read):

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from inflate3d.cli import main
+from inflate3d.io.safetensors_header import read_header
 from inflate3d.slowfast.archs import get_arch
 from inflate3d.swin import family
 
@@ -74,6 +75,21 @@ def test_diff_inflated_sees_the_inflation_and_what_moved(files, tmp_path):
                            ok=(1,)).stdout)
     assert [g for g, s in moved["stages"].items() if s["exact"] != s["tensors"]] == ["layers.1"]
     assert moved["stages"]["layers.1"]["max_rel_change"] == pytest.approx(0.02, rel=1e-3)
+
+
+def test_diff_inflated_reads_the_video_file_one_tensor_at_a_time(files, reads):
+    """The Video Swin is opened once and read tensor by tensor, never loaded whole, each tensor's
+    bytes once; the 2D source, whose names may need its tensors, is loaded."""
+    video = files / "video.safetensors"
+    opened, loads, got = reads
+    data = json.loads(run("diff", "--inflated", video, files / "microsoft.pth", "--json").stdout)
+    assert data["exact"]
+    assert opened[str(video)] == 1 and not loads[str(video)]
+    header = read_header(video)[0]
+    sizes = {k: v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items()}
+    read = {k: n for (p, k), n in got.items() if p == str(video)}
+    assert set(read) == {t["key"] for t in data["tensors"]}
+    assert all(n == sizes[k] for k, n in read.items())  # each tensor's bytes, once
 
 
 def test_inflate_refuses_a_2d_swin_of_another_size(files, tmp_path):

@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import TimesformerForVideoClassification, TimesformerModel
 
+from inflate3d.io.safetensors_header import read_header
 from inflate3d.slowfast.archs import build_model, get_arch
 from inflate3d.vit import family
 
@@ -175,3 +176,27 @@ def test_native_network_is_hugging_faces_on_a_moving_clip(tmp_path, attention):
     with torch.no_grad():
         want = hf(clip.transpose(1, 2)).last_hidden_state[:, 0]
         assert rel(model(clip), want) < 1e-5
+
+
+def test_diff_inflated_reads_the_video_file_one_tensor_at_a_time_and_sees_what_moved(vit_file, tmp_path, reads):
+    """The TimeSformer is opened once and read tensor by tensor (never loaded whole: a ViT-L video
+    file is over a gigabyte), each tensor's bytes once; a 2% change in one block shows in that block."""
+    _, path = vit_file
+    native = tmp_path / "ts.safetensors"
+    run("inflate", path, "--arch", "timesformer_b", "-o", native, "--head", "imagenet")
+    state = load_file(native)
+    key = "backbone.transformer_layers.layers.1.attentions.1.attn.out_proj.weight"  # spatial: copied from 2D
+    assert key in state
+    state[key] = state[key] * 1.02
+    moved = tmp_path / "moved.safetensors"
+    save_file(state, moved, metadata=safe_open(str(native), "pt").metadata())
+    opened, loads, got = reads
+    data = json.loads(run("diff", "--inflated", moved, path, "--json", ok=(1,)).stdout)
+    assert [g for g, s in data["stages"].items() if s["exact"] != s["tensors"]] == ["layer1"]
+    assert data["stages"]["layer1"]["max_rel_change"] == pytest.approx(0.02, rel=1e-3)
+    assert opened[str(moved)] == 1 and not loads[str(moved)]
+    header = read_header(moved)[0]
+    sizes = {k: v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items()}
+    read = {k: n for (p, k), n in got.items() if p == str(moved)}
+    assert set(read) == {t["key"] for t in data["tensors"]}  # what has a 2D source; nothing else
+    assert all(n == sizes[k] for k, n in read.items())  # each tensor's bytes, once
