@@ -116,6 +116,21 @@ def _outcome(fn, data):
         return "error", type(e).__name__ if isinstance(e, NeedsTorch) else "error"
 
 
+def _mutated(base: bytes, rng: random.Random, *, edits: int, start: int = 0) -> bytes:
+    """``base`` with 1 to ``edits`` seeded byte flips, cuts or insertions at or after ``start``."""
+    data = bytearray(base)
+    for _ in range(rng.randint(1, edits)):
+        i = rng.randrange(start, len(data))
+        kind = rng.random()
+        if kind < 0.6:
+            data[i] = rng.randrange(256)
+        elif kind < 0.8:
+            del data[i:i + rng.randint(1, 8)]
+        else:
+            data[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+    return bytes(data)
+
+
 def test_mutated_pickles_get_the_full_unpickler_answer():
     """Seeded byte flips, cuts and insertions: wherever the fast loop answers, the full machine
     gives the same object; wherever it refuses, the full machine's answer or error stands."""
@@ -123,17 +138,7 @@ def test_mutated_pickles_get_the_full_unpickler_answer():
     rng = random.Random(0)
     answered = 0
     for _ in range(1500):
-        data = bytearray(base)
-        for _ in range(rng.randint(1, 3)):
-            i = rng.randrange(len(data))
-            kind = rng.random()
-            if kind < 0.6:
-                data[i] = rng.randrange(256)
-            elif kind < 0.8:
-                del data[i:i + rng.randint(1, 8)]
-            else:
-                data[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
-        data = bytes(data)
+        data = _mutated(base, rng, edits=3)
         full = _outcome(_full, data)
         assert _outcome(torch_zip.load_structure, data) == full
         try:
@@ -264,17 +269,7 @@ def test_mutated_large_pickles_get_the_full_unpickler_answer():
     start = _put_indices(base)[0]  # where the LONG_BINPUT entries (the runs) begin
     rng = random.Random(1)
     for _ in range(150):
-        data = bytearray(base)
-        for _ in range(rng.randint(1, 2)):
-            i = rng.randrange(start, len(data))
-            kind = rng.random()
-            if kind < 0.6:
-                data[i] = rng.randrange(256)
-            elif kind < 0.8:
-                del data[i:i + rng.randint(1, 8)]
-            else:
-                data[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
-        data = bytes(data)
+        data = _mutated(base, rng, edits=2, start=start)
         assert _outcome(torch_zip.load_structure, data) == _outcome(_full, data)
 
 
