@@ -27,12 +27,13 @@ class Conv3d(nn.Conv3d):
     N*C*T*H <= 20480, a rule made for 2D images: SlowFast's fast pathway (8-32 channels, 32
     frames) then ran its 1x3x3 and 3x1x1 convolutions about ten times slower (8 channels at 56x56:
     12.6 vs 1.3 ms); a whole SlowFast-R50 forward (1x3x32x224x224, 2 threads) is 4-7% faster.
-    Pointwise kernels keep PyTorch's choice, which is the faster one for them."""
+    Pointwise kernels keep PyTorch's choice, which is the faster one for them, and so does CPU
+    autocast (which casts for ``conv3d``, not for the oneDNN op)."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and self.padding_mode == "zeros" \
                 and self.kernel_size != (1, 1, 1) and isinstance(self.padding, tuple) and torch.backends.mkldnn.is_available() \
-                and torch.backends.mkldnn.enabled and x.dim() == 5:
+                and torch.backends.mkldnn.enabled and x.dim() == 5 and not torch.is_autocast_enabled("cpu"):
             return torch.ops.aten.mkldnn_convolution(x, weight, bias, self.padding, self.stride, self.dilation, self.groups)
         return super()._conv_forward(x, weight, bias)
 

@@ -56,3 +56,11 @@ def test_the_fast_pathway_at_batch_one_never_takes_the_slow_kernel():
     with torch.inference_mode():
         want, got = net_ref(clip), net(clip)
     assert float((got - want).abs().max()) <= 1e-5 * float(want.abs().max())
+
+
+def test_cpu_autocast_casts_as_it_does_for_nn_conv3d():
+    conv = Conv3d(8, 8, (1, 3, 3), padding=(0, 1, 1))
+    x = torch.randn(1, 8, 4, 10, 10)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=(0, 1, 1))
+        assert conv(x).dtype == want.dtype == torch.bfloat16
