@@ -41,7 +41,6 @@ def import_torch():
         import torch
 
         return torch
-    with collector_paused():
+    with collector_paused(freeze=True):
         import torch
-    gc.freeze()
     return torch
