@@ -336,10 +336,10 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
 
 def _resolve(path: Path, views: dict[str, _View], members: dict, folder: str) -> dict[str, TensorMeta]:
     """Each view's shape record, once its storage is in the zip and holds every value it claims.
-    The arithmetic of ``extent_error`` is done once per distinct (size, stride): a checkpoint has
-    a few dozen for a thousand tensors. A tensor that does not fit gets ``extent_error``'s words."""
+    ``extent_error`` runs once per distinct (size, stride, offset, storage size): a checkpoint has
+    a few dozen for a thousand tensors, and a layout that fits one tensor fits them all."""
     dtypes: dict[str, str] = {}  # storage key -> the dtype of its first reference
-    spans: dict[tuple, tuple[int, int, bool]] = {}  # (size, stride) -> (values, last index, fits nothing)
+    fits: set[tuple] = set()  # (size, stride, offset, values in the storage) that extent_error passed
     out = {}
     for name, view in views.items():
         storage = view.storage
@@ -352,27 +352,13 @@ def _resolve(path: Path, views: dict[str, _View], members: dict, folder: str) ->
         if info is None or info.file_size < storage.numel * itemsize:
             raise Inflate3dError(f"{path}: tensor {text(name, 200)}: its storage {text(key, 50)} is "
                                  "missing or shorter than the file says; the file is corrupt")
-        shape, stride, offset = view.shape, view.stride, view.offset
-        if (span := spans.get((shape, stride))) is None:
-            span = spans[shape, stride] = _span(shape, stride)
-        numel, last, bad = span
-        have = info.file_size // itemsize
-        if bad or not 0 <= offset < 2**63 or numel and (offset + last >= have or numel > have):
-            raise Inflate3dError(extent_error(path, name, shape, stride, offset, have) or f"{path}: {name}: no fit")
-        out[name] = TensorMeta(shape, dtype)
+        layout = (view.shape, view.stride, view.offset, info.file_size // itemsize)
+        if layout not in fits:
+            if why := extent_error(path, name, *layout):
+                raise Inflate3dError(why)
+            fits.add(layout)
+        out[name] = TensorMeta(view.shape, dtype)
     return out
-
-
-def _span(shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, int, bool]:
-    """(values, the last value's index from the offset, whether no storage can hold it): the part
-    of ``extent_error`` that does not depend on the storage. A tensor without values is checked
-    only for a size no tensor can have."""
-    probe = extent_error(Path(), "", shape, stride, 0, 2**63)  # only a size or stride torch refuses fails here
-    numel = 1
-    for n in shape:
-        numel *= n
-    last = sum((n - 1) * s for n, s in zip(shape, stride)) if numel else 0
-    return numel, last, probe is not None
 
 
 def _contents(path: Path, f, size: int):
