@@ -323,14 +323,23 @@ def torch_zip_layout(path: Path, f=None, *, layouts: bool = True) -> tuple[Check
     ckpt.tensors = _resolve(path, views, members, f"{root}data/")
     if not (layouts and in_place):
         return ckpt, None
+    from .zip_directory import data_start
+
     stored: dict[str, Member] = {}
     where = {}
-    for name, v in views.items():
-        member = f"{root}data/{v.storage.key}"
-        if member not in stored:
-            info = members[member]
-            stored[member] = Member(member, _data_start(path, f, info), info.file_size, info.CRC)
-        where[name] = Layout(stored[member], v.storage.dtype, v.offset, v.shape, v.stride)
+    opened = f if f is not None else open(path, "rb")  # noqa: SIM115 - once for every member
+    try:
+        for name, v in views.items():
+            member = f"{root}data/{v.storage.key}"
+            if member not in stored:
+                info = members[member]
+                if (start := data_start(opened.fileno(), info.header_offset)) is None:
+                    raise NeedsTorch("a member without its local header")
+                stored[member] = Member(member, start, info.file_size, info.CRC)
+            where[name] = Layout(stored[member], v.storage.dtype, v.offset, v.shape, v.stride)
+    finally:
+        if f is None:
+            opened.close()
     return ckpt, where
 
 
@@ -414,20 +423,3 @@ def _members(path: Path, size: int, listed: list, read):
         return None
     in_place = byteorder == b"little" and all(m.compress_type == 0 for m in members.values())  # ZIP_STORED
     return members, root, info, data, in_place
-
-
-def _data_start(path: Path, f, info) -> int:
-    """The file offset of a stored member's bytes: after its local header, whose name and extra
-    field lengths may differ from the central directory's."""
-    import struct
-
-    opened = f if f is not None else open(path, "rb")  # noqa: SIM115
-    try:
-        head = os.pread(opened.fileno(), 30, info.header_offset)
-    finally:
-        if f is None:
-            opened.close()
-    if len(head) != 30 or head[:4] != b"PK\x03\x04":
-        raise NeedsTorch("a member without its local header")
-    name_len, extra_len = struct.unpack("<HH", head[26:30])
-    return info.header_offset + 30 + name_len + extra_len

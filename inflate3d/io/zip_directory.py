@@ -79,6 +79,23 @@ def read_directory(fd: int, size: int) -> list[ZipMember] | None:
     return members if pos == cd_size else None
 
 
+def local_header(fd: int, offset: int) -> tuple[int, int, int] | None:
+    """(flags, name length, extra field length) of the local header at ``offset``, or None when
+    none is there. A member's bytes start after it: its name and extra field may differ in
+    length from the central directory's."""
+    head = os.pread(fd, _LOCAL.size, offset)
+    if len(head) != _LOCAL.size:
+        return None
+    sig, _, _, flags, _, _, _, _, _, _, name_len, extra_len = _LOCAL.unpack(head)
+    return (flags, name_len, extra_len) if sig == b"PK\x03\x04" else None
+
+
+def data_start(fd: int, header_offset: int) -> int | None:
+    """The file offset of the bytes of the member whose local header is at ``header_offset``."""
+    head = local_header(fd, header_offset)
+    return None if head is None else header_offset + _LOCAL.size + head[1] + head[2]
+
+
 def read_stored(fd: int, member: ZipMember) -> bytes | None:
     """A stored member's bytes, its local header and CRC-32 checked as ``zipfile`` checks them;
     None when ``zipfile`` must read it (compressed, or anything that does not check out)."""
@@ -86,12 +103,10 @@ def read_stored(fd: int, member: ZipMember) -> bytes | None:
 
     if member.compress_type != 0 or member.compress_size != member.file_size:
         return None
-    head = os.pread(fd, _LOCAL.size, member.header_offset)
-    if len(head) != _LOCAL.size:
+    head = local_header(fd, member.header_offset)
+    if head is None:
         return None
-    sig, _, _, flags, _, _, _, _, _, _, name_len, extra_len = _LOCAL.unpack(head)
-    if sig != b"PK\x03\x04":
-        return None
+    flags, name_len, extra_len = head
     start = member.header_offset + _LOCAL.size
     raw = os.pread(fd, name_len, start)
     try:
