@@ -66,7 +66,10 @@ class Memo(dict):
         return self[index]
 
     def fresh(self, puts: array) -> bool:
-        """Whether a run writing ``puts`` (consecutive) overwrites no entry, made or pending."""
+        """Whether a run may write ``puts``: consecutive, as ``pickle`` writes them, and over no
+        entry made or pending."""
+        if not puts or puts != array("I", range(puts[0], puts[0] + len(puts))):
+            return False
         first, last = puts[0], puts[-1]
         return self.keys().isdisjoint(puts) and all(b < first or a > last for a, b, _ in self.pending)
 
@@ -109,8 +112,12 @@ def _index(raw: bytes) -> int:
     return raw[1] if raw[0] == 0x68 else int.from_bytes(raw[1:], "little")
 
 
-def _consecutive(puts: array) -> bool:
-    return len(puts) > 0 and puts == array("I", range(puts[0], puts[0] + len(puts)))
+def _names(lengths, raw) -> list[str] | None:
+    """The BINUNICODE strings ``raw``, decoded as the loop decodes them, if each has the length
+    its opcode declares (else the lazy match cut a name wrongly: None)."""
+    if array("I", b"".join(lengths)) != array("I", map(len, raw)):
+        return None
+    return list(map(str, raw, repeat("utf-8"), repeat("surrogatepass")))
 
 
 def _one(column, memo: Memo):
@@ -155,9 +162,7 @@ def tensors(matches: list[re.Match], memo: Memo, views) -> list | None:
     (lengths, keys, p1, rebuilds, storages, types, key_lengths, storage_keys, p2, locations, numels, p3, offsets,
      sizes, p4, strides, p5, grads, dicts, p6, p7, p8) = zip(*map(re.Match.groups, matches))
     puts = array("I", b"".join(filter(None, chain.from_iterable(zip(p1, p2, p3, p4, p5, p6, p7, p8)))))
-    if not _consecutive(puts) or not memo.fresh(puts):
-        return None
-    if array("I", b"".join(lengths)) != array("I", map(len, keys)) or \
+    if not memo.fresh(puts) or (names := _names(lengths, keys)) is None or \
             b"".join(key_lengths) != bytes(map(len, storage_keys)):
         return None
     if _one(rebuilds, memo) is not rebuild or _one(dicts, memo) is not ordered_dict or \
@@ -179,7 +184,6 @@ def tensors(matches: list[re.Match], memo: Memo, views) -> list | None:
         return None
     if list(map(len, size)) != list(map(len, stride)):
         return None
-    names = list(map(str, keys, repeat("utf-8"), repeat("surrogatepass")))
     storage_names = list(map(str, storage_keys, repeat("ascii")))
     offset = list(map(ints.__getitem__, offsets))
     made = list(map(storage_cls, [kinds[t].dtype for t in types], storage_names, numel))
@@ -207,14 +211,12 @@ def metadata(matches: list[re.Match], memo: Memo) -> list | None:
     """[key, {name: int}, ...] for the ``METADATA`` matches of one run, or None."""
     lengths, keys, p1, p2, names, values = zip(*map(re.Match.groups, matches))
     puts = array("I", b"".join(chain.from_iterable(zip(p1, p2))))
-    if not _consecutive(puts) or not memo.fresh(puts) or \
-            array("I", b"".join(lengths)) != array("I", map(len, keys)):
+    if not memo.fresh(puts) or (keys := _names(lengths, keys)) is None:
         return None
     name = _one(names, memo)
     if type(name) is not str and type(name) is not int:  # a dict key is a string or an int, never hashed else
         return None
     ints = _Ints()
-    keys = list(map(str, keys, repeat("utf-8"), repeat("surrogatepass")))
     dicts = [{name: v} for v in map(ints.__getitem__, values)]
     memo.add(puts, lambda: zip(puts, chain.from_iterable(zip(keys, dicts))))
     return list(chain.from_iterable(zip(keys, dicts)))
