@@ -8,6 +8,7 @@ inflation, or how far training moved the weights.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -70,6 +71,18 @@ class InflatedDiff:
     def exact(self) -> bool:
         return all(t.exact for t in self.tensors)
 
+    def to_compare(self, entries, pattern) -> Iterator:
+        """The plan's entries to compare, in order: those the key ``pattern`` selects (every one
+        without a pattern), less those with no 2D source, which go to ``no_source``. Every family's
+        ``diff --inflated`` walks its plan through this."""
+        for e in entries:
+            if pattern is not None and not pattern.search(e.key):
+                continue
+            if e.action == FRESH:
+                self.no_source.append(e.key)
+                continue
+            yield e
+
 
 def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
     """Compare a 3D checkpoint with the 2D ResNet it was inflated from; the two may come in
@@ -113,12 +126,7 @@ def _diff_inflated(fa: TensorFile, fb: TensorFile, *, keys: str | None, pattern)
         result.notes.append("no recorded head choice: the head has the 2D class count, so it is compared "
                             "with the 2D fc (a fresh head of that size would show as moved)")
     result.notes += [f"{note}: not compared" for note in unstored]
-    for e in plan.entries:
-        if pattern is not None and not pattern.search(e.key):
-            continue
-        if e.action == FRESH:
-            result.no_source.append(e.key)
-            continue
+    for e in result.to_compare(plan.entries, pattern):
         if e.key.endswith("num_batches_tracked") and unstored:
             continue  # not in the file: nothing to compare
         w3d, w2d = view.get(e.key), src.get(e.source)

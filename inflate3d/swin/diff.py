@@ -13,8 +13,8 @@ from ..diff.inflated import InflatedDiff, InflatedTensor
 from ..diff.metrics import relative_change
 from ..errors import Inflate3dError
 from ..inflate.kernels import deflate_kernel, kernel_method
-from ..inflate.mapping import FRESH, INFLATE
-from ..diff.checkpoints import open_input
+from ..inflate.mapping import INFLATE
+from ..diff.checkpoints import key_pattern, open_input
 from ..io.load import load_checkpoint
 from ..slowfast.archs import build_model
 from .config import config_3d, match_arch
@@ -57,13 +57,7 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         p = plan({k: tuple(v.shape) for k, v in model.state_dict().items()}, canon, last=model.backbone.last,
                  head_from_2d=head_from_2d, window=window, origin=str(b_path))
         result = InflatedDiff(arch.name, unused_2d=p.unused)
-        pattern = re.compile(keys) if keys else None
-        for e in p.entries:
-            if pattern is not None and not pattern.search(e.key):
-                continue
-            if e.action == FRESH:
-                result.no_source.append(e.key)
-                continue
+        for e in result.to_compare(p.entries, key_pattern(keys)):
             result.add(_compare(e, fa.get(names[e.key]), canon, window), group(e.key))  # one 3D tensor at a time
     return result
 

@@ -11,7 +11,7 @@ import torch
 from ..diff.inflated import InflatedDiff, InflatedTensor
 from ..diff.metrics import relative_change
 from ..errors import Inflate3dError
-from ..diff.checkpoints import open_input
+from ..diff.checkpoints import key_pattern, open_input
 from ..io.lazy import TensorFile
 from ..slowfast.archs import state_dict_shapes
 from . import inflation as inf
@@ -49,14 +49,8 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         plan = inf.plan(target, {k: tuple(v.shape) for k, v in src.items()}, facts.family,
                         head_from_2d=head_from_2d, origin=str(b_path))
         result = InflatedDiff(arch.name, unused_2d=plan.unused)
-        pattern = re.compile(keys) if keys else None
         steps = facts.settings.get("num_frames", 1) // (facts.settings.get("tubelet_size") or (1,))[0]
-        for e in plan.entries:
-            if pattern is not None and not pattern.search(e.key):
-                continue
-            if e.action == inf.FRESH:
-                result.no_source.append(e.key)
-                continue
+        for e in result.to_compare(plan.entries, key_pattern(keys)):
             result.add(_compare(e, fa.get(names[e.key]), src, steps), _group(e.key))  # one 3D tensor at a time
     if not result.tensors:
         raise Inflate3dError(f"{a_path}: no tensor has a counterpart in {b_path}")

@@ -19,14 +19,14 @@ import torch
 
 from .. import __version__
 from ..errors import Inflate3dError
-from ..inflate.mapping import Entry, Plan
+from ..inflate.mapping import FRESH, Entry, Plan
 from ..slowfast.archs import Arch, build_model
 from .kernels import TUBELET_METHODS, resize_pos_embed, tile_pos_embed, tubelet_kernel
 from .vit2d import ViT2dInfo, canonical, describe
 
-COPY, TEMPORAL, ZERO, RESIZED, TILED, INFLATE, SPLIT, HEAD, FRESH = (
+COPY, TEMPORAL, ZERO, RESIZED, TILED, INFLATE, SPLIT, HEAD = (
     "copied", "copied to temporal attention", "zero", "resized (2D grid)", "tiled over time", "inflated",
-    "split from qkv", "from 2D head", "fresh init")
+    "split from qkv", "from 2D head")  # FRESH is the shared plan's (inflate.mapping)
 ACTIONS = (COPY, TEMPORAL, SPLIT, INFLATE, TILED, RESIZED, HEAD, ZERO, FRESH)
 
 
