@@ -83,6 +83,15 @@ class InflatedDiff:
                 continue
             yield e
 
+    def compared(self, a_path, b_path, keys: str | None) -> InflatedDiff:
+        """This diff, once it compared a tensor; else the error that says why none was (a diff of
+        nothing would call the file exactly its inflation)."""
+        if not self.tensors and keys is not None:
+            raise InvalidInputError(f"key pattern {keys!r} matches no tensor of {a_path} that has a 2D source")
+        if not self.tensors:
+            raise Inflate3dError(f"{a_path}: no tensor has a counterpart in {b_path}")
+        return self
+
 
 def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool = False) -> InflatedDiff:
     """Compare a 3D checkpoint with the 2D ResNet it was inflated from; the two may come in
@@ -131,11 +140,7 @@ def _diff_inflated(fa: TensorFile, fb: TensorFile, *, keys: str | None, pattern)
             continue  # not in the file: nothing to compare
         w3d, w2d = view.get(e.key), src.get(e.source)
         result.add(_compare(e, w3d, w2d), group_of(e.key))
-    if not result.tensors and pattern is not None:
-        raise InvalidInputError(f"key pattern {keys!r} matches no tensor of {a_path} that has a 2D source")
-    if not result.tensors:
-        raise Inflate3dError(f"{a_path}: no tensor has a counterpart in {b_path}")
-    return result
+    return result.compared(a_path, b_path, keys)
 
 
 def _compare(e, w3d: torch.Tensor, w2d: torch.Tensor, *, chunk: int = CHUNK) -> InflatedTensor:

@@ -59,7 +59,7 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         result = InflatedDiff(arch.name, unused_2d=p.unused)
         for e in result.to_compare(p.entries, key_pattern(keys)):
             result.add(_compare(e, fa.get(names[e.key]), canon, window), group(e.key))  # one 3D tensor at a time
-    return result
+    return result.compared(a_path, b_path, keys)
 
 
 def _compare(e, w3d: torch.Tensor, canon, window) -> InflatedTensor:

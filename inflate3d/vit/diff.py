@@ -52,9 +52,7 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
         steps = facts.settings.get("num_frames", 1) // (facts.settings.get("tubelet_size") or (1,))[0]
         for e in result.to_compare(plan.entries, key_pattern(keys)):
             result.add(_compare(e, fa.get(names[e.key]), src, steps), _group(e.key))  # one 3D tensor at a time
-    if not result.tensors:
-        raise Inflate3dError(f"{a_path}: no tensor has a counterpart in {b_path}")
-    return result
+    return result.compared(a_path, b_path, keys)
 
 
 def _compare(e, w3d: torch.Tensor, src: dict, steps: int) -> InflatedTensor:

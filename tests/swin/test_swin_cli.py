@@ -92,6 +92,13 @@ def test_diff_inflated_reads_the_video_file_one_tensor_at_a_time(files, reads):
     assert all(n == sizes[k] for k, n in read.items())  # each tensor's bytes, once
 
 
+def test_diff_inflated_of_no_tensor_is_an_error_not_exactly_the_inflation(files):
+    """A key filter that selects nothing compares nothing: an error, not "exactly the inflation"."""
+    result = run("diff", "--inflated", files / "video.safetensors", files / "timm.safetensors", "--keys", "nomatch",
+                 ok=(2,))
+    assert "key pattern 'nomatch' matches no tensor" in result.output and "Traceback" not in result.output
+
+
 def test_inflate_refuses_a_2d_swin_of_another_size(files, tmp_path):
     result = run("inflate", files / "timm.safetensors", "--arch", "swin3d_t", "-o", tmp_path / "x.safetensors", ok=(2,))
     assert "embed_dims 32" in result.output and "swin3d_t needs 96" in result.output
