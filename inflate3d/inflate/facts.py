@@ -34,24 +34,21 @@ _PYSF_POOL2 = {"c2d": True, "i3d": True, "slow_c2d": False, "slow_i3d": False, "
                "slowfast": False, "2d": False}
 
 
-def pyslowfast_record(text: str) -> dict[str, Any]:
-    """The architecture part of PySlowFast's ``cfg`` (the YAML its ``save_checkpoint`` stores)."""
-    import yaml  # only files that carry a config pay for it
+_CFG_TEXT = ("MODEL.ARCH", "NONLOCAL.INSTANTIATION")
+_CFG_COUNTS = ("MODEL.NUM_CLASSES", "RESNET.DEPTH", "SLOWFAST.ALPHA", "SLOWFAST.BETA_INV",
+               "SLOWFAST.FUSION_KERNEL_SZ", "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE")
 
-    try:
-        cfg = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return {}
-    if not isinstance(cfg, dict):
-        return {}
-    model, slowfast, resnet, data = (cfg.get(k) or {} for k in ("MODEL", "SLOWFAST", "RESNET", "DATA"))
-    picked = {"MODEL.ARCH": model.get("ARCH"), "MODEL.NUM_CLASSES": model.get("NUM_CLASSES"),
-              "RESNET.DEPTH": resnet.get("DEPTH"), "SLOWFAST.ALPHA": slowfast.get("ALPHA"),
-              "SLOWFAST.BETA_INV": slowfast.get("BETA_INV"),
-              "SLOWFAST.FUSION_KERNEL_SZ": slowfast.get("FUSION_KERNEL_SZ"),
-              "DATA.NUM_FRAMES": data.get("NUM_FRAMES"), "DATA.SAMPLING_RATE": data.get("SAMPLING_RATE"),
-              "NONLOCAL.INSTANTIATION": (cfg.get("NONLOCAL") or {}).get("INSTANTIATION")}
-    return {k: v for k, v in picked.items() if v is not None}
+
+def pyslowfast_record(text: str) -> dict[str, Any]:
+    """The architecture part of PySlowFast's ``cfg`` (the YAML its ``save_checkpoint`` stores):
+    names as strings, counts as positive ints; a value of another type is not taken (the fact it
+    would give is then a stated convention)."""
+    from ..io.yacs_yaml import read_scalars
+
+    cfg = read_scalars(text)
+    texts = {k: cfg[k] for k in _CFG_TEXT if isinstance(cfg.get(k), str)}
+    counts = {k: cfg[k] for k in _CFG_COUNTS if type(cfg.get(k)) is int and cfg[k] > 0}
+    return {**texts, **counts}
 
 
 def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool, inflate=(),
@@ -131,7 +128,7 @@ def _non_local_facts(facts: dict[str, Fact], scheme: str, record: dict[str, Any]
 def _slowfast_facts(facts: dict[str, Fact], record: dict[str, Any], fusion_kernel: int | None,
                     depth: int, metadata_arch: str | None) -> None:
     if "SLOWFAST.ALPHA" in record:
-        alpha = int(record["SLOWFAST.ALPHA"])
+        alpha = record["SLOWFAST.ALPHA"]
         facts["speed_ratio"] = Fact(alpha, "checkpoint cfg (SLOWFAST.ALPHA)")
         facts["resample_rate"] = Fact(alpha, "checkpoint cfg (SLOWFAST.ALPHA; the clip is the fast "
                                              "pathway's frames)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 
 import pytest
 import torch
@@ -115,13 +116,15 @@ def test_alpha_comes_from_the_cfg_else_a_stated_convention_and_set_overrides(tmp
     assert "speed_ratio=4" in out["architecture"]["matches"]["settings"]
 
 
-def test_inspect_shows_each_fact_with_its_source(tmp_path):
+def test_inspect_shows_each_fact_with_its_source(tmp_path, monkeypatch):
+    """Each fact with its source; the cfg is read without PyYAML (not a dependency: a user's install has none)."""
     torch.manual_seed(0)
     native = build_model("i3d_r50_8x8", num_classes=5).state_dict()
     pysf = convert(native, source=None, target="pyslowfast", origin="native").tensors
     path = tmp_path / "i3d.pyth"
     cfg = dict(ZOO["configs/Kinetics/I3D_8x8_R50.yaml"]["config"], NUM_CLASSES=5)
     torch.save({"model_state": pysf, "cfg": _cfg(cfg)}, path)
+    monkeypatch.setitem(sys.modules, "yaml", None)  # an import of it fails
     runner = CliRunner()
     assert "= i3d_r50_8x8" in " ".join(runner.invoke(main, ["inspect", str(path)]).output.split())
     facts = json.loads(runner.invoke(main, ["inspect", str(path), "--json"]).output)["architecture"]["facts"]
