@@ -43,8 +43,13 @@ class FamilyHooks(Protocol):
       source object ``prepare`` returned (``inflate``). Returns ``inflate3d.verify.Verification``.
     - ``detect_scheme(keys)``: the scheme name when the keys are this family's, else ``None``; it
       lives in the package's torch-free ``detect`` module (``families.detect`` imports only that).
-    - ``convert(tensors, *, source, target, origin, arch)``: like ``inflate.convert.convert``
-      (``arch``: the user's ``--arch``, else the one the file's metadata records). The result may
+    - ``read_as(scheme, *, source, config, arch)`` (optional): the scheme to read keys that
+      ``detect_scheme`` calls ``scheme`` as, given ``--from``, the file's training config (``cfg``)
+      and the architecture named (``--arch`` or the file's metadata): the names alone cannot tell
+      a space-only TimeSformer from the ViT it runs on every frame.
+    - ``convert(tensors, *, source, target, origin, arch, config)``: like ``inflate.convert.convert``
+      (``arch``: the user's ``--arch``, else the one the file's metadata records; ``config``: the
+      training config the file carries, or None). The result may
       carry ``round_trip_in_function(expected, back, differ) -> str``: the proof for tensors that a
       structural step keeps equal in function but not in bits (X3D's shortcut-BN fold); it raises
       ``Inflate3dError`` when they are not.
@@ -52,7 +57,8 @@ class FamilyHooks(Protocol):
     - ``native_names(keys, scheme, origin)``: {native key: file key} (``diff`` across schemes).
     - ``diff_inflated(a_path, b_path, *, keys, trust_pickle)``: like ``diff.diff_inflated``; ``a_path`` may
       be an open ``TensorFile`` (the command's: read through one tensor at a time, left open).
-    - ``describe(tensors, scheme, origin)``: a dict for ``inspect`` (``family``, ``matches``, facts).
+    - ``describe(tensors, scheme, origin, *, prefix)``: a dict for ``inspect`` (``family``, ``matches``,
+      facts); ``prefix``: the wrapper the loader took off every name (``model.``), or None.
     - ``check_folder(out, force)`` and ``write_folder(out, conversion_or_inflation, meta, force)``:
       outputs that are folders (``--to huggingface``); the writer proves the folder and returns the
       proof lines. Inflations may carry ``notes`` (what the source did not record and was assumed).

@@ -133,7 +133,8 @@ def convert_any(tensors, *, source: str | None, target: str, origin: str, arch: 
     family = hit[0] if hit is not None else families.for_scheme(target)
     if family is not None:
         conv = families.hook(family, "convert", "conversion")(tensors, source=source, target=target,
-                                                              origin=origin, arch=arch or recorded_arch)
+                                                              origin=origin, arch=arch or recorded_arch,
+                                                              config=facts.get("config"))
         if recorded_arch and not arch:
             conv.notes.append(f"architecture {recorded_arch} as the file's metadata records (--arch overrides it)")
         return conv

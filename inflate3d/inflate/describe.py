@@ -83,15 +83,23 @@ def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle:
     hit = families.for_keys(ckpt.tensors)
     if hit is not None:
         family, family_scheme = hit
+        read_as = getattr(family, "read_as", None)  # what --from or the file's cfg say the keys are
+        if read_as is not None:
+            family_scheme = read_as(family_scheme, source=source_scheme, config=ckpt.config,
+                                    arch=ckpt.metadata.get("arch"))
+        if source_scheme and source_scheme != family_scheme:
+            raise Inflate3dError(f"{origin}: given as {source_scheme}, but its keys are {family_scheme}'s "
+                                 f"(e.g. {next(iter(ckpt.tensors))})")
         describe = families.hook(family, "describe", "inspect")
         try:
-            architecture = describe(ckpt.tensors, family_scheme, origin)
+            architecture = describe(ckpt.tensors, family_scheme, origin, prefix=ckpt.prefix)
         except (AttributeError, TypeError):  # this scheme's renaming computes on tensors (HF's q, k, v)
             if read != "structure":
                 raise
             from ..io.load import load_checkpoint
 
-            architecture = describe(load_checkpoint(path, trust_pickle=trust_pickle).tensors, family_scheme, origin)
+            architecture = describe(load_checkpoint(path, trust_pickle=trust_pickle).tensors, family_scheme, origin,
+                                    prefix=ckpt.prefix)
         return {**common, "scheme": family_scheme, "two_pathways": False, "two_d": None, "metadata": ckpt.metadata,
                 "family": getattr(family, "NAME", None), "architecture": _plain(architecture)}
     name, two = detect_scheme(ckpt.tensors, origin)

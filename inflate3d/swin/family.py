@@ -211,7 +211,8 @@ class SwinConversion:
 
 
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str, origin: str,
-            arch: str | None = None) -> SwinConversion:
+            arch: str | None = None, config: str | None = None) -> SwinConversion:
+    """``config`` (a training config the file carries) tells a Swin nothing: its names and shapes do."""
     detected = detect_3d(tensors.keys())
     if detected is None:  # a 2D Swin
         scheme2d = detect_2d(tensors.keys())
@@ -338,7 +339,9 @@ def _weights_check(native, src, arch, method, overrides, cfg, StageCheck, TOLERA
 
 # --- inspect and diff ----------------------------------------------------------------------------
 
-def describe(tensors: Mapping[str, torch.Tensor], scheme: str, origin: str) -> dict[str, Any]:
+def describe(tensors: Mapping[str, torch.Tensor], scheme: str, origin: str, *, prefix: str | None = None
+             ) -> dict[str, Any]:
+    """``prefix`` (the wrapper the loader took off every name) tells a Swin nothing."""
     if scheme.startswith(PREFIX_2D):
         return _describe_2d(tensors, scheme[len(PREFIX_2D):], origin)
     native = to_native(tensors, scheme, origin)

@@ -50,6 +50,28 @@ ATTENTION_ARCH = {"divided_space_time": "timesformer_b", "joint_space_time": "ti
                   "space_only": "timesformer_b_spaceOnly"}
 
 
+
+
+def read_as(scheme: str, *, source: str | None = None, config: str | None = None, arch: str | None = None) -> str:
+    """The scheme to read keys of ``scheme`` as. A space-only TimeSformer saved by its original code
+    has a timm ViT's names (under ``model.``): a ViT run on every frame has no parameter of its
+    own. Such keys are read as one when ``--from timesformer`` says so, when the architecture
+    (``--arch``, or the one the file's metadata records) is the space-only TimeSformer, or when the
+    file's training config (its ``cfg``) records ``TIMESFORMER.ATTENTION_TYPE: space_only``."""
+    if scheme == "timm-vit" and (source == "timesformer" or arch == ATTENTION_ARCH["space_only"]
+                                 or _space_only_config(config)):
+        return "timesformer"
+    return scheme
+
+
+def _space_only_config(config: str | None) -> bool:
+    if not config or "space_only" not in config:
+        return False
+    from ..io.yacs_yaml import read_scalars
+
+    return read_scalars(config).get("TIMESFORMER.ATTENTION_TYPE") == "space_only"
+
+
 # --- inflate and verify ---------------------------------------------------------------------------
 
 def prepare(source, arch: Arch, *, method: str, head, seed: int, trust_pickle: bool = False, **overrides):
@@ -245,16 +267,19 @@ def _settings_from_shapes(family, shapes, record, notes, origin) -> dict:
     return s
 
 
-def convert(tensors, *, source: str | None, target: str, origin: str, arch: str | None = None) -> Conversion:
+def convert(tensors, *, source: str | None, target: str, origin: str, arch: str | None = None,
+            config: str | None = None) -> Conversion:
     from .schemes import from_native_key
 
     detected = detect_scheme(tensors.keys())
+    detected = detected and read_as(detected, source=source, config=config, arch=arch)
     if detected is None:
         raise Inflate3dError(f"{origin}: not a TimeSformer or ViViT checkpoint, and {target} names only video "
                              "transformers; choose another --to")
     if detected.endswith("-vit") or _is_2d_hf(tensors):
-        raise Inflate3dError(f"{origin}: a 2D ViT; make a video network from it with "
-                             "`inflate3d inflate SOURCE --arch timesformer_b` (or vivit_b)")
+        raise Inflate3dError(f"{origin}: a 2D ViT; make a video network from it with `inflate3d inflate "
+                             f"{origin} --arch timesformer_b` (or vivit_b)"
+                             + (f"; {_SPACE_ONLY_HINT}" if detected == "timm-vit" else ""))
     if source and source != detected:
         raise Inflate3dError(f"{origin}: --from {source}, but its keys are {detected}'s; drop --from or fix it")
     record = _record(origin)
@@ -362,11 +387,19 @@ def _is_2d_hf(tensors) -> bool:
     return w is not None and w.dim() == 4 and not any(".attention.attention.qkv." in k for k in tensors)
 
 
-def describe(tensors, scheme: str, origin: str) -> dict:
+# the original TimeSformer wraps its network as ``model``; a space-only one holds nothing but a ViT's
+_SPACE_ONLY_HINT = ("if it is a space-only TimeSformer saved by its original code (these names, under "
+                    "model.), read it as one with --from timesformer")
+
+
+def describe(tensors, scheme: str, origin: str, *, prefix: str | None = None) -> dict:
+    """``prefix``: the wrapper the loader took off every name (the original TimeSformer's ``model.``)."""
     if scheme.endswith("-vit") or (scheme == "huggingface" and _is_2d_hf(tensors)):
         from .vit2d import canonical, describe as describe2d
 
         canon, fmt, notes = canonical(tensors, origin)
+        if scheme == "timm-vit" and prefix == "model.":
+            notes.append(_SPACE_ONLY_HINT)
         info = describe2d(canon, fmt, origin, _record(origin), notes)
         return {"family": "2D ViT", "format": fmt, "embed_dims": info.embed_dims, "depth": info.depth,
                 "patch_size": info.patch_size, "image_size": info.img_size, "num_heads": info.num_heads,

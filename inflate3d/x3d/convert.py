@@ -139,7 +139,9 @@ def stage_blocks(shapes: Mapping) -> tuple[int, ...]:
 
 
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str, origin: str,
-            arch: str | None = None) -> X3DConversion:
+            arch: str | None = None, config: str | None = None) -> X3DConversion:
+    """``config``: PySlowFast's cfg, unread: the arch (``--arch``, or the file's metadata) settles
+    what the weights do not (X3D-XS, -S and -M have the same ones)."""
     detected = detect_scheme(tensors.keys())
     if detected is None:
         raise Inflate3dError(f"{origin}: not an X3D checkpoint (no stem key such as "
@@ -196,8 +198,10 @@ def _fold_proof(source: str, folded: list[str], origin: str):
     return check
 
 
-def describe(tensors: Mapping[str, torch.Tensor], scheme_name: str, origin: str) -> dict:
-    """What ``inspect`` shows: the matching named X3D and the facts the weights carry."""
+def describe(tensors: Mapping[str, torch.Tensor], scheme_name: str, origin: str, *, prefix: str | None = None
+             ) -> dict:
+    """What ``inspect`` shows: the matching named X3D and the facts the weights carry (``prefix``,
+    the wrapper taken off the names, tells nothing more)."""
     native, _, notes = to_native(tensors, scheme_name, origin)
     shapes = {k: tuple(v.shape) for k, v in native.items()}
     report: dict = {"family": "x3d"}
