@@ -57,8 +57,10 @@ class FamilyHooks(Protocol):
     - ``native_names(keys, scheme, origin)``: {native key: file key} (``diff`` across schemes).
     - ``diff_inflated(a_path, b_path, *, keys, trust_pickle)``: like ``diff.diff_inflated``; ``a_path`` may
       be an open ``TensorFile`` (the command's: read through one tensor at a time, left open).
-    - ``describe(tensors, scheme, origin, *, prefix)``: a dict for ``inspect`` (``family``, ``matches``,
-      facts); ``prefix``: the wrapper the loader took off every name (``model.``), or None.
+    - ``describe(tensors, scheme, origin, *, prefix, config, arch)``: a dict for ``inspect`` (``family``,
+      ``matches``, facts); what the file records beside its names: ``prefix``, the wrapper the
+      loader took off every name (``model.``), ``config``, its training config, ``arch``, the
+      architecture its metadata names (each None where it has none).
     - ``check_folder(out, force)`` and ``write_folder(out, conversion_or_inflation, meta, force)``:
       outputs that are folders (``--to huggingface``); the writer proves the folder and returns the
       proof lines. Inflations may carry ``notes`` (what the source did not record and was assumed).

@@ -91,15 +91,16 @@ def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle:
             raise Inflate3dError(f"{origin}: given as {source_scheme}, but its keys are {family_scheme}'s "
                                  f"(e.g. {next(iter(ckpt.tensors))})")
         describe = families.hook(family, "describe", "inspect")
+        record = {"prefix": ckpt.prefix, "config": ckpt.config, "arch": ckpt.metadata.get("arch")}
         try:
-            architecture = describe(ckpt.tensors, family_scheme, origin, prefix=ckpt.prefix)
+            architecture = describe(ckpt.tensors, family_scheme, origin, **record)
         except (AttributeError, TypeError):  # this scheme's renaming computes on tensors (HF's q, k, v)
             if read != "structure":
                 raise
             from ..io.load import load_checkpoint
 
             architecture = describe(load_checkpoint(path, trust_pickle=trust_pickle).tensors, family_scheme, origin,
-                                    prefix=ckpt.prefix)
+                                    **record)
         return {**common, "scheme": family_scheme, "two_pathways": False, "two_d": None, "metadata": ckpt.metadata,
                 "family": getattr(family, "NAME", None), "architecture": _plain(architecture)}
     name, two = detect_scheme(ckpt.tensors, origin)

@@ -339,9 +339,10 @@ def _weights_check(native, src, arch, method, overrides, cfg, StageCheck, TOLERA
 
 # --- inspect and diff ----------------------------------------------------------------------------
 
-def describe(tensors: Mapping[str, torch.Tensor], scheme: str, origin: str, *, prefix: str | None = None
-             ) -> dict[str, Any]:
-    """``prefix`` (the wrapper the loader took off every name) tells a Swin nothing."""
+def describe(tensors: Mapping[str, torch.Tensor], scheme: str, origin: str, *, prefix: str | None = None,
+             config: str | None = None, arch: str | None = None) -> dict[str, Any]:
+    """A Video Swin's or a 2D Swin's settings, from its shapes alone (the record beside the names,
+    ``prefix``, ``config``, ``arch``, adds nothing: the shapes name the arch)."""
     if scheme.startswith(PREFIX_2D):
         return _describe_2d(tensors, scheme[len(PREFIX_2D):], origin)
     native = to_native(tensors, scheme, origin)

@@ -392,8 +392,10 @@ _SPACE_ONLY_HINT = ("if it is a space-only TimeSformer saved by its original cod
                     "model.), read it as one with --from timesformer")
 
 
-def describe(tensors, scheme: str, origin: str, *, prefix: str | None = None) -> dict:
-    """``prefix``: the wrapper the loader took off every name (the original TimeSformer's ``model.``)."""
+def describe(tensors, scheme: str, origin: str, *, prefix: str | None = None, config: str | None = None,
+             arch: str | None = None) -> dict:
+    """``prefix``: the wrapper the loader took off every name (the original TimeSformer's ``model.``);
+    ``config`` and ``arch`` have already chosen the scheme (``read_as``)."""
     if scheme.endswith("-vit") or (scheme == "huggingface" and _is_2d_hf(tensors)):
         from .vit2d import canonical, describe as describe2d
 

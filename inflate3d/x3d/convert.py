@@ -104,8 +104,10 @@ def from_native(native: Mapping[str, torch.Tensor], target: str, origin: str):
     return out, pairs, notes + more, folded
 
 
-def match_arch(native: Mapping[str, torch.Tensor], origin: str, name: str | None = None):
-    """(Arch, overrides, num_classes, notes): the named X3D whose keys and shapes are exactly these."""
+def match_arch(native: Mapping[str, torch.Tensor], origin: str, name: str | None = None, *,
+               config: str | None = None):
+    """(Arch, overrides, num_classes, notes): the named X3D whose keys and shapes are exactly these.
+    Where several have them (XS, S, M), PySlowFast's cfg names the one whose clip it trained on."""
     shapes = {k: tuple(v.shape) for k, v in native.items()}
     num_classes = shapes["cls_head.fc2.weight"][0] if "cls_head.fc2.weight" in shapes else None
     overrides = {"fc1_bias": True} if "cls_head.fc1.bias" in shapes else {}
@@ -119,7 +121,12 @@ def match_arch(native: Mapping[str, torch.Tensor], origin: str, name: str | None
                              f"(blocks per stage {stage_blocks(shapes)}, stem width "
                              f"{shapes.get('backbone.conv1_s.conv.weight', ('?',))[0]}); see `inflate3d archs`")
     notes = []
-    if len(matches) > 1:
+    by_cfg = _by_clip(matches, config) if len(matches) > 1 else None
+    if by_cfg is not None:
+        chosen, why = by_cfg
+        notes.append(f"{', '.join(a.name for a in matches)} have the same weights; {chosen.name} by the checkpoint "
+                     f"cfg ({why}); pass --arch for another")
+    elif len(matches) > 1:
         chosen = next((a for a in matches if a.name == x3d_archs.SAME_WEIGHTS_DEFAULT), matches[0])
         others = [a.name for a in matches if a is not chosen]
         notes.append(f"{', '.join(a.name for a in matches)} have the same weights (they differ only in the input "
@@ -128,6 +135,22 @@ def match_arch(native: Mapping[str, torch.Tensor], origin: str, name: str | None
     else:
         chosen = matches[0]
     return chosen, overrides, num_classes, notes
+
+
+def _by_clip(matches, config: str | None):
+    """(the arch, why) when PySlowFast's cfg names the clip of exactly one of ``matches``: its
+    DATA.NUM_FRAMES, and DATA.TRAIN_CROP_SIZE where it records one; else None."""
+    if not config:
+        return None
+    from ..io.yacs_yaml import read_scalars
+
+    cfg = read_scalars(config)
+    frames, crop = cfg.get("DATA.NUM_FRAMES"), cfg.get("DATA.TRAIN_CROP_SIZE")
+    if type(frames) is not int:
+        return None
+    fits = [a for a in matches if a.clip[0] == frames and (type(crop) is not int or a.clip[1] == crop)]
+    why = f"DATA.NUM_FRAMES={frames}" + (f", DATA.TRAIN_CROP_SIZE={crop}" if type(crop) is int else "")
+    return (fits[0], why) if len(fits) == 1 else None
 
 
 def stage_blocks(shapes: Mapping) -> tuple[int, ...]:
@@ -140,8 +163,8 @@ def stage_blocks(shapes: Mapping) -> tuple[int, ...]:
 
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str, origin: str,
             arch: str | None = None, config: str | None = None) -> X3DConversion:
-    """``config``: PySlowFast's cfg, unread: the arch (``--arch``, or the file's metadata) settles
-    what the weights do not (X3D-XS, -S and -M have the same ones)."""
+    """``arch`` (``--arch``, or the file's metadata) or else ``config`` (PySlowFast's cfg) settles
+    what the weights do not: X3D-XS, -S and -M have the same ones."""
     detected = detect_scheme(tensors.keys())
     if detected is None:
         raise Inflate3dError(f"{origin}: not an X3D checkpoint (no stem key such as "
@@ -152,7 +175,7 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
     if target not in SCHEMES:
         raise Inflate3dError(f"{origin}: X3D converts between {', '.join(SCHEMES)}; --to {target} has no X3D names")
     native, in_pairs, notes = to_native(tensors, detected, origin)
-    arch_obj, overrides, num_classes, arch_notes = match_arch(native, origin, arch)
+    arch_obj, overrides, num_classes, arch_notes = match_arch(native, origin, arch, config=config)
     order = state_dict_shapes(arch_obj, num_classes=num_classes, **overrides)
     native = {k: native[k] for k in order}  # laid out like the native model
     out, out_pairs, out_notes, folded = from_native(native, target, origin)
@@ -198,15 +221,16 @@ def _fold_proof(source: str, folded: list[str], origin: str):
     return check
 
 
-def describe(tensors: Mapping[str, torch.Tensor], scheme_name: str, origin: str, *, prefix: str | None = None
-             ) -> dict:
-    """What ``inspect`` shows: the matching named X3D and the facts the weights carry (``prefix``,
-    the wrapper taken off the names, tells nothing more)."""
+def describe(tensors: Mapping[str, torch.Tensor], scheme_name: str, origin: str, *, prefix: str | None = None,
+             config: str | None = None, arch: str | None = None) -> dict:
+    """What ``inspect`` shows: the matching named X3D and the facts the weights carry. ``arch``:
+    the one the file's metadata records; ``config``: its PySlowFast cfg (both tell X3D-XS, -S and
+    -M apart); ``prefix``, the wrapper taken off the names, tells nothing more."""
     native, _, notes = to_native(tensors, scheme_name, origin)
     shapes = {k: tuple(v.shape) for k, v in native.items()}
     report: dict = {"family": "x3d"}
     try:
-        arch, overrides, num_classes, arch_notes = match_arch(native, origin)
+        arch, overrides, num_classes, arch_notes = match_arch(native, origin, arch, config=config)
         report["matches"] = arch.name + (" with fc1_bias=True" if overrides else "")
         report["origins"] = "; ".join(f"{k} {v}" for k, v in x3d_archs.ORIGINS[arch.name].items() if v)
         notes = notes + arch_notes

@@ -66,6 +66,24 @@ def test_native_to_pytorchvideo_proves_the_fold_in_function(tmp_path):
     assert "blocks.1.res_blocks.0.branch1_norm.weight" not in load_file(out)
 
 
+def test_inspect_and_convert_name_the_x3d_the_file_records(tmp_path, pv_state):
+    """XS, S and M have the same weights: the file's metadata (inspect said x3d_s beside a recorded
+    x3d_xs), else the clip PySlowFast's cfg trained on, names the one it is; else a stated convention."""
+    torch.save({"model_state": pv_state}, tmp_path / "pv.pyth")
+    run("convert", tmp_path / "pv.pyth", "--arch", "x3d_xs", "-o", tmp_path / "xs.safetensors")
+    run("convert", tmp_path / "xs.safetensors", "--to", "pytorchvideo", "--format", "pth", "-o", tmp_path / "xs.pth")
+    for path in ("xs.safetensors", "xs.pth"):
+        assert json.loads(run("inspect", tmp_path / path, "--json").stdout)["architecture"]["matches"] == "x3d_xs"
+    for frames, crop, name in ((4, 160, "x3d_xs"), (16, 224, "x3d_m"), (16, None, "x3d_m"), (13, 999, None)):
+        cfg = f"DATA:\n  NUM_FRAMES: {frames}\n" + (f"  TRAIN_CROP_SIZE: {crop}\n" if crop else "") + "MODEL:\n  ARCH: x3d\n"
+        src = tmp_path / f"cfg{frames}_{crop}.pyth"
+        torch.save({"model_state": pv_state, "cfg": cfg}, src)
+        arch = json.loads(run("inspect", src, "--json").stdout)["architecture"]
+        converted = json.loads(run("convert", src, "-o", tmp_path / f"{src.stem}.safetensors", "--json").stdout)
+        assert arch["matches"] == converted["arch"] == (name or "x3d_s"), (frames, crop)
+        assert any(("by the checkpoint cfg" if name else "by convention") in n for n in arch["notes"])
+
+
 def test_archs_lists_x3d_with_origins():
     by_name = {a["name"]: a for a in json.loads(run("archs", "--json").stdout)["archs"]}
     with torch.device("meta"):  # pytorchvideo's own count, plus the layer1.0 shortcut BN it leaves out
