@@ -134,7 +134,8 @@ def convert_any(tensors, *, source: str | None, target: str, origin: str, arch: 
     if family is not None:
         conv = families.hook(family, "convert", "conversion")(tensors, source=source, target=target,
                                                               origin=origin, arch=arch or recorded_arch,
-                                                              config=facts.get("config"))
+                                                              config=facts.get("config"),
+                                                              metadata=facts.get("metadata"))
         if recorded_arch and not arch:
             conv.notes.append(f"architecture {recorded_arch} as the file's metadata records (--arch overrides it)")
         return conv

@@ -211,8 +211,10 @@ class SwinConversion:
 
 
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str, origin: str,
-            arch: str | None = None, config: str | None = None) -> SwinConversion:
-    """``config`` (a training config the file carries) tells a Swin nothing: its names and shapes do."""
+            arch: str | None = None, config: str | None = None, metadata: Mapping[str, str] | None = None
+            ) -> SwinConversion:
+    """``config`` and ``metadata`` (what the file records beside its weights) tell a Swin nothing:
+    its names and shapes do."""
     detected = detect_3d(tensors.keys())
     if detected is None:  # a 2D Swin
         scheme2d = detect_2d(tensors.keys())
@@ -340,9 +342,9 @@ def _weights_check(native, src, arch, method, overrides, cfg, StageCheck, TOLERA
 # --- inspect and diff ----------------------------------------------------------------------------
 
 def describe(tensors: Mapping[str, torch.Tensor], scheme: str, origin: str, *, prefix: str | None = None,
-             config: str | None = None, arch: str | None = None) -> dict[str, Any]:
+             config: str | None = None, metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A Video Swin's or a 2D Swin's settings, from its shapes alone (the record beside the names,
-    ``prefix``, ``config``, ``arch``, adds nothing: the shapes name the arch)."""
+    ``prefix``, ``config``, ``metadata``, adds nothing: the shapes name the arch)."""
     if scheme.startswith(PREFIX_2D):
         return _describe_2d(tensors, scheme[len(PREFIX_2D):], origin)
     native = to_native(tensors, scheme, origin)

@@ -268,7 +268,7 @@ def _settings_from_shapes(family, shapes, record, notes, origin) -> dict:
 
 
 def convert(tensors, *, source: str | None, target: str, origin: str, arch: str | None = None,
-            config: str | None = None) -> Conversion:
+            config: str | None = None, metadata: Mapping[str, str] | None = None) -> Conversion:
     from .schemes import from_native_key
 
     detected = detect_scheme(tensors.keys())
@@ -282,7 +282,7 @@ def convert(tensors, *, source: str | None, target: str, origin: str, arch: str 
                              + (f"; {_SPACE_ONLY_HINT}" if detected == "timm-vit" else ""))
     if source and source != detected:
         raise Inflate3dError(f"{origin}: --from {source}, but its keys are {detected}'s; drop --from or fix it")
-    record = _record(origin)
+    record = _record(origin, metadata)
     names = native_names(tensors.keys(), detected, origin)
     native = {n: tensors[k] for n, k in names.items()}
     dropped = [k for k in tensors if k not in set(names.values())]
@@ -334,9 +334,12 @@ def _facts(record: Mapping[str, str], facts: _ArchFacts, origin: str) -> dict:
     return {"hidden_act": hf.get("hidden_act") or record.get("hidden_act") or "gelu", "layer_norm_eps": eps}
 
 
-def _record(origin: str) -> dict[str, str]:
-    """What the file records beside its weights (safetensors metadata, a folder's config.json).
-    Headers only, torch-free: nothing else of a file is read."""
+def _record(origin: str, metadata: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What the file records beside its weights: the ``metadata`` its reader found (a ``.pth``'s
+    inflate3d entry), else its safetensors metadata and a folder's config.json (headers only,
+    torch-free: nothing else of a file is read)."""
+    if metadata:
+        return {**_record(origin), **metadata}
     from ..io.checkpoint import hf_folder, sniff_format
     from ..io.safetensors_header import read_header
 
@@ -393,22 +396,23 @@ _SPACE_ONLY_HINT = ("if it is a space-only TimeSformer saved by its original cod
 
 
 def describe(tensors, scheme: str, origin: str, *, prefix: str | None = None, config: str | None = None,
-             arch: str | None = None) -> dict:
+             metadata: Mapping[str, str] | None = None) -> dict:
     """``prefix``: the wrapper the loader took off every name (the original TimeSformer's ``model.``);
-    ``config`` and ``arch`` have already chosen the scheme (``read_as``)."""
+    ``metadata``: what the file records (a ``.pth``'s too: heads, eps); ``config`` has already
+    chosen the scheme (``read_as``)."""
     if scheme.endswith("-vit") or (scheme == "huggingface" and _is_2d_hf(tensors)):
         from .vit2d import canonical, describe as describe2d
 
         canon, fmt, notes = canonical(tensors, origin)
         if scheme == "timm-vit" and prefix == "model.":
             notes.append(_SPACE_ONLY_HINT)
-        info = describe2d(canon, fmt, origin, _record(origin), notes)
+        info = describe2d(canon, fmt, origin, _record(origin, metadata), notes)
         return {"family": "2D ViT", "format": fmt, "embed_dims": info.embed_dims, "depth": info.depth,
                 "patch_size": info.patch_size, "image_size": info.img_size, "num_heads": info.num_heads,
                 "head_classes": info.num_classes, "notes": info.notes}
     names = native_names(tensors.keys(), scheme, origin)
     native = {n: tensors[k] for n, k in names.items()}
-    arch, overrides, facts = infer(native, _record(origin), origin)
+    arch, overrides, facts = infer(native, _record(origin, metadata), origin)
     return {"family": facts.family, "matches": arch.name, "overrides": json.dumps(overrides, default=list),
             **{k: v for k, v in facts.settings.items()}, "head_classes": facts.num_classes, "notes": facts.notes}
 

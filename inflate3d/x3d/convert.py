@@ -162,9 +162,10 @@ def stage_blocks(shapes: Mapping) -> tuple[int, ...]:
 
 
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str, origin: str,
-            arch: str | None = None, config: str | None = None) -> X3DConversion:
-    """``arch`` (``--arch``, or the file's metadata) or else ``config`` (PySlowFast's cfg) settles
-    what the weights do not: X3D-XS, -S and -M have the same ones."""
+            arch: str | None = None, config: str | None = None, metadata: Mapping[str, str] | None = None
+            ) -> X3DConversion:
+    """``arch`` (``--arch``, or the one the file's ``metadata`` records) or else ``config``
+    (PySlowFast's cfg) settles what the weights do not: X3D-XS, -S and -M have the same ones."""
     detected = detect_scheme(tensors.keys())
     if detected is None:
         raise Inflate3dError(f"{origin}: not an X3D checkpoint (no stem key such as "
@@ -222,15 +223,16 @@ def _fold_proof(source: str, folded: list[str], origin: str):
 
 
 def describe(tensors: Mapping[str, torch.Tensor], scheme_name: str, origin: str, *, prefix: str | None = None,
-             config: str | None = None, arch: str | None = None) -> dict:
-    """What ``inspect`` shows: the matching named X3D and the facts the weights carry. ``arch``:
-    the one the file's metadata records; ``config``: its PySlowFast cfg (both tell X3D-XS, -S and
-    -M apart); ``prefix``, the wrapper taken off the names, tells nothing more."""
+             config: str | None = None, metadata: Mapping[str, str] | None = None) -> dict:
+    """What ``inspect`` shows: the matching named X3D and the facts the weights carry. The arch
+    the file's ``metadata`` records, else its PySlowFast ``config``, tells X3D-XS, -S and -M
+    apart; ``prefix``, the wrapper taken off the names, tells nothing more."""
     native, _, notes = to_native(tensors, scheme_name, origin)
     shapes = {k: tuple(v.shape) for k, v in native.items()}
     report: dict = {"family": "x3d"}
     try:
-        arch, overrides, num_classes, arch_notes = match_arch(native, origin, arch, config=config)
+        arch, overrides, num_classes, arch_notes = match_arch(native, origin, (metadata or {}).get("arch"),
+                                                              config=config)
         report["matches"] = arch.name + (" with fc1_bias=True" if overrides else "")
         report["origins"] = "; ".join(f"{k} {v}" for k, v in x3d_archs.ORIGINS[arch.name].items() if v)
         notes = notes + arch_notes

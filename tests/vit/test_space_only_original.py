@@ -2,7 +2,8 @@
 names under ``model.``, inside PySlowFast's ``{'model_state', 'cfg'}``) is read as the TimeSformer
 it is when its cfg, ``--from timesformer`` or the recorded architecture says so, and its mmaction2
 conversion computes what the original code computes: the ViT on every frame, the token sequences
-averaged over frames, then the final norm, the class token and the head."""
+averaged over frames, then the final norm, the class token and the head. A ``.pth`` in the original
+names gives what its own record holds (the head count)."""
 from __future__ import annotations
 
 import json
@@ -108,3 +109,27 @@ def test_from_naming_another_scheme_is_refused(vit_file):
     _, path = vit_file
     result = run("inspect", path, "--from", "pyslowfast", ok=(2,))
     assert "--from pyslowfast, but its keys are timm-vit's" in result.output
+
+
+def test_a_pth_s_own_record_gives_the_heads(tmp_path):
+    """The head count is not in the weights: a ``.pth`` written in the original names records it (its
+    inflate3d entry), and inspect and convert read it there; they assumed 64-wide heads before, and
+    the conversion back computed something else."""
+    torch.manual_seed(0)
+    native = perturb(build_model("timesformer_b", num_classes=CLASSES, img_size=32, patch_size=16, embed_dims=64,
+                                 num_heads=2, num_transformer_layers=1, num_frames=FRAMES), 5)
+    save_file({k: v.contiguous() for k, v in native.state_dict().items()}, tmp_path / "mm.safetensors",
+              metadata={"num_heads": "2"})
+    run("convert", tmp_path / "mm.safetensors", "--to", "timesformer", "-o", tmp_path / "orig.pth")
+    arch = json.loads(run("inspect", tmp_path / "orig.pth", "--json").output)["architecture"]
+    assert arch["num_heads"] == 2 and not any("heads" in n for n in arch["notes"])
+    run("convert", tmp_path / "orig.pth", "-o", tmp_path / "back.safetensors")
+    clip = torch.randn(1, 3, FRAMES, 32, 32, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        want = native.eval()(clip)
+    assert rel(_forward(tmp_path / "back.safetensors", clip), want) < 1e-5
+    one_head = build_model("timesformer_b", num_classes=CLASSES, img_size=32, patch_size=16, embed_dims=64,
+                           num_heads=1, num_transformer_layers=1, num_frames=FRAMES).eval()
+    one_head.load_state_dict(native.state_dict())
+    with torch.no_grad():
+        assert rel(one_head(clip), want) > 1e-3  # the heads matter: the check can fail
