@@ -77,7 +77,10 @@ def test_the_command_skips_the_teardown_but_runs_atexit_and_flushes_its_output()
 
 def test_the_teardown_probe_does_report_a_normal_exit():
     """The control for the test above: a thread still running means the normal exit, teardown included."""
-    r = _script(["archs"], before="threading.Thread(target=time.sleep, args=(4,)).start()\n")  # outlives the command
+    # a thread that outlives the command however long it takes: it ends when the interpreter's exit
+    # stops the main thread (a fixed sleep was outlived by a command on a loaded machine)
+    r = _script(["archs"], before="threading.Thread(target=lambda: [time.sleep(0.01) for _ in "
+                                  "iter(threading.main_thread().is_alive, False)]).start()\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout.endswith("atexit ran\nteardown ran\n")
 
