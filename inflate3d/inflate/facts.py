@@ -51,13 +51,44 @@ def pyslowfast_record(text: str) -> dict[str, Any]:
     return {**texts, **counts}
 
 
+# What an mmaction2 backbone config states that its weights cannot: strides, pools, dilations and
+# alpha, per family (a SlowFast's per pathway too); the non-local blocks' maths
+_MM_BACKBONE = {
+    "resnet3d": ("conv1_stride_t", "pool1_stride_t", "with_pool1", "with_pool2", "temporal_strides",
+                 "spatial_strides", "dilations", "non_local_cfg.mode", "non_local_cfg.use_scale"),
+    "slowfast": ("resample_rate", "speed_ratio"),
+    "tsm": ("num_segments", "shift_div"),
+}
+_MM_BACKBONE["csn"] = _MM_BACKBONE["r2plus1d"] = _MM_BACKBONE["resnet3d"]
+
+
+def mmaction2_record(text: str, family: str) -> dict[str, Any]:
+    """The settings an mmaction2 checkpoint's training config (``meta['cfg']``, mmengine's
+    ``pretty_text``) gives its backbone, dotted as native settings (``slow_pathway.conv1_stride_t``)."""
+    from ..io.mm_config import read_model
+
+    backbone = read_model(text).get("backbone")
+    if not isinstance(backbone, dict):
+        return {}
+    flat = flatten_settings(backbone)
+    wanted = set(_MM_BACKBONE.get(family, ()))
+    if family == "slowfast":
+        wanted |= {f"{p}.{k}" for p in ("slow_pathway", "fast_pathway") for k in _MM_BACKBONE["resnet3d"]}
+    return {k: _tuples(v) for k, v in flat.items() if k in wanted}
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool, inflate=(),
                  fusion_kernel: int | None, depth: int, record: dict[str, Any],
                  metadata_arch: str | None, names_pool2: bool | None,
                  settings: dict[str, Any], metadata_settings: dict[str, Any] | None = None,
-                 has_non_local: bool = False) -> dict[str, Fact]:
+                 has_non_local: bool = False, mm_record: dict[str, Any] | None = None) -> dict[str, Fact]:
     """The backbone settings the file states or implies, keyed by native setting name (dotted
-    for a SlowFast pathway), plus ``arch`` when the file names its architecture."""
+    for a SlowFast pathway), plus ``arch`` when the file names its architecture. ``mm_record``:
+    what an mmaction2 checkpoint's config states (``mmaction2_record``); it outranks conventions."""
     facts: dict[str, Fact] = {}
     if metadata_arch:
         facts["arch"] = Fact(metadata_arch, "inflate3d metadata (arch)")
@@ -91,6 +122,8 @@ def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool, 
                                          why + "stages whose convs are 3x3x3 stride time by 2")
     if has_non_local and not metadata_arch:
         _non_local_facts(facts, scheme, record, two, stem_t)
+    for key, value in (mm_record or {}).items():
+        facts[key] = Fact(value, f"checkpoint meta cfg (model.backbone.{key})")
     for key, value in flatten_settings(settings).items():
         facts[key] = Fact(value, "--set")
     if two and "speed_ratio" in settings and "resample_rate" not in settings:
@@ -148,8 +181,10 @@ def facts_for(info, *, scheme: str, two: bool, names_pool2: bool | None, config:
     """``gather_facts`` for an inferred architecture (``detect.ArchInfo``); the record's own facts
     are kept on ``info.record`` for display."""
     record = pyslowfast_record(config) if config else {}
-    info.record = record
     metadata = metadata or {}
+    mm_record = mmaction2_record(metadata["cfg"], info.family) \
+        if scheme == "mmaction2" and metadata.get("cfg") and not metadata.get("arch") else {}
+    info.record = record or {f"model.backbone.{k}": v for k, v in mm_record.items()}
     stored = read_recorded_settings(metadata.get("arch_settings") or "")
     main = next(iter(info.pathways.values()), {})
     inflated = any(any(stage) for stage in main.get("inflate", ()))
@@ -159,4 +194,5 @@ def facts_for(info, *, scheme: str, two: bool, names_pool2: bool | None, config:
                         has_non_local=any(any(s) for s in main.get("non_local", ())),
                         fusion_kernel=info.fusion_kernel, depth=info.depth, record=record,
                         metadata_arch=metadata.get("arch") or None, names_pool2=names_pool2,
-                        settings=settings or {}, metadata_settings=stored if isinstance(stored, dict) else {})
+                        settings=settings or {}, metadata_settings=stored if isinstance(stored, dict) else {},
+                        mm_record=mm_record)
