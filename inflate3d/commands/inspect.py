@@ -197,8 +197,7 @@ def _one(console: Console, checkpoint: str, source_scheme, trust_pickle, user_se
             *_size_rows(r)]
     if r["dropped_entries"]:
         rows.append(["non-weight entries", ", ".join(r["dropped_entries"])])
-    for k, v in r["metadata"].items():
-        rows.append([f"metadata.{k}", v])
+    rows += _metadata_rows(r["metadata"])
     if r["two_d"]:
         rows.append(["architecture", f"2D {r['two_d'].split(' (')[0]}: inflate it to make a 3D network "
                      f"(inflate3d inflate {checkpoint} --arch ...)"])
@@ -229,6 +228,21 @@ def _one(console: Console, checkpoint: str, source_scheme, trust_pickle, user_se
     return 1 if r.get("non_finite") else 0
 
 
+METADATA_SHOWN = 400  # characters of a metadata value in the table; --json has every value whole
+
+
+def _metadata_rows(metadata: dict[str, str]) -> list[list[str]]:
+    """A row per metadata entry; a long or many-line value (mmaction2 keeps its whole training
+    config in meta['cfg']) as its start and its length."""
+    rows = []
+    for k, v in metadata.items():
+        if len(v) > METADATA_SHOWN or "\n" in v:
+            first = v.strip().splitlines()[0] if v.strip() else ""
+            v = f"{first[:120]} ... ({len(v):,} characters, {len(v.splitlines()):,} lines; whole in --json)"
+        rows.append([f"metadata.{k}", v])
+    return rows
+
+
 def _size_rows(r: dict) -> list[list[str]]:
     rows = [["size", f"{human_bytes(r['bytes'])} ({r['bytes']:,} bytes)"],
             ["tensors", f"{r['tensors']:,} ({r['parameters']:,} parameters)"],
@@ -244,7 +258,7 @@ def _family_report(console: Console, r: dict) -> int:
     architecture = r["architecture"]
     rows = [["file", r["input"]], ["format", r["format"]], ["container", r["container"] or "-"],
             ["scheme", r["scheme"]], *_size_rows(r)]
-    rows += [[f"metadata.{k}", v] for k, v in r["metadata"].items()]
+    rows += _metadata_rows(r["metadata"])
     rows += [[f"architecture.{k}", str(v)] for k, v in architecture.items() if k != "notes"]
     console.table(None, ["", ""], rows)
     for note in architecture.get("notes", []):

@@ -42,6 +42,9 @@ def test_the_cfg_tells_i3d_r50_from_its_8x8_twin(tmp_path):
         assert not any("convention" in n for n in doc["notes"])
         out = tmp_path / f"{arch}.pyth"
         assert json.loads(run("convert", path, "--to", "pyslowfast", "-o", out, "--json").output)["arch"] == arch
+    shown = [line for line in run("inspect", path).output.splitlines() if line.startswith("metadata.cfg")]
+    assert len(shown) == 1 and shown[0].endswith(f"({len(cfg):,} characters, {len(cfg.splitlines())} lines; whole in --json)")
+    assert json.loads(run("inspect", path, "--json").output)["metadata"]["cfg"] == cfg
     without = _checkpoint(tmp_path / "plain.pth", "i3d_r50_8x8", None)
     doc = json.loads(run("inspect", without, "--json").output)["architecture"]  # nothing tells: a convention, said
     assert doc["matches"]["name"] == "i3d_r50" and any("convention: i3d_r50" in n for n in doc["notes"])
