@@ -83,7 +83,7 @@ def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle:
     hit = families.for_keys(ckpt.tensors)
     if hit is not None:
         family, family_scheme = hit
-        read_as = getattr(family, "read_as", None)  # what --from or the file's cfg say the keys are
+        read_as = getattr(family, "read_as", None)  # what --from, the cfg or the recorded arch say the keys are
         if read_as is not None:
             family_scheme = read_as(family_scheme, source=source_scheme, config=ckpt.config,
                                     arch=ckpt.metadata.get("arch"))

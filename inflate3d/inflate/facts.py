@@ -72,8 +72,9 @@ def mmaction2_record(text: str, family: str) -> dict[str, Any]:
         return {}
     flat = flatten_settings(backbone)
     wanted = set(_MM_BACKBONE.get(family, ()))
-    if family == "slowfast":
-        wanted |= {f"{p}.{k}" for p in ("slow_pathway", "fast_pathway") for k in _MM_BACKBONE["resnet3d"]}
+    if family == "slowfast":  # the pathways' strides and pools (no named SlowFast has non-local blocks)
+        wanted |= {f"{p}.{k}" for p in ("slow_pathway", "fast_pathway") for k in _MM_BACKBONE["resnet3d"]
+                   if not k.startswith("non_local_cfg.")}
     return {k: _tuples(v) for k, v in flat.items() if k in wanted}
 
 

@@ -48,8 +48,9 @@ if "vivit_b" not in ARCHS:
         register_builder(_family, build)
 ATTENTION_ARCH = {"divided_space_time": "timesformer_b", "joint_space_time": "timesformer_b_jointST",
                   "space_only": "timesformer_b_spaceOnly"}
-
-
+# the original TimeSformer wraps its network as ``model``; a space-only one holds nothing but a ViT's
+_SPACE_ONLY_HINT = ("if it is a space-only TimeSformer saved by its original code (these names, under "
+                    "model.), read it as one with --from timesformer")
 
 
 def read_as(scheme: str, *, source: str | None = None, config: str | None = None, arch: str | None = None) -> str:
@@ -388,11 +389,6 @@ def _is_2d_hf(tensors) -> bool:
     """Hugging Face ViT and ViViT share their names; the patch kernel's rank tells them apart."""
     w = next((v for k, v in tensors.items() if k.endswith("embeddings.patch_embeddings.projection.weight")), None)
     return w is not None and w.dim() == 4 and not any(".attention.attention.qkv." in k for k in tensors)
-
-
-# the original TimeSformer wraps its network as ``model``; a space-only one holds nothing but a ViT's
-_SPACE_ONLY_HINT = ("if it is a space-only TimeSformer saved by its original code (these names, under "
-                    "model.), read it as one with --from timesformer")
 
 
 def describe(tensors, scheme: str, origin: str, *, prefix: str | None = None, config: str | None = None,

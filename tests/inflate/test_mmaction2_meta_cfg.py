@@ -52,7 +52,9 @@ def test_the_cfg_tells_i3d_r50_from_its_8x8_twin(tmp_path):
 
 def test_the_cfg_gives_alpha_where_the_convention_would_not(tmp_path):
     """Fusion kernel 5 means alpha 8 by convention; this config says 4 (as PySlowFast's 8x8 NLN R50)."""
-    cfg = PRETTY.replace("fusion_kernel=7", "fusion_kernel=5")
+    cfg = PRETTY.replace("fusion_kernel=7", "fusion_kernel=5").replace(  # a pathway's non-local maths: no fact
+        "            lateral=True,\n", "            lateral=True,\n            non_local_cfg=dict(mode='dot_product'),\n")
+    assert "non_local_cfg" in cfg
     path = _checkpoint(tmp_path / "sf.pth", "slowfast_r50_4x16", cfg, resample_rate=4, speed_ratio=4)
     facts = json.loads(run("inspect", path, "--json").output)["architecture"]["facts"]
     assert facts["speed_ratio"] == {"value": 4, "source": "checkpoint meta cfg (model.backbone.speed_ratio)"}
