@@ -237,8 +237,11 @@ def match_arch(native: Mapping[str, torch.Tensor], info: ArchInfo, origin: str,
         place = info.pathways["backbone"]["shift_place"]
         for arch in candidates:  # --arch c2d_r50 names mmaction2's C2D: the same 2-D keys as a TSN
             for overrides in ({}, {"shift_place": place}) if arch.family == "tsm" else ({},):
-                if {strip_net(k): v for k, v in state_dict_shapes(arch, **head, **overrides).items()} == plain:
-                    return arch, overrides
+                # what the file or --set states (segments, shift_div: no weight carries them)
+                full = merge_settings(overrides, {k: v for k, v in required.items()
+                                                  if setting_of(arch, k, overrides) != v})
+                if {strip_net(k): v for k, v in state_dict_shapes(arch, **head, **full).items()} == plain:
+                    return arch, full
         raise Inflate3dError(f"{origin}: keys and shapes match no TSM architecture of depth {info.depth}")
     if info.family == "slowfast":
         # a named arch is taken as it is: fusion with BN onto one without is refused below

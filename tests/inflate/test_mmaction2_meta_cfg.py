@@ -64,3 +64,21 @@ def test_the_cfg_gives_alpha_where_the_convention_would_not(tmp_path):
     assert conv["arch"] == "slowfast_r50_4x16" and "speed_ratio=4" in conv["arch_settings"]
     plain = _checkpoint(tmp_path / "plain.pth", "slowfast_r50_4x16", None)
     assert json.loads(run("inspect", plain, "--json").output)["architecture"]["facts"]["speed_ratio"]["value"] == 8
+
+
+def test_tsm_takes_its_segments_from_the_cfg_or_set(tmp_path):
+    """No weight carries a TSM's segment count: the TSM match ignored every fact, so a 16-segment
+    file (or --set num_segments=16) was written as tsm_r50's 8."""
+    cfg = ("model = dict(\n    backbone=dict(\n        depth=50,\n        num_segments=16,\n"
+           "        pretrained='torchvision://resnet50',\n        shift_div=8,\n        type='ResNetTSM'),\n"
+           "    type='Recognizer2D')\n")
+    path = _checkpoint(tmp_path / "tsm16.pth", "tsm_r50", cfg, num_segments=16)
+    doc = json.loads(run("inspect", path, "--json").output)["architecture"]
+    assert doc["matches"] == {"name": "tsm_r50", "settings": "num_segments=16"}
+    conv = json.loads(run("convert", path, "-o", tmp_path / "a.safetensors", "--json").output)
+    assert conv["arch"] == "tsm_r50" and conv["arch_settings"] == "num_segments=16"
+    plain = _checkpoint(tmp_path / "tsm.pth", "tsm_r50", None)
+    assert json.loads(run("inspect", plain, "--json").output)["architecture"]["matches"]["settings"] == ""
+    conv = json.loads(run("convert", plain, "--set", "num_segments=16", "-o", tmp_path / "b.safetensors",
+                          "--json").output)
+    assert conv["arch_settings"] == "num_segments=16"
