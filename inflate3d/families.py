@@ -47,10 +47,10 @@ class FamilyHooks(Protocol):
       ``detect_scheme`` calls ``scheme`` as, given ``--from``, the file's training config (``cfg``)
       and the architecture named (``--arch`` or the file's metadata): the names alone cannot tell
       a space-only TimeSformer from the ViT it runs on every frame.
-    - ``convert(tensors, *, source, target, origin, arch, config, metadata)``: like
+    - ``convert(tensors, *, source, target, origin, arch, config, metadata, settings)``: like
       ``inflate.convert.convert`` (``arch``: the user's ``--arch``, else the one the file's metadata
       records; ``config``, ``metadata``: the training config and the metadata the file carries, or
-      None). The result may
+      None; ``settings``: what ``--set`` states, honoured or refused, never ignored). The result may
       carry ``round_trip_in_function(expected, back, differ) -> str``: the proof for tensors that a
       structural step keeps equal in function but not in bits (X3D's shortcut-BN fold); it raises
       ``Inflate3dError`` when they are not.
@@ -58,10 +58,10 @@ class FamilyHooks(Protocol):
     - ``native_names(keys, scheme, origin)``: {native key: file key} (``diff`` across schemes).
     - ``diff_inflated(a_path, b_path, *, keys, trust_pickle)``: like ``diff.diff_inflated``; ``a_path`` may
       be an open ``TensorFile`` (the command's: read through one tensor at a time, left open).
-    - ``describe(tensors, scheme, origin, *, prefix, config, metadata)``: a dict for ``inspect``
-      (``family``, ``matches``, facts); what the file records beside its names: ``prefix``, the
-      wrapper the loader took off every name (``model.``), ``config``, its training config,
-      ``metadata`` (each None where it has none).
+    - ``describe(tensors, scheme, origin, *, prefix, config, metadata, settings)``: a dict for
+      ``inspect`` (``family``, ``matches``, facts); what the file records beside its names:
+      ``prefix``, the wrapper the loader took off every name (``model.``), ``config``, its training
+      config, ``metadata`` (each None where it has none); ``settings``: as for ``convert``.
     - ``check_folder(out, force)`` and ``write_folder(out, conversion_or_inflation, meta, force)``:
       outputs that are folders (``--to huggingface``); the writer proves the folder and returns the
       proof lines. Inflations may carry ``notes`` (what the source did not record and was assumed).

@@ -135,7 +135,8 @@ def convert_any(tensors, *, source: str | None, target: str, origin: str, arch: 
         conv = families.hook(family, "convert", "conversion")(tensors, source=source, target=target,
                                                               origin=origin, arch=arch or recorded_arch,
                                                               config=facts.get("config"),
-                                                              metadata=facts.get("metadata"))
+                                                              metadata=facts.get("metadata"),
+                                                              settings=facts.get("settings"))
         if recorded_arch and not arch:
             conv.notes.append(f"architecture {recorded_arch} as the file's metadata records (--arch overrides it)")
         return conv

@@ -91,7 +91,8 @@ def describe_checkpoint(path, *, source_scheme: str | None = None, trust_pickle:
             raise Inflate3dError(f"{origin}: given as {source_scheme}, but its keys are {family_scheme}'s "
                                  f"(e.g. {next(iter(ckpt.tensors))})")
         describe = families.hook(family, "describe", "inspect")
-        record = {"prefix": ckpt.prefix, "config": ckpt.config, "metadata": ckpt.metadata}
+        record = {"prefix": ckpt.prefix, "config": ckpt.config, "metadata": ckpt.metadata,
+                  "settings": dict(settings or {})}
         try:
             architecture = describe(ckpt.tensors, family_scheme, origin, **record)
         except (AttributeError, TypeError):  # this scheme's renaming computes on tensors (HF's q, k, v)

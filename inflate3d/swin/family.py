@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import CHECK_FAILED, Inflate3dError
+from ..errors import CHECK_FAILED, Inflate3dError, InvalidInputError
 from ..io.checkpoint import metadata_json
 from ..slowfast.archs import Arch, build_model, register, register_builder
 from . import archs as _archs
-from .config import config_2d, config_3d, exact_lengths, is_exact, match_arch
+from .config import config_2d, config_3d, exact_lengths, is_exact, match_arch, tuple_or
 from .detect import PREFIX_2D, detect_scheme  # noqa: F401 (a hook)
 from .schemes import detect_2d, detect_3d, stages_of, to_canonical, torchvision3d_table
 
@@ -211,8 +211,8 @@ class SwinConversion:
 
 
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str, origin: str,
-            arch: str | None = None, config: str | None = None, metadata: Mapping[str, str] | None = None
-            ) -> SwinConversion:
+            arch: str | None = None, config: str | None = None, metadata: Mapping[str, str] | None = None,
+            settings: Mapping | None = None) -> SwinConversion:
     """``config`` and ``metadata`` (what the file records beside its weights) tell a Swin nothing:
     its names and shapes do."""
     detected = detect_3d(tensors.keys())
@@ -229,6 +229,7 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
     names = native_names(tensors.keys(), detected, origin)
     native = {n: tensors[k] for n, k in names.items()}
     cfg = config_3d({k: tuple(v.shape) for k, v in native.items()}, origin)
+    _agreeing(settings, cfg)
     arch_obj, overrides = match_arch(cfg, origin, arch)
     order = shapes(arch_obj.name, cfg["num_classes"], overrides)
     missing = [k for k in order if k not in native]
@@ -341,14 +342,26 @@ def _weights_check(native, src, arch, method, overrides, cfg, StageCheck, TOLERA
 
 # --- inspect and diff ----------------------------------------------------------------------------
 
+def _agreeing(settings, cfg: Mapping[str, Any]) -> None:
+    """``--set`` on a Swin: its settings all follow from its weights (patch, window, depths, heads),
+    so a stated one must agree with them (the proof restates them); any other is refused."""
+    for key, value in (settings or {}).items():
+        if key not in cfg or tuple_or(cfg[key]) != tuple_or(value):
+            said = f"the weights say {key}={cfg[key]}" if key in cfg else f"not a Swin setting ({', '.join(cfg)})"
+            raise InvalidInputError(f"--set {key}: a Swin's settings all follow from its weights; {said}")
+
+
 def describe(tensors: Mapping[str, torch.Tensor], scheme: str, origin: str, *, prefix: str | None = None,
-             config: str | None = None, metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+             config: str | None = None, metadata: Mapping[str, str] | None = None,
+             settings: Mapping | None = None) -> dict[str, Any]:
     """A Video Swin's or a 2D Swin's settings, from its shapes alone (the record beside the names,
     ``prefix``, ``config``, ``metadata``, adds nothing: the shapes name the arch)."""
     if scheme.startswith(PREFIX_2D):
+        _agreeing(settings, {})
         return _describe_2d(tensors, scheme[len(PREFIX_2D):], origin)
     native = to_native(tensors, scheme, origin)
     cfg = config_3d({k: tuple(v.shape) for k, v in native.items()}, origin)
+    _agreeing(settings, cfg)
     arch_obj, overrides = match_arch(cfg, origin)
     pt, wd = cfg["patch_size"][0], cfg["window_size"][0]
     return {"family": "Video Swin (SwinTransformer3D)",

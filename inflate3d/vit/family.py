@@ -10,7 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from ..errors import Inflate3dError
+from ..errors import Inflate3dError, InvalidInputError
 from ..io.checkpoint import metadata_json
 from ..slowfast.archs import ARCHS, Arch, register, register_builder, state_dict_shapes
 from .detect import detect_scheme  # noqa: F401 (a hook)
@@ -192,35 +192,49 @@ class Conversion:
     source_names: dict = field(default_factory=dict)
 
 
-def infer(native: Mapping[str, torch.Tensor], record: Mapping[str, str], origin: str) -> tuple[Arch, dict, _ArchFacts]:
+def infer(native: Mapping[str, torch.Tensor], record: Mapping[str, str], origin: str,
+          settings: Mapping | None = None) -> tuple[Arch, dict, _ArchFacts]:
     """The named arch and the backbone settings these native tensors need, from shapes (and the
-    record for what shapes do not carry)."""
+    record for what shapes do not carry); ``settings`` (``--set``) state what neither does, and
+    outrank both (the shapes still have to fit)."""
     from .hf import settings_from_config
 
+    user = dict(settings or {})
     shapes = {k: tuple(v.shape) for k, v in native.items()}
     head = shapes.get("cls_head.fc_cls.weight")
     family = _family_of(shapes)
     hf = metadata_json(record, "hf_config", origin)
-    notes: list[str] = []
+    assumed: list[tuple[tuple[str, ...], str]] = []
     if hf:
         _, settings = settings_from_config(hf, origin)
     elif "arch_overrides" in record:
         settings = metadata_json(record, "arch_overrides", origin)
     else:
-        settings = _settings_from_shapes(family, shapes, record, notes, origin)
+        settings = _settings_from_shapes(family, shapes, record, assumed, origin)
     if family == "vivit":
         arch = ARCHS["vivit_b"]
     else:
         arch = ARCHS[ATTENTION_ARCH[settings["attention_type"]]]
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     full = {**dict(arch.backbone), **settings}
+    if unknown := sorted(set(user) - set(full)):
+        raise InvalidInputError(f"--set {unknown[0]}: not a setting of {arch.name}; its settings are "
+                                f"{', '.join(sorted(full))}")
+    full = {**full, **{k: tuple(v) if isinstance(v, list) else v for k, v in user.items()}}
+    notes = [text for keys, text in assumed if not set(keys) <= set(user)]
+    if user:
+        notes.append(f"{', '.join(f'{k}={v}' for k, v in user.items())} as --set states")
     overrides = {k: v for k, v in full.items() if arch.backbone.get(k) != v}
     from .shapes import state_dict_shapes as computed_shapes
 
     num_classes = None if head is None else head[0]
     expected = computed_shapes(arch, num_classes, overrides)  # torch-free; None: only a build can tell
     if expected is None:
-        expected = state_dict_shapes(arch, num_classes=num_classes, **overrides)
+        try:  # the network refuses some settings (heads that do not divide the width)
+            expected = state_dict_shapes(arch, num_classes=num_classes, **overrides)
+        except (AssertionError, ValueError, TypeError) as e:
+            raise InvalidInputError(f"{origin}: {arch.name} cannot be built with these settings ({e}); "
+                                    f"{'check --set' if user else 'the file records them'}") from None
     if expected != shapes:
         bad = [k for k in set(expected) ^ set(shapes)][:3] or \
             [k for k in expected if expected[k] != shapes.get(k)][:3]
@@ -229,6 +243,8 @@ def infer(native: Mapping[str, torch.Tensor], record: Mapping[str, str], origin:
 
 
 def _settings_from_shapes(family, shapes, record, notes, origin) -> dict:
+    """The settings the shapes (and the record) give; ``notes`` gets (the settings, the words) of
+    each assumption."""
     heads = record.get("num_heads")
     eps = float(record.get("layer_norm_eps", 1e-6))
     if family == "vivit":
@@ -239,8 +255,10 @@ def _settings_from_shapes(family, shapes, record, notes, origin) -> dict:
         grid = 224 // tub[1]
         if n % (grid * grid):  # not 224px frames: the largest square grid that fits
             grid = next(g for g in range(math.isqrt(n), 0, -1) if n % (g * g) == 0)
-        notes.append(f"frame size and count are not in the weights: assumed {grid * tub[1]}px, so "
-                     f"{n // grid**2 * tub[0]} frames (a Hugging Face folder's config.json records them)")
+        notes.append((("image_size", "num_frames"),
+                      f"frame size and count are not in the weights: assumed {grid * tub[1]}px, so "
+                      f"{n // grid**2 * tub[0]} frames (a Hugging Face folder's config.json records them; "
+                      "--set image_size=N,num_frames=N states them)"))
         s = {"hidden_size": dims, "num_hidden_layers": layers, "tubelet_size": tuple(tub),
              "intermediate_size": shapes["backbone.encoder.layer.0.intermediate.dense.weight"][0],
              "num_frames": n // grid ** 2 * tub[0], "image_size": grid * tub[1], "layer_norm_eps": eps,
@@ -259,17 +277,20 @@ def _settings_from_shapes(family, shapes, record, notes, origin) -> dict:
         if "backbone.time_embed" in shapes:
             s["num_frames"] = shapes["backbone.time_embed"][1]
         else:
-            notes.append("space-only: the frame count is not in the weights; 8 assumed (any count runs)")
+            notes.append((("num_frames",), "space-only: the frame count is not in the weights; 8 assumed (any "
+                          "count runs; --set num_frames=N states it)"))
         key = "num_heads"
     if heads is None:
         heads = dims // 64 if dims % 64 == 0 else max(1, dims // 64)
-        notes.append(f"attention heads are not in the weights: {heads} assumed (64-wide heads, as ViT-B)")
+        notes.append(((key,), f"attention heads are not in the weights: {heads} assumed (64-wide heads, as "
+                              f"ViT-B); --set {key}=N states them"))
     s[key] = int(heads)
     return s
 
 
 def convert(tensors, *, source: str | None, target: str, origin: str, arch: str | None = None,
-            config: str | None = None, metadata: Mapping[str, str] | None = None) -> Conversion:
+            config: str | None = None, metadata: Mapping[str, str] | None = None,
+            settings: Mapping | None = None) -> Conversion:
     from .schemes import from_native_key
 
     detected = detect_scheme(tensors.keys())
@@ -287,7 +308,7 @@ def convert(tensors, *, source: str | None, target: str, origin: str, arch: str 
     names = native_names(tensors.keys(), detected, origin)
     native = {n: tensors[k] for n, k in names.items()}
     dropped = [k for k in tensors if k not in set(names.values())]
-    arch_obj, overrides, facts = infer(native, record, origin)
+    arch_obj, overrides, facts = infer(native, record, origin, settings)
     if arch and arch != arch_obj.name:
         raise Inflate3dError(f"--arch {arch}: the keys and shapes are {arch_obj.name}'s")
     order = state_dict_shapes(arch_obj, num_classes=facts.num_classes, **overrides)
@@ -391,24 +412,30 @@ def _is_2d_hf(tensors) -> bool:
     return w is not None and w.dim() == 4 and not any(".attention.attention.qkv." in k for k in tensors)
 
 
+_SETTINGS_2D = ("num_heads", "layer_norm_eps", "hidden_act")  # what a 2D ViT's weights leave open
+
+
 def describe(tensors, scheme: str, origin: str, *, prefix: str | None = None, config: str | None = None,
-             metadata: Mapping[str, str] | None = None) -> dict:
+             metadata: Mapping[str, str] | None = None, settings: Mapping | None = None) -> dict:
     """``prefix``: the wrapper the loader took off every name (the original TimeSformer's ``model.``);
     ``metadata``: what the file records (a ``.pth``'s too: heads, eps); ``config`` has already
-    chosen the scheme (``read_as``)."""
+    chosen the scheme (``read_as``); ``settings``: what ``--set`` states."""
     if scheme.endswith("-vit") or (scheme == "huggingface" and _is_2d_hf(tensors)):
         from .vit2d import canonical, describe as describe2d
 
+        if unknown := sorted(set(settings or {}) - set(_SETTINGS_2D)):
+            raise InvalidInputError(f"--set {unknown[0]}: a 2D ViT leaves only {', '.join(_SETTINGS_2D)} open")
         canon, fmt, notes = canonical(tensors, origin)
         if scheme == "timm-vit" and prefix == "model.":
             notes.append(_SPACE_ONLY_HINT)
-        info = describe2d(canon, fmt, origin, _record(origin, metadata), notes)
+        record = {**_record(origin, metadata), **{k: str(v) for k, v in (settings or {}).items()}}
+        info = describe2d(canon, fmt, origin, record, notes)
         return {"family": "2D ViT", "format": fmt, "embed_dims": info.embed_dims, "depth": info.depth,
                 "patch_size": info.patch_size, "image_size": info.img_size, "num_heads": info.num_heads,
                 "head_classes": info.num_classes, "notes": info.notes}
     names = native_names(tensors.keys(), scheme, origin)
     native = {n: tensors[k] for n, k in names.items()}
-    arch, overrides, facts = infer(native, _record(origin, metadata), origin)
+    arch, overrides, facts = infer(native, _record(origin, metadata), origin, settings)
     return {"family": facts.family, "matches": arch.name, "overrides": json.dumps(overrides, default=list),
             **{k: v for k, v in facts.settings.items()}, "head_classes": facts.num_classes, "notes": facts.notes}
 

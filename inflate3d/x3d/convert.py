@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import CHECK_FAILED, Inflate3dError
+from ..errors import CHECK_FAILED, Inflate3dError, InvalidInputError
 from ..inflate.convert import Conversion
 from ..inflate.convert import from_native as rename_from_native
 from ..inflate.convert import native_names as rename_to_native
@@ -162,8 +162,8 @@ def stage_blocks(shapes: Mapping) -> tuple[int, ...]:
 
 
 def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: str, origin: str,
-            arch: str | None = None, config: str | None = None, metadata: Mapping[str, str] | None = None
-            ) -> X3DConversion:
+            arch: str | None = None, config: str | None = None, metadata: Mapping[str, str] | None = None,
+            settings: Mapping | None = None) -> X3DConversion:
     """``arch`` (``--arch``, or the one the file's ``metadata`` records) or else ``config``
     (PySlowFast's cfg) settles what the weights do not: X3D-XS, -S and -M have the same ones."""
     detected = detect_scheme(tensors.keys())
@@ -177,6 +177,7 @@ def convert(tensors: Mapping[str, torch.Tensor], *, source: str | None, target: 
         raise Inflate3dError(f"{origin}: X3D converts between {', '.join(SCHEMES)}; --to {target} has no X3D names")
     native, in_pairs, notes = to_native(tensors, detected, origin)
     arch_obj, overrides, num_classes, arch_notes = match_arch(native, origin, arch, config=config)
+    _agreeing(settings, arch_obj, overrides)
     order = state_dict_shapes(arch_obj, num_classes=num_classes, **overrides)
     native = {k: native[k] for k in order}  # laid out like the native model
     out, out_pairs, out_notes, folded = from_native(native, target, origin)
@@ -222,8 +223,19 @@ def _fold_proof(source: str, folded: list[str], origin: str):
     return check
 
 
+def _agreeing(settings, arch, overrides: Mapping) -> None:
+    """``--set`` on an X3D: its settings follow from its weights (and XS, S or M from --arch), so
+    a stated one must be the matched arch's (the proof restates them); any other is refused."""
+    known = {"fc1_bias": False, **dict(arch.backbone), **dict(overrides)}  # the head's bias: in the weights
+    for key, value in (settings or {}).items():
+        if known.get(key, object()) != value:
+            said = f"the weights and arch say {key}={known[key]}" if key in known else "not one a file leaves open"
+            raise InvalidInputError(f"--set {key}: an X3D's settings follow from its weights and --arch; {said}")
+
+
 def describe(tensors: Mapping[str, torch.Tensor], scheme_name: str, origin: str, *, prefix: str | None = None,
-             config: str | None = None, metadata: Mapping[str, str] | None = None) -> dict:
+             config: str | None = None, metadata: Mapping[str, str] | None = None,
+             settings: Mapping | None = None) -> dict:
     """What ``inspect`` shows: the matching named X3D and the facts the weights carry. The arch
     the file's ``metadata`` records, else its PySlowFast ``config``, tells X3D-XS, -S and -M
     apart; ``prefix``, the wrapper taken off the names, tells nothing more."""
@@ -233,12 +245,13 @@ def describe(tensors: Mapping[str, torch.Tensor], scheme_name: str, origin: str,
     try:
         arch, overrides, num_classes, arch_notes = match_arch(native, origin, (metadata or {}).get("arch"),
                                                               config=config)
+    except Inflate3dError as e:  # inspection reports, it does not refuse
+        arch, report["matches"], report["why"] = None, None, str(e)
+    if arch is not None:
+        _agreeing(settings, arch, overrides)  # a --set that disagrees is an error, as in convert
         report["matches"] = arch.name + (" with fc1_bias=True" if overrides else "")
         report["origins"] = "; ".join(f"{k} {v}" for k, v in x3d_archs.ORIGINS[arch.name].items() if v)
         notes = notes + arch_notes
-    except Inflate3dError as e:  # inspection reports, it does not refuse
-        report["matches"] = None
-        report["why"] = str(e)
     blocks = stage_blocks(shapes)
     widths = [shapes[f"backbone.layer{i}.0.conv3.conv.weight"][0] for i in range(1, 5)
               if f"backbone.layer{i}.0.conv3.conv.weight" in shapes]

@@ -40,6 +40,10 @@ def test_inspect_names_the_arch_and_the_exact_lengths(files):
     assert data["scheme"] == "mmaction2" and arch["matches"].startswith("swin3d_t with")
     assert arch["window_size"] == "8x4x4" and arch["head_classes"] == 10
     assert arch["exact_clip_lengths"].startswith("2, 4, 6, 8, 10, 12, 14, 16, 32, 48")
+    for command in (["inspect"], ["convert", "-o", files / "x.safetensors"]):  # --set was ignored: now refused
+        result = run(*command[:1], files / "video.safetensors", *command[1:], "--set", "window_size=4", ok=(2,))
+        assert "--set window_size: a Swin's settings all follow from its weights; the weights say " \
+            "window_size=(8, 4, 4)" in result.output
 
 
 def test_verify_warns_at_T20_and_passes_at_an_exact_length(files):

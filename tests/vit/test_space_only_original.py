@@ -133,3 +133,27 @@ def test_a_pth_s_own_record_gives_the_heads(tmp_path):
     one_head.load_state_dict(native.state_dict())
     with torch.no_grad():
         assert rel(one_head(clip), want) > 1e-3  # the heads matter: the check can fail
+
+
+def test_set_states_what_the_file_does_not_and_is_never_ignored(tmp_path):
+    """A file without a record: the heads are assumed (64-wide), which computes something else for
+    32-wide heads; ``--set num_heads=2`` states them (it was ignored for this family). A setting the
+    network has not, or cannot be built with, is refused (exit 2)."""
+    torch.manual_seed(0)
+    native = perturb(build_model("timesformer_b", num_classes=CLASSES, img_size=32, patch_size=16, embed_dims=64,
+                                 num_heads=2, num_transformer_layers=1, num_frames=FRAMES), 6).eval()
+    save_file({k: v.contiguous() for k, v in native.state_dict().items()}, tmp_path / "mm.safetensors")
+    assert json.loads(run("inspect", tmp_path / "mm.safetensors", "--json").output)["architecture"]["num_heads"] == 1
+    arch = json.loads(run("inspect", tmp_path / "mm.safetensors", "--set", "num_heads=2", "--json").output)["architecture"]
+    assert arch["num_heads"] == 2 and "num_heads=2 as --set states" in arch["notes"]
+    assert not any("assumed" in n and "heads" in n for n in arch["notes"])
+    clip = torch.randn(1, 3, FRAMES, 32, 32, generator=torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        want = native(clip)
+    run("convert", tmp_path / "mm.safetensors", "--to", "huggingface", "-o", tmp_path / "assumed")  # 1 head
+    run("convert", tmp_path / "mm.safetensors", "--set", "num_heads=2", "-o", tmp_path / "stated.safetensors")
+    assert rel(_forward(tmp_path / "stated.safetensors", clip), want) < 1e-5
+    assert json.loads((tmp_path / "assumed" / "config.json").read_text())["num_attention_heads"] == 1
+    for bad, words in (("num_heads=3", "cannot be built with these settings"), ("depth=3", "--set depth: not a setting")):
+        result = run("convert", tmp_path / "mm.safetensors", "--set", bad, "-o", tmp_path / "bad.safetensors", ok=(2,))
+        assert words in result.output and not (tmp_path / "bad.safetensors").exists()

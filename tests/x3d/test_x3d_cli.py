@@ -74,6 +74,10 @@ def test_inspect_and_convert_name_the_x3d_the_file_records(tmp_path, pv_state):
     run("convert", tmp_path / "xs.safetensors", "--to", "pytorchvideo", "--format", "pth", "-o", tmp_path / "xs.pth")
     for path in ("xs.safetensors", "xs.pth"):
         assert json.loads(run("inspect", tmp_path / path, "--json").stdout)["architecture"]["matches"] == "x3d_xs"
+    refused = run("inspect", tmp_path / "xs.pth", "--set", "fc1_bias=true", ok=(2,))  # it was ignored
+    assert "--set fc1_bias: an X3D's settings follow from its weights and --arch; the weights and arch say " \
+        "fc1_bias=False" in refused.output
+    run("inspect", tmp_path / "xs.pth", "--set", "fc1_bias=false")  # what the weights say may be stated
     for frames, crop, name in ((4, 160, "x3d_xs"), (16, 224, "x3d_m"), (16, None, "x3d_m"), (13, 999, None)):
         cfg = f"DATA:\n  NUM_FRAMES: {frames}\n" + (f"  TRAIN_CROP_SIZE: {crop}\n" if crop else "") + "MODEL:\n  ARCH: x3d\n"
         src = tmp_path / f"cfg{frames}_{crop}.pyth"
