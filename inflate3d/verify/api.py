@@ -30,6 +30,9 @@ def verify_checkpoint(tensors: Mapping, source, *, origin: str, metadata: Mappin
     if family is None and arch_name is None and families.for_keys(tensors) is not None:
         raise InvalidInputError(f"{origin}: no architecture in its metadata; name one (inflate3d archs)")
     if family is not None:
+        if settings:  # it was dropped without a word
+            raise InvalidInputError(f"--set {next(iter(settings))}: a {family.NAME} checkpoint is verified with the "
+                                    "settings its record holds; state them with `inflate3d convert --set` first")
         return families.hook(family, "verify", "verification")(
             tensors, get_arch(arch_name), source, method=method or meta.get("method"), origin=origin,
             size=size, metadata=meta, trust_pickle=trust_pickle, **({"frames": frames} if frames else {}))

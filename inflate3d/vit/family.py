@@ -65,6 +65,16 @@ def read_as(scheme: str, *, source: str | None = None, config: str | None = None
     return scheme
 
 
+def _cfg_frames(config: str | None) -> int | None:
+    """The clip length the original code's cfg trained on (``DATA.NUM_FRAMES``), if it records one."""
+    if not config:
+        return None
+    from ..io.yacs_yaml import read_scalars
+
+    frames = read_scalars(config).get("DATA.NUM_FRAMES")
+    return frames if type(frames) is int and frames > 0 else None
+
+
 def _space_only_config(config: str | None) -> bool:
     if not config or "space_only" not in config:
         return False
@@ -193,10 +203,11 @@ class Conversion:
 
 
 def infer(native: Mapping[str, torch.Tensor], record: Mapping[str, str], origin: str,
-          settings: Mapping | None = None) -> tuple[Arch, dict, _ArchFacts]:
+          settings: Mapping | None = None, config: str | None = None) -> tuple[Arch, dict, _ArchFacts]:
     """The named arch and the backbone settings these native tensors need, from shapes (and the
-    record for what shapes do not carry); ``settings`` (``--set``) state what neither does, and
-    outrank both (the shapes still have to fit)."""
+    record for what shapes do not carry; ``config``, the original code's cfg, for the frame count
+    of a space-only net); ``settings`` (``--set``) state what none does, and outrank them all (the
+    shapes still have to fit)."""
     from .hf import settings_from_config
 
     user = dict(settings or {})
@@ -221,7 +232,12 @@ def infer(native: Mapping[str, torch.Tensor], record: Mapping[str, str], origin:
         raise InvalidInputError(f"--set {unknown[0]}: not a setting of {arch.name}; its settings are "
                                 f"{', '.join(sorted(full))}")
     full = {**full, **{k: tuple(v) if isinstance(v, list) else v for k, v in user.items()}}
-    notes = [text for keys, text in assumed if not set(keys) <= set(user)]
+    frames = _cfg_frames(config) if any(keys == ("num_frames",) for keys, _ in assumed) else None
+    if frames is not None and "num_frames" not in user:  # the cfg states what the space-only weights do not
+        full["num_frames"] = frames
+        assumed = [(keys, text) for keys, text in assumed if keys != ("num_frames",)]
+        assumed.append(((), f"num_frames={frames} as the checkpoint cfg records (DATA.NUM_FRAMES)"))
+    notes = [text for keys, text in assumed if not keys or not set(keys) <= set(user)]
     if user:
         notes.append(f"{', '.join(f'{k}={v}' for k, v in user.items())} as --set states")
     overrides = {k: v for k, v in full.items() if arch.backbone.get(k) != v}
@@ -308,7 +324,7 @@ def convert(tensors, *, source: str | None, target: str, origin: str, arch: str 
     names = native_names(tensors.keys(), detected, origin)
     native = {n: tensors[k] for n, k in names.items()}
     dropped = [k for k in tensors if k not in set(names.values())]
-    arch_obj, overrides, facts = infer(native, record, origin, settings)
+    arch_obj, overrides, facts = infer(native, record, origin, settings, config)
     if arch and arch != arch_obj.name:
         raise Inflate3dError(f"--arch {arch}: the keys and shapes are {arch_obj.name}'s")
     order = state_dict_shapes(arch_obj, num_classes=facts.num_classes, **overrides)
@@ -435,7 +451,7 @@ def describe(tensors, scheme: str, origin: str, *, prefix: str | None = None, co
                 "head_classes": info.num_classes, "notes": info.notes}
     names = native_names(tensors.keys(), scheme, origin)
     native = {n: tensors[k] for n, k in names.items()}
-    arch, overrides, facts = infer(native, _record(origin, metadata), origin, settings)
+    arch, overrides, facts = infer(native, _record(origin, metadata), origin, settings, config)
     return {"family": facts.family, "matches": arch.name, "overrides": json.dumps(overrides, default=list),
             **{k: v for k, v in facts.settings.items()}, "head_classes": facts.num_classes, "notes": facts.notes}
 

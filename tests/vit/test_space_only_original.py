@@ -17,7 +17,7 @@ from inflate3d.slowfast.archs import build_model
 from vit_peers import IMG, perturb, rel, run, timm_vit
 
 DIMS, HEADS, CLASSES, FRAMES = 128, 2, 7, 4  # 64-wide heads: what a file without a record is assumed to have
-CFG = ("DATA:\n  NUM_FRAMES: 8\n  TRAIN_CROP_SIZE: 224\nMODEL:\n  MODEL_NAME: vit_base_patch16_224\n"
+CFG = ("DATA:\n  NUM_FRAMES: 16\n  TRAIN_CROP_SIZE: 224\nMODEL:\n  MODEL_NAME: vit_base_patch16_224\n"
        "  NUM_CLASSES: 7\nTIMESFORMER:\n  ATTENTION_TYPE: space_only\n  PRETRAINED_MODEL: ''\n")
 
 
@@ -61,6 +61,8 @@ def test_the_cfg_says_timesformer_and_the_conversion_computes_the_original(vit, 
     assert doc["scheme"] == "timesformer" and doc["prefix"] == "model."
     assert doc["architecture"]["matches"] == "timesformer_b_spaceOnly"
     assert doc["architecture"]["head_classes"] == CLASSES and doc["architecture"]["attention_type"] == "space_only"
+    assert doc["architecture"]["num_frames"] == 16  # the cfg's: the weights of a space-only net do not say
+    assert "num_frames=16 as the checkpoint cfg records (DATA.NUM_FRAMES)" in doc["architecture"]["notes"]
     run("convert", path, "-o", tmp_path / "mm.safetensors")  # no --from: the cfg says what it is
     clip = torch.randn(2, 3, FRAMES, IMG, IMG, generator=torch.Generator().manual_seed(11))
     with torch.no_grad():

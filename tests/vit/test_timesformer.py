@@ -86,6 +86,8 @@ def test_verify_fails_on_a_nonzero_temporal_fc_and_on_a_corrupted_kernel(vit_fil
         meta = f.metadata()
     good = load_file(out)
     assert "verified" in run("verify", out, "--against", path).output
+    refused = run("verify", out, "--against", path, "--set", "num_heads=1", ok=(2,))  # it was dropped unsaid
+    assert "--set num_heads: a vit checkpoint is verified with the settings its record holds" in refused.output
     for key, change in (("backbone.transformer_layers.layers.0.attentions.0.temporal_fc.weight", "temporal"),
                         ("backbone.transformer_layers.layers.1.ffns.0.layers.0.0.weight", "two percent")):
         bad = dict(good)
