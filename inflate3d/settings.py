@@ -28,7 +28,7 @@ def parse_value(text: str) -> Any:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text  # a bare word such as 3x1x1 or pytorch
-    return _tuples(value) if isinstance(value, list) else value
+    return as_tuples(value) if isinstance(value, list) else value
 
 
 def parse_settings(items: Iterable[str]) -> dict[str, Any]:
@@ -84,12 +84,13 @@ def _text(v: Any) -> str:
     if isinstance(v, (tuple, list)) and all(isinstance(x, (int, float)) for x in v):
         return ",".join(str(x) for x in v)
     if isinstance(v, (tuple, list)):
-        return repr(_tuples(v)).replace(", ", ",")
+        return repr(as_tuples(v)).replace(", ", ",")
     return str(v)
 
 
-def _tuples(v: Any) -> Any:
-    return tuple(_tuples(x) for x in v) if isinstance(v, (tuple, list)) else v
+def as_tuples(v: Any) -> Any:
+    """Lists and tuples, nested, as tuples (settings compare as tuples; JSON and configs give lists)."""
+    return tuple(as_tuples(x) for x in v) if isinstance(v, (tuple, list)) else v
 
 
 def read_recorded_settings(text: str) -> dict[str, Any]:

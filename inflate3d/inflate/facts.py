@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..records import FrozenRecord
-from .settings import flatten_settings, read_recorded_settings
+from .settings import as_tuples, flatten_settings, read_recorded_settings
 
 
 class Fact(FrozenRecord):
@@ -75,11 +75,7 @@ def mmaction2_record(text: str, family: str) -> dict[str, Any]:
     if family == "slowfast":  # the pathways' strides and pools (no named SlowFast has non-local blocks)
         wanted |= {f"{p}.{k}" for p in ("slow_pathway", "fast_pathway") for k in _MM_BACKBONE["resnet3d"]
                    if not k.startswith("non_local_cfg.")}
-    return {k: _tuples(v) for k, v in flat.items() if k in wanted}
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+    return {k: as_tuples(v) for k, v in flat.items() if k in wanted}
 
 
 def gather_facts(*, scheme: str, two: bool, stem_t: int | None, inflated: bool, inflate=(),

@@ -2,8 +2,8 @@
 line checks a setting before importing torch); re-exported here for the inflation code."""
 from __future__ import annotations
 
-from ..settings import (flatten_settings, format_settings, merge_settings, parse_settings, parse_value,
+from ..settings import (as_tuples, flatten_settings, format_settings, merge_settings, parse_settings, parse_value,
                         read_recorded_settings)
 
-__all__ = ["flatten_settings", "format_settings", "merge_settings", "parse_settings", "parse_value",
+__all__ = ["as_tuples", "flatten_settings", "format_settings", "merge_settings", "parse_settings", "parse_value",
            "read_recorded_settings"]

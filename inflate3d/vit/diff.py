@@ -40,7 +40,7 @@ def diff_inflated(a_path, b_path, *, keys: str | None = None, trust_pickle: bool
             raise Inflate3dError(f"{a_path}: not a TimeSformer / ViViT checkpoint")
         names = native_names(fa.keys(), scheme, str(a_path))  # native key -> the file's
         shapes = {n: torch.empty(fa.shape(k), device="meta") for n, k in names.items()}
-        arch, overrides, facts = infer(shapes, _record(str(a_path)) or dict(fa.metadata), str(a_path))
+        arch, overrides, facts = infer(shapes, _record(str(a_path), fa.metadata), str(a_path))
         with TensorFile(b_path, trust_pickle=trust_pickle) as fb:
             src, _, _ = canonical({k: fb.get(k) for k in fb.keys()}, str(b_path))
         target = state_dict_shapes(arch, num_classes=facts.num_classes, **overrides)

@@ -65,22 +65,23 @@ def read_as(scheme: str, *, source: str | None = None, config: str | None = None
     return scheme
 
 
-def _cfg_frames(config: str | None) -> int | None:
-    """The clip length the original code's cfg trained on (``DATA.NUM_FRAMES``), if it records one."""
+def _cfg_value(config: str | None, key: str):
+    """A scalar the original code's cfg records under ``key`` (``DATA.NUM_FRAMES``), else None."""
     if not config:
         return None
     from ..io.yacs_yaml import read_scalars
 
-    frames = read_scalars(config).get("DATA.NUM_FRAMES")
+    return read_scalars(config).get(key)
+
+
+def _cfg_frames(config: str | None) -> int | None:
+    """The clip length the original code's cfg trained on, if it records one."""
+    frames = _cfg_value(config, "DATA.NUM_FRAMES")
     return frames if type(frames) is int and frames > 0 else None
 
 
 def _space_only_config(config: str | None) -> bool:
-    if not config or "space_only" not in config:
-        return False
-    from ..io.yacs_yaml import read_scalars
-
-    return read_scalars(config).get("TIMESFORMER.ATTENTION_TYPE") == "space_only"
+    return "space_only" in (config or "") and _cfg_value(config, "TIMESFORMER.ATTENTION_TYPE") == "space_only"
 
 
 # --- inflate and verify ---------------------------------------------------------------------------
